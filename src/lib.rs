@@ -1,0 +1,17 @@
+//! ferry: turns a GitHub release into a safe deploy on AWS ECS.
+//!
+//! The flow of one run: [`trigger`] (what started it) → [`tag`] (which environment) →
+//! [`config`] (that environment's file) → [`aws::sts`] (its role) → [`plan`] (everything that
+//! will happen, computed first) → promote / deploy / smoke → [`report`].
+
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod plan;
+pub mod registry;
+pub mod report;
+pub mod tag;
+pub mod trigger;
+pub mod validate;
+
+pub use error::{Failure, FailureKind};

@@ -1,0 +1,186 @@
+//! The `ferry` command: parses arguments, sets up logging, runs the library, maps the result
+//! to the documented exit code.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use ferry::report::OutputFormat;
+use ferry::trigger::{self, Resolved};
+
+#[derive(Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Turns a GitHub release into a safe, verified deploy on AWS ECS",
+    long_about = "Turns a GitHub release into a safe, verified deploy on AWS ECS.\n\n\
+        A tag vX.Y.Z-rc.N deploys to the pre-release (staging) environment, vX.Y.Z promotes the \
+        exact digest verified there to production. Environments are described in \
+        environments/<name>.toml.",
+    after_help = "Examples:\n  ferry validate\n  ferry plan --tag v1.4.0-rc.2\n  ferry deploy            # in GitHub Actions, reads $GITHUB_EVENT_PATH\n\n\
+        Exit codes: 0 done or nothing to do, 1 error before anything changed, 2 invalid input, \
+        3 refused by a safety gate, 4 failed and rolled back, 5 failed and needs a person."
+)]
+struct Cli {
+    /// Directory of environment files.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_ENVIRONMENTS",
+        default_value = "environments"
+    )]
+    environments: PathBuf,
+    /// How results are printed on stdout (progress always goes to stderr).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    output: OutputFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct TriggerArgs {
+    /// Release tag to act on, e.g. v1.4.0-rc.2.
+    #[arg(long, conflicts_with = "event")]
+    tag: Option<String>,
+    /// GitHub event payload (release or workflow_dispatch with a `tag` input);
+    /// defaults to $GITHUB_EVENT_PATH.
+    #[arg(long, env = "GITHUB_EVENT_PATH")]
+    event: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what a release would do, without changing anything.
+    #[command(after_help = "Example:\n  ferry plan --tag v1.4.0-rc.2 --output json")]
+    Plan {
+        #[command(flatten)]
+        trigger: TriggerArgs,
+        /// Do not contact AWS or registries (no digests).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Deploy a release (in GitHub Actions: the published release of $GITHUB_EVENT_PATH).
+    #[command(after_help = "Example:\n  ferry deploy --tag v1.4.0")]
+    Deploy {
+        #[command(flatten)]
+        trigger: TriggerArgs,
+    },
+    /// Show what an environment runs now.
+    #[command(after_help = "Example:\n  ferry status --tag v1.4.0")]
+    Status {
+        #[command(flatten)]
+        trigger: TriggerArgs,
+    },
+    /// Check the environment files; with --online also that roles, repositories and services exist.
+    #[command(after_help = "Example:\n  ferry validate --online")]
+    Validate {
+        /// Also assume each role and look up each repository, cluster and service.
+        #[arg(long)]
+        online: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            print_error(&err);
+            ExitCode::from(ferry::error::exit_code(&err))
+        }
+    }
+}
+
+fn init_logging() {
+    let color = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+    });
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(false)
+        .without_time()
+        .with_env_filter(filter)
+        .init();
+}
+
+/// The whole cause chain, then the fix hint.
+fn print_error(err: &anyhow::Error) {
+    let mut chain = err.chain();
+    if let Some(top) = chain.next() {
+        eprintln!("error: {top}");
+    }
+    for cause in chain {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(hint) = ferry::error::classify(err).and_then(|f| f.hint.as_deref()) {
+        eprintln!("hint: {hint}");
+    }
+    ferry::report::github_error_annotation("ferry failed", &format!("{err:#}"));
+}
+
+fn resolve_trigger(args: &TriggerArgs) -> Result<Resolved> {
+    match (&args.tag, &args.event) {
+        (Some(tag), _) => Ok(trigger::from_tag(tag)),
+        (None, Some(path)) => trigger::from_event_file(path),
+        (None, None) => Err(ferry::Failure::invalid("no release to act on: neither --tag nor an event was given")
+            .hint("pass --tag vX.Y.Z[-rc.N], or --event PATH (in GitHub Actions $GITHUB_EVENT_PATH is used)")
+            .into()),
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Plan { trigger, offline } => {
+            plan(&cli.environments, cli.output, &trigger, offline).await
+        }
+        Command::Deploy { trigger } | Command::Status { trigger } => {
+            plan(&cli.environments, cli.output, &trigger, false).await
+        }
+        Command::Validate { online } => {
+            ferry::validate::run(&cli.environments, online, cli.output).await
+        }
+    }
+}
+
+async fn plan(
+    envs: &std::path::Path,
+    output: OutputFormat,
+    args: &TriggerArgs,
+    offline: bool,
+) -> Result<()> {
+    let trigger = match resolve_trigger(args)? {
+        Resolved::Deploy(t) => t,
+        Resolved::Nothing(msg) => {
+            tracing::info!("{msg}");
+            return Ok(());
+        }
+    };
+    let plan = ferry::plan::plan(&trigger, envs, ferry::plan::PlanOptions { offline }).await?;
+    match output {
+        OutputFormat::Json => ferry::report::print_json(&plan)?,
+        OutputFormat::Human => print!("{}", ferry::report::plan_text(&plan)),
+    }
+    ferry::report::github_summary(&ferry::report::plan_markdown(&plan))?;
+    ferry::report::github_outputs(&[
+        ("environment", &plan.environment),
+        ("version", &plan.version),
+        ("digest", plan.source.digest.as_deref().unwrap_or("")),
+    ])?;
+    Ok(())
+}

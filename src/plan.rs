@@ -1,0 +1,192 @@
+//! The plan: everything a run will do, computed before anything is touched.
+//!
+//! `ferry plan` prints it; `ferry deploy` executes it. Reading the source digest needs the
+//! environment's credentials; when that fails the plan says why instead of guessing.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::aws::sts::{self, AuthMode};
+use crate::config::{Environment, Environments, ServiceConfig, SmokeCheck};
+use crate::error::Failure;
+use crate::tag::{self, Channel, ReleaseTag};
+use crate::trigger::{Trigger, TriggerSource};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub tag: String,
+    pub version: String,
+    pub channel: Channel,
+    pub environment: String,
+    pub config_file: String,
+    pub account_id: String,
+    pub region: String,
+    pub role_arn: String,
+    pub auth: AuthMode,
+    pub trigger: TriggerSource,
+    pub source: ImageRef,
+    pub target: ImageRef,
+    /// Whether bytes must be copied from the source repository to the target.
+    pub promote: bool,
+    pub services: Vec<ServiceConfig>,
+    pub smoke: Vec<SmokeCheck>,
+    /// Things the plan could not find out, each with its reason.
+    pub unresolved: Vec<String>,
+}
+
+/// An image location, with what it points at when that could be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageRef {
+    pub environment: String,
+    pub registry: String,
+    pub repository: String,
+    /// `None` when it could not be decided (e.g. no rc tag could be listed).
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub media_type: Option<String>,
+}
+
+impl ImageRef {
+    fn new(env: &Environment, tag: Option<String>) -> Self {
+        ImageRef {
+            environment: env.name.clone(),
+            registry: env.registry_host(),
+            repository: env.file.image.repository.clone(),
+            tag,
+            digest: None,
+            media_type: None,
+        }
+    }
+
+    /// `registry/repository[:tag][@digest]`
+    pub fn display(&self) -> String {
+        let mut s = format!("{}/{}", self.registry, self.repository);
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
+    }
+}
+
+/// Options for planning.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// Do not contact AWS or registries.
+    pub offline: bool,
+}
+
+/// Parses the tag against the environments and checks it against the trigger.
+pub fn classify(trigger: &Trigger, envs: &Environments) -> Result<ReleaseTag> {
+    let words = envs.prerelease_words();
+    let tag = tag::parse(&trigger.tag, &words).map_err(|e| {
+        let forms = e.accepted_forms();
+        Failure::invalid(e.to_string()).hint(forms)
+    })?;
+    crate::trigger::check_prerelease_flag(trigger, &tag)?;
+    Ok(tag)
+}
+
+/// Computes the plan for `trigger`; reads digests unless `opts.offline`.
+pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: PlanOptions) -> Result<Plan> {
+    let envs = crate::config::load(envs_dir)?;
+    let tag = classify(trigger, &envs)?;
+    let env = envs.select(&tag)?;
+    let source_env = match &env.file.promote {
+        Some(p) => envs.get(&p.from)?,
+        None => env,
+    };
+    let promote = env.file.promote.is_some();
+    let source_tag = if promote { None } else { Some(tag.tag.clone()) };
+    let mut plan = Plan {
+        tag: tag.tag.clone(),
+        version: tag.version.to_string(),
+        channel: tag.channel.clone(),
+        environment: env.name.clone(),
+        config_file: env.path.display().to_string(),
+        account_id: env.file.account_id.clone(),
+        region: env.file.region.clone(),
+        role_arn: env.file.role.arn.clone(),
+        auth: sts::auth_mode(),
+        trigger: trigger.source,
+        source: ImageRef::new(source_env, source_tag),
+        target: ImageRef::new(env, Some(tag.tag.clone())),
+        promote,
+        services: env.file.services.clone(),
+        smoke: env.file.smoke.clone(),
+        unresolved: Vec::new(),
+    };
+    if opts.offline {
+        plan.unresolved.push("digests not read (--offline)".into());
+        return Ok(plan);
+    }
+    // A definite answer (no such image, nothing verified in staging) fails the plan; an
+    // operational error (no credentials here) only leaves the digest unknown.
+    match resolve_source(&mut plan, source_env, &tag).await {
+        Err(e) if crate::error::classify(&e).is_some() => return Err(e),
+        Err(e) => plan.unresolved.push(format!("source image: {e:#}")),
+        Ok(()) => {}
+    }
+    if promote {
+        if let Err(e) = resolve_target(&mut plan, env).await {
+            plan.unresolved.push(format!("target image: {e:#}"));
+        }
+    } else {
+        plan.target.digest.clone_from(&plan.source.digest);
+        plan.target.media_type.clone_from(&plan.source.media_type);
+    }
+    Ok(plan)
+}
+
+async fn resolve_source(plan: &mut Plan, source_env: &Environment, tag: &ReleaseTag) -> Result<()> {
+    let sdk = sts::environment_config(source_env).await?;
+    let client = crate::aws::ecr::registry_client(&sdk, &source_env.registry_host()).await?;
+    let repo = &source_env.file.image.repository;
+    if plan.source.tag.is_none() {
+        let tags = client.list_tags(repo).await?;
+        let words = source_env.prerelease_words();
+        let best = tag::highest_prerelease(tags.iter().map(String::as_str), &tag.core(), &words).ok_or_else(|| {
+            Failure::refused(format!(
+                "no {} pre-release of {} (v{}-{}.N) in {}/{}: production only deploys what staging verified",
+                source_env.name,
+                tag.core(),
+                tag.core(),
+                words.first().map_or("rc", String::as_str),
+                source_env.registry_host(),
+                repo
+            ))
+            .hint(format!("release v{}-rc.N to {} first", tag.core(), source_env.name))
+        })?;
+        plan.source.tag = Some(best.tag);
+    }
+    let source_tag = plan.source.tag.clone().unwrap_or_default();
+    let desc = client.resolve_tag(repo, &source_tag).await?.ok_or_else(|| {
+        Failure::invalid(format!(
+            "no image tagged {source_tag} in {}/{repo}",
+            source_env.registry_host()
+        ))
+        .hint("push the image under the release tag before publishing the release (CI builds it on the tag)")
+    })?;
+    plan.source.digest = Some(desc.digest);
+    plan.source.media_type = Some(desc.media_type);
+    Ok(())
+}
+
+async fn resolve_target(plan: &mut Plan, env: &Environment) -> Result<()> {
+    let sdk = sts::environment_config(env).await?;
+    let client = crate::aws::ecr::registry_client(&sdk, &env.registry_host()).await?;
+    if let Some(desc) = client
+        .resolve_tag(&env.file.image.repository, &plan.tag)
+        .await?
+    {
+        plan.target.digest = Some(desc.digest);
+        plan.target.media_type = Some(desc.media_type);
+    }
+    Ok(())
+}

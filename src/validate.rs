@@ -1,0 +1,138 @@
+//! `ferry validate`: the environment files, and with `--online` the AWS resources they name.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::{Environment, MatchKind};
+use crate::error::Failure;
+use crate::report::OutputFormat;
+
+#[derive(Debug, Serialize)]
+struct Check {
+    environment: String,
+    check: String,
+    ok: bool,
+    detail: String,
+}
+
+pub async fn run(dir: &Path, online: bool, output: OutputFormat) -> Result<()> {
+    let envs = crate::config::load(dir)?;
+    let mut checks = Vec::new();
+    for env in envs.envs.values() {
+        checks.push(Check {
+            environment: env.name.clone(),
+            check: "config".into(),
+            ok: true,
+            detail: describe(env),
+        });
+        if online {
+            online_checks(env, &mut checks).await;
+        }
+    }
+    match output {
+        OutputFormat::Json => crate::report::print_json(&checks)?,
+        OutputFormat::Human => {
+            for c in &checks {
+                println!(
+                    "{} {:<12} {:<28} {}",
+                    if c.ok { "ok  " } else { "FAIL" },
+                    c.environment,
+                    c.check,
+                    c.detail
+                );
+            }
+        }
+    }
+    let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let list = failed
+        .iter()
+        .map(|c| format!("{} {}: {}", c.environment, c.check, c.detail))
+        .collect::<Vec<_>>()
+        .join("\n  - ");
+    Err(Failure::invalid(format!("{} online check(s) failed:\n  - {list}", failed.len()))
+        .hint("create the missing resources or correct the environment file; each line names what was looked up")
+        .into())
+}
+
+fn describe(env: &Environment) -> String {
+    let tags = match env.file.release.kind {
+        MatchKind::Final => "vX.Y.Z".to_string(),
+        MatchKind::Prerelease => format!("vX.Y.Z-{{{}}}.N", env.prerelease_words().join(",")),
+    };
+    let from = env
+        .file
+        .promote
+        .as_ref()
+        .map(|p| format!(", promotes from {}", p.from))
+        .unwrap_or_default();
+    format!(
+        "{} → account {} {}, {} service(s), {} smoke check(s){from}",
+        tags,
+        env.file.account_id,
+        env.file.region,
+        env.file.services.len(),
+        env.file.smoke.len()
+    )
+}
+
+async fn online_checks(env: &Environment, checks: &mut Vec<Check>) {
+    let mut push = |check: String, res: Result<String>| {
+        let (ok, detail) = match res {
+            Ok(d) => (true, d),
+            Err(e) => (false, format!("{e:#}")),
+        };
+        checks.push(Check {
+            environment: env.name.clone(),
+            check,
+            ok,
+            detail,
+        });
+    };
+    let sdk = match crate::aws::sts::environment_config(env).await {
+        Ok(s) => s,
+        Err(e) => return push("role".into(), Err(e)),
+    };
+    let role = crate::aws::sts::verify_identity(env, &sdk).await;
+    let role_ok = role.is_ok();
+    push("role".into(), role.map(|arn| format!("assumed as {arn}")));
+    if !role_ok {
+        return;
+    }
+    let repo = &env.file.image.repository;
+    let res = crate::aws::ecr::repository_exists(&sdk, repo)
+        .await
+        .and_then(|exists| {
+            if exists {
+                Ok(format!("{}/{repo} exists", env.registry_host()))
+            } else {
+                Err(anyhow::anyhow!(
+                    "ECR repository {repo} does not exist in account {} {}",
+                    env.file.account_id,
+                    env.file.region
+                ))
+            }
+        });
+    push(format!("repository {repo}"), res);
+    for s in &env.file.services {
+        let res = crate::aws::ecs::service_exists(&sdk, &s.cluster, &s.service)
+            .await
+            .and_then(|exists| {
+                if exists {
+                    Ok("active".to_string())
+                } else {
+                    Err(anyhow::anyhow!(
+                        "ECS service {}/{} not found (or not ACTIVE) in {}",
+                        s.cluster,
+                        s.service,
+                        env.file.region
+                    ))
+                }
+            });
+        push(format!("service {}/{}", s.cluster, s.service), res);
+    }
+}

@@ -1,0 +1,293 @@
+//! The local world for integration tests: a moto server (shared, started by `scripts/world`),
+//! real registries (one `docker-registry` per test and account, started here), and helpers
+//! to run the `ferry` binary as a user would.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+/// The moto endpoint; a missing world is an error, never a skip.
+pub fn moto_url() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run the tests with scripts/test (or `scripts/world up` and source its env file)")
+    })
+}
+
+pub fn region() -> String {
+    std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into())
+}
+
+/// A random 12-digit account id: moto keeps each account's state apart, so tests can run in parallel.
+pub fn random_account() -> String {
+    let mut rng = rand::thread_rng();
+    format!(
+        "{}{:011}",
+        rng.gen_range(1..10),
+        rng.gen_range(0..100_000_000_000u64)
+    )
+}
+
+/// A unique lowercase name, for repositories, clusters, services.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::thread_rng().gen::<u32>())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port}");
+}
+
+/// A real CNCF distribution registry (Debian `docker-registry`) with htpasswd auth for
+/// `AWS:<account>-auth-token`, the password moto's GetAuthorizationToken hands out.
+pub struct Registry {
+    pub port: u16,
+    pub account: String,
+    pub user: String,
+    pub password: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// A registry that accepts the ECR credentials of `account`.
+    pub fn for_account(account: &str) -> Registry {
+        Self::start(account, "AWS", &format!("{account}-auth-token"))
+    }
+
+    /// A registry with arbitrary basic-auth credentials.
+    pub fn start(account: &str, user: &str, password: &str) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = dir.path().join("htpasswd");
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .expect("htpasswd (apache2-utils) is missing: run scripts/setup");
+        assert!(out.status.success(), "htpasswd failed");
+        std::fs::write(&htpasswd, &out.stdout).unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {data}}}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd: {{realm: ferry-test, path: {htpasswd}}}\n",
+                data = dir.path().join("data").display(),
+                htpasswd = htpasswd.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/bin")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry is missing: run scripts/setup");
+        wait_for_port(port, "docker-registry");
+        Registry {
+            port,
+            account: account.to_string(),
+            user: user.to_string(),
+            password: password.to_string(),
+            child,
+            _dir: dir,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn creds(&self) -> String {
+        format!("{}:{}", self.user, self.password)
+    }
+
+    /// The ECR host name of this registry's account.
+    pub fn ecr_host(&self) -> String {
+        format!("{}.dkr.ecr.{}.amazonaws.com", self.account, region())
+    }
+
+    /// `FERRY_REGISTRY_ENDPOINTS` entry mapping the ECR host here.
+    pub fn endpoint_entry(&self) -> String {
+        format!("{}={}", self.ecr_host(), self.url())
+    }
+
+    /// Pushes a synthetic image (tests/fixtures/image.py); returns its digest.
+    pub fn push_image(&self, repo: &str, tag: &str, extra: &[&str]) -> String {
+        let out = Command::new("python3")
+            .arg(fixture("image.py"))
+            .args([&self.addr(), repo, tag, "--auth", &self.creds()])
+            .args(extra)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "image.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// The digest of `repo:tag` as skopeo (a tool we did not write) computes it.
+    pub fn skopeo_digest(&self, repo: &str, tag: &str) -> Option<String> {
+        let out = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--creds",
+                &self.creds(),
+            ])
+            .arg(format!("docker://{}/{repo}:{tag}", self.addr()))
+            .output()
+            .expect("skopeo is missing: run scripts/setup");
+        if !out.status.success() {
+            return None;
+        }
+        use sha2::Digest;
+        Some(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(&out.stdout))
+        ))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Runs `ferry` with the world's environment plus `env`.
+pub fn ferry(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args)
+        .env_remove("GITHUB_EVENT_PATH")
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_OUTPUT")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        .env("NO_COLOR", "1")
+        .env("AWS_ENDPOINT_URL", moto_url())
+        .env("AWS_ACCESS_KEY_ID", "ferry-test")
+        .env("AWS_SECRET_ACCESS_KEY", "ferry-test")
+        .env("AWS_REGION", region())
+        .env("AWS_MAX_ATTEMPTS", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running ferry")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, printing both streams when it differs.
+#[track_caller]
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Parameters of a staging + production pair of environment files.
+pub struct EnvSpec {
+    pub staging_account: String,
+    pub prod_account: String,
+    pub repo: String,
+    pub cluster: String,
+    pub service: String,
+    pub container: String,
+    pub staging_smoke: Option<String>,
+    pub prod_smoke: Option<String>,
+}
+
+impl EnvSpec {
+    pub fn new() -> Self {
+        EnvSpec {
+            staging_account: random_account(),
+            prod_account: random_account(),
+            repo: unique("app"),
+            cluster: unique("cluster"),
+            service: "web".into(),
+            container: "web".into(),
+            staging_smoke: None,
+            prod_smoke: None,
+        }
+    }
+
+    /// Writes `staging.toml` and `production.toml` into a new directory.
+    pub fn write(&self) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let region = region();
+        let smoke = |url: &Option<String>| {
+            url.as_ref()
+                .map(|u| {
+                    format!("[[smoke]]\nurl = \"{u}\"\nversion_field = \"version\"\ndeadline_seconds = 20\ntimeout_seconds = 2\n")
+                })
+                .unwrap_or_default()
+        };
+        let staging = format!(
+            "account_id = \"{a}\"\nregion = \"{region}\"\n[role]\narn = \"arn:aws:iam::{a}:role/ferry-deploy\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"{repo}\"\n[[services]]\ncluster = \"{c}-staging\"\nservice = \"{s}\"\ncontainer = \"{k}\"\n{smoke}",
+            a = self.staging_account,
+            repo = self.repo,
+            c = self.cluster,
+            s = self.service,
+            k = self.container,
+            smoke = smoke(&self.staging_smoke)
+        );
+        let production = format!(
+            "account_id = \"{a}\"\nregion = \"{region}\"\n[role]\narn = \"arn:aws:iam::{a}:role/ferry-deploy\"\n[release]\nmatch = \"final\"\n[promote]\nfrom = \"staging\"\n[image]\nrepository = \"{repo}\"\n[[services]]\ncluster = \"{c}-production\"\nservice = \"{s}\"\ncontainer = \"{k}\"\n{smoke}",
+            a = self.prod_account,
+            repo = self.repo,
+            c = self.cluster,
+            s = self.service,
+            k = self.container,
+            smoke = smoke(&self.prod_smoke)
+        );
+        std::fs::write(dir.path().join("staging.toml"), staging).unwrap();
+        std::fs::write(dir.path().join("production.toml"), production).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,431 @@
+//! `ferry plan`, `ferry validate` and the trigger, driven as a user would, against the local
+//! world: moto for STS/ECR, real registries for image bytes, skopeo as the independent judge.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn endpoints(regs: &[&Registry]) -> (&'static str, String) {
+    (
+        "FERRY_REGISTRY_ENDPOINTS",
+        regs.iter()
+            .map(|r| r.endpoint_entry())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+fn plan_json(dir: &std::path::Path, tag: &str, env: &[(&str, String)]) -> Value {
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            dir.to_str().unwrap(),
+            "--tag",
+            tag,
+            "--output",
+            "json",
+        ],
+        env,
+    );
+    assert_exit(&o, 0);
+    serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&o)))
+}
+
+#[test]
+fn staging_plan_reads_the_rc_digest() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let staging = Registry::for_account(&spec.staging_account);
+    let pushed = staging.push_image(&spec.repo, "v1.2.3-rc.1", &[]);
+    assert_eq!(
+        staging.skopeo_digest(&spec.repo, "v1.2.3-rc.1").as_deref(),
+        Some(pushed.as_str())
+    );
+
+    let plan = plan_json(dir.path(), "v1.2.3-rc.1", &[endpoints(&[&staging])]);
+    assert_eq!(plan["tag"], "v1.2.3-rc.1");
+    assert_eq!(plan["version"], "1.2.3-rc.1");
+    assert_eq!(plan["environment"], "staging");
+    assert_eq!(plan["account_id"], spec.staging_account.as_str());
+    assert_eq!(plan["region"], region().as_str());
+    assert_eq!(plan["promote"], false);
+    assert_eq!(plan["source"]["digest"], pushed.as_str());
+    assert_eq!(plan["source"]["tag"], "v1.2.3-rc.1");
+    assert_eq!(
+        plan["services"][0]["cluster"],
+        format!("{}-staging", spec.cluster).as_str()
+    );
+    assert!(plan["smoke"].is_array());
+    assert_eq!(plan["unresolved"], serde_json::json!([]));
+
+    // Human output names the digest too, and no credential leaks anywhere.
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.2.3-rc.1",
+        ],
+        &[endpoints(&[&staging])],
+    );
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains(&pushed), "{}", stdout(&o));
+    for out in [stdout(&o), stderr(&o)] {
+        assert!(!out.contains(&staging.password), "password leaked: {out}");
+    }
+}
+
+#[test]
+fn production_plan_promotes_the_highest_rc() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let staging = Registry::for_account(&spec.staging_account);
+    let prod = Registry::for_account(&spec.prod_account);
+    staging.push_image(&spec.repo, "v2.0.0-rc.2", &["--seed", "2"]);
+    let rc10 = staging.push_image(&spec.repo, "v2.0.0-rc.10", &["--seed", "10"]);
+    staging.push_image(&spec.repo, "v2.0.0-rc.9", &["--seed", "9"]);
+    staging.push_image(&spec.repo, "v2.0.1-rc.11", &["--seed", "11"]);
+
+    let plan = plan_json(dir.path(), "v2.0.0", &[endpoints(&[&staging, &prod])]);
+    assert_eq!(plan["environment"], "production");
+    assert_eq!(plan["account_id"], spec.prod_account.as_str());
+    assert_eq!(plan["promote"], true);
+    assert_eq!(plan["source"]["environment"], "staging");
+    assert_eq!(
+        plan["source"]["tag"], "v2.0.0-rc.10",
+        "rc.10 sorts after rc.9"
+    );
+    assert_eq!(plan["source"]["digest"], rc10.as_str());
+    assert_eq!(plan["target"]["tag"], "v2.0.0");
+    assert_eq!(
+        plan["target"]["digest"],
+        Value::Null,
+        "nothing promoted yet"
+    );
+}
+
+#[test]
+fn production_without_a_verified_rc_is_refused() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let staging = Registry::for_account(&spec.staging_account);
+    let prod = Registry::for_account(&spec.prod_account);
+    staging.push_image(&spec.repo, "v3.0.1-rc.1", &[]);
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v3.0.0",
+        ],
+        &[endpoints(&[&staging, &prod])],
+    );
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("no staging pre-release of 3.0.0"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("hint: release v3.0.0-rc.N to staging first"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn staging_tag_without_image_is_invalid() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let staging = Registry::for_account(&spec.staging_account);
+    staging.push_image(&spec.repo, "v1.0.0-rc.1", &[]);
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.0.0-rc.2",
+        ],
+        &[endpoints(&[&staging])],
+    );
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("no image tagged v1.0.0-rc.2"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn unreachable_registry_leaves_digest_unresolved() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let port = free_port(); // nothing listens there
+    let map = format!(
+        "{}.dkr.ecr.{}.amazonaws.com=http://127.0.0.1:{port}",
+        spec.staging_account,
+        region()
+    );
+    let plan = plan_json(
+        dir.path(),
+        "v1.0.0-rc.1",
+        &[("FERRY_REGISTRY_ENDPOINTS", map)],
+    );
+    assert_eq!(plan["source"]["digest"], Value::Null);
+    assert!(
+        plan["unresolved"][0]
+            .as_str()
+            .unwrap()
+            .contains("source image"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn bad_tags_exit_2_with_the_fix() {
+    let dir = EnvSpec::new().write();
+    for (tag, problem) in [
+        ("V1.2.3", "uppercase V"),
+        ("1.2.3", "lacks the v prefix"),
+        ("v1.2.3-rc1", "write rc.1"),
+        ("v1.2", "partial version"),
+        ("v1.2.3+build", "build metadata"),
+        ("v1.2.3-beta.1", "not accepted here"),
+    ] {
+        let o = ferry(
+            &[
+                "plan",
+                "--offline",
+                "--environments",
+                dir.path().to_str().unwrap(),
+                "--tag",
+                tag,
+            ],
+            &[],
+        );
+        assert_exit(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains(problem), "{tag}: {err}");
+        assert!(
+            err.contains(&format!("{tag:?}")),
+            "{tag}: the tag is named: {err}"
+        );
+        assert!(err.contains("hint: accepted forms: vX.Y.Z"), "{tag}: {err}");
+    }
+}
+
+fn event_file(dir: &std::path::Path, json: Value) -> String {
+    let p = dir.join("event.json");
+    std::fs::write(&p, json.to_string()).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn release_event(action: &str, tag: &str, draft: bool, prerelease: bool) -> Value {
+    serde_json::json!({"action": action, "release": {"tag_name": tag, "draft": draft, "prerelease": prerelease}, "repository": {"full_name": "acme/shop"}})
+}
+
+#[test]
+fn events_drive_the_plan() {
+    let dir = EnvSpec::new().write();
+    let envs = dir.path().to_str().unwrap();
+    let ev = tempfile::tempdir().unwrap();
+
+    // A published pre-release plans staging; GITHUB_EVENT_PATH is the default source.
+    let path = event_file(
+        ev.path(),
+        release_event("published", "v1.0.0-rc.1", false, true),
+    );
+    let o = ferry(
+        &[
+            "plan",
+            "--offline",
+            "--environments",
+            envs,
+            "--output",
+            "json",
+        ],
+        &[("GITHUB_EVENT_PATH", path.clone())],
+    );
+    assert_exit(&o, 0);
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(plan["environment"], "staging");
+    assert_eq!(plan["trigger"], "release");
+
+    // Draft: refused.
+    let path = event_file(ev.path(), release_event("published", "v1.0.0", true, false));
+    let o = ferry(
+        &[
+            "plan",
+            "--offline",
+            "--environments",
+            envs,
+            "--event",
+            &path,
+        ],
+        &[],
+    );
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("is a draft"), "{}", stderr(&o));
+
+    // Flag and tag disagree: refused, with the fix.
+    let path = event_file(ev.path(), release_event("published", "v1.0.0", false, true));
+    let o = ferry(
+        &[
+            "plan",
+            "--offline",
+            "--environments",
+            envs,
+            "--event",
+            &path,
+        ],
+        &[],
+    );
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("marked as a pre-release"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("hint: untick"), "{}", stderr(&o));
+
+    // Other actions: nothing to do, exit 0, and nothing on stdout.
+    let path = event_file(ev.path(), release_event("edited", "v1.0.0", false, false));
+    let o = ferry(
+        &[
+            "plan",
+            "--offline",
+            "--environments",
+            envs,
+            "--event",
+            &path,
+        ],
+        &[],
+    );
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("nothing was done"), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+
+    // workflow_dispatch with a tag input: the rollback path.
+    let path = event_file(ev.path(), serde_json::json!({"inputs": {"tag": "v1.0.0"}}));
+    let o = ferry(
+        &[
+            "plan",
+            "--offline",
+            "--environments",
+            envs,
+            "--event",
+            &path,
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("\"workflow-dispatch\""),
+        "{}",
+        stdout(&o)
+    );
+
+    // Not an event at all.
+    let path = event_file(ev.path(), serde_json::json!({"ref": "refs/heads/main"}));
+    let o = ferry(
+        &[
+            "plan",
+            "--offline",
+            "--environments",
+            envs,
+            "--event",
+            &path,
+        ],
+        &[],
+    );
+    assert_exit(&o, 2);
+
+    // Neither tag nor event.
+    let o = ferry(&["plan", "--offline", "--environments", envs], &[]);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("neither --tag nor an event"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn broken_config_exits_2_naming_file_and_field() {
+    let dir = EnvSpec::new().write();
+    let path = dir.path().join("staging.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("repository =", "repo =")).unwrap();
+    let o = ferry(
+        &["validate", "--environments", dir.path().to_str().unwrap()],
+        &[],
+    );
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("staging.toml"), "{err}");
+    assert!(err.contains("unknown field `repo`"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            "/nonexistent/envs",
+            "--tag",
+            "v1.0.0",
+        ],
+        &[],
+    );
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("/nonexistent/envs"), "{}", stderr(&o));
+}
+
+#[test]
+fn validate_offline_lists_environments() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let o = ferry(
+        &["validate", "--environments", dir.path().to_str().unwrap()],
+        &[],
+    );
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("staging") && out.contains("production"),
+        "{out}"
+    );
+    assert!(out.contains("promotes from staging"), "{out}");
+}
+
+#[test]
+fn validate_online_names_what_is_missing() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let o = ferry(
+        &[
+            "validate",
+            "--online",
+            "--environments",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "ECR repository {} does not exist in account {}",
+            spec.repo, spec.staging_account
+        )),
+        "{err}"
+    );
+    // The role itself was assumed (moto accepts any role), and the stdout lists each check.
+    assert!(stdout(&o).contains("assumed as"), "{}", stdout(&o));
+}
