@@ -6,10 +6,14 @@
 
 pub mod aws;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod plan;
+pub mod promote;
 pub mod registry;
 pub mod report;
+pub mod smoke;
+pub mod status;
 pub mod tag;
 pub mod trigger;
 pub mod validate;

@@ -66,12 +66,18 @@ enum Command {
     Deploy {
         #[command(flatten)]
         trigger: TriggerArgs,
+        /// Wait for a deployment already in flight to finish instead of refusing (exit 3).
+        #[arg(long)]
+        wait_for_idle: bool,
+        /// Commit the release was built from, recorded as a task-definition tag.
+        #[arg(long, env = "GITHUB_SHA")]
+        commit: Option<String>,
     },
-    /// Show what an environment runs now.
-    #[command(after_help = "Example:\n  ferry status --tag v1.4.0")]
+    /// Show what each environment's services run now, and which release that is.
+    #[command(after_help = "Example:\n  ferry status production")]
     Status {
-        #[command(flatten)]
-        trigger: TriggerArgs,
+        /// Only this environment (default: all).
+        environment: Option<String>,
     },
     /// Check the environment files; with --online also that roles, repositories and services exist.
     #[command(after_help = "Example:\n  ferry validate --online")]
@@ -149,8 +155,22 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Plan { trigger, offline } => {
             plan(&cli.environments, cli.output, &trigger, offline).await
         }
-        Command::Deploy { trigger } | Command::Status { trigger } => {
-            plan(&cli.environments, cli.output, &trigger, false).await
+        Command::Deploy {
+            trigger,
+            wait_for_idle,
+            commit,
+        } => {
+            deploy(
+                &cli.environments,
+                cli.output,
+                &trigger,
+                wait_for_idle,
+                commit,
+            )
+            .await
+        }
+        Command::Status { environment } => {
+            ferry::status::run(&cli.environments, environment.as_deref(), cli.output).await
         }
         Command::Validate { online } => {
             ferry::validate::run(&cli.environments, online, cli.output).await
@@ -183,4 +203,59 @@ async fn plan(
         ("digest", plan.source.digest.as_deref().unwrap_or("")),
     ])?;
     Ok(())
+}
+
+async fn deploy(
+    envs_dir: &std::path::Path,
+    output: OutputFormat,
+    args: &TriggerArgs,
+    wait_for_idle: bool,
+    commit: Option<String>,
+) -> Result<()> {
+    let trigger = match resolve_trigger(args)? {
+        Resolved::Deploy(t) => t,
+        Resolved::Nothing(msg) => {
+            tracing::info!("{msg}");
+            return Ok(());
+        }
+    };
+    let plan = ferry::plan::plan(
+        &trigger,
+        envs_dir,
+        ferry::plan::PlanOptions { offline: false },
+    )
+    .await?;
+    tracing::info!(
+        "deploying {} to {} (account {}, {}): {}",
+        plan.tag,
+        plan.environment,
+        plan.account_id,
+        plan.region,
+        plan.source.display()
+    );
+    let envs = ferry::config::load(envs_dir)?;
+    let env = envs.get(&plan.environment)?;
+    let source_env = envs.get(&plan.source.environment)?;
+    let opts = ferry::deploy::DeployOptions {
+        wait_for_idle,
+        commit,
+    };
+    let report = ferry::deploy::deploy(&plan, env, source_env, &opts).await?;
+    match output {
+        OutputFormat::Json => ferry::report::print_json(&report)?,
+        OutputFormat::Human => print!("{}", ferry::deploy::report_text(&report)),
+    }
+    ferry::report::github_summary(&format!(
+        "### ferry deploy: {} → {}\n\n```\n{}```\n",
+        report.tag,
+        report.environment,
+        ferry::deploy::report_text(&report)
+    ))?;
+    ferry::report::github_outputs(&[
+        ("environment", &report.environment),
+        ("version", &report.version),
+        ("image", &report.image),
+        ("outcome", &format!("{:?}", report.outcome).to_lowercase()),
+    ])?;
+    ferry::deploy::result_of(&report)
 }

@@ -429,3 +429,125 @@ fn validate_online_names_what_is_missing() {
     // The role itself was assumed (moto accepts any role), and the stdout lists each check.
     assert!(stdout(&o).contains("assumed as"), "{}", stdout(&o));
 }
+
+/// A GitHub-Actions-like OIDC token endpoint on 127.0.0.1: answers `{"value": JWT}` to a
+/// request carrying the bearer request token, and records each request line.
+fn oidc_endpoint(
+    request_token: &'static str,
+    jwt: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut authorized = false;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap() == 0 || h == "\r\n" {
+                    break;
+                }
+                if h.to_ascii_lowercase().starts_with("authorization:")
+                    && h.trim_end().ends_with(&format!("bearer {request_token}"))
+                {
+                    authorized = true;
+                }
+            }
+            log.lock().unwrap().push(request_line.trim().to_string());
+            let (status, body) = if authorized {
+                ("200 OK", format!("{{\"count\":1,\"value\":\"{jwt}\"}}"))
+            } else {
+                ("401 Unauthorized", "{}".to_string())
+            };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (
+        format!("http://127.0.0.1:{port}/_apis/token?api-version=2.0"),
+        seen,
+    )
+}
+
+#[test]
+fn github_oidc_web_identity_end_to_end() {
+    const REQUEST_TOKEN: &str = "gha-request-token-5ecret";
+    const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOmFjbWUvc2hvcDplbnZpcm9ubWVudDpzdGFnaW5nIiwiYXVkIjoic3RzLmFtYXpvbmF3cy5jb20ifQ.c2lnbmF0dXJl";
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let staging = Registry::for_account(&spec.staging_account);
+    let pushed = staging.push_image(&spec.repo, "v4.0.0-rc.1", &[]);
+    let (url, seen) = oidc_endpoint(REQUEST_TOKEN, JWT);
+    let env = [
+        endpoints(&[&staging]),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", url),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", REQUEST_TOKEN.to_string()),
+        // No base credentials at all: the web identity alone must get us in.
+        ("AWS_ACCESS_KEY_ID", String::new()),
+        ("AWS_SECRET_ACCESS_KEY", String::new()),
+        ("FERRY_LOG", "debug".to_string()),
+    ];
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v4.0.0-rc.1",
+            "--output",
+            "json",
+        ],
+        &env,
+    );
+    assert_exit(&o, 0);
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(plan["auth"], "github-oidc");
+    // The digest was read from the staging account's registry with credentials that only
+    // AssumeRoleWithWebIdentity into that account could produce.
+    assert_eq!(plan["source"]["digest"], pushed.as_str(), "{}", stderr(&o));
+    let requests = seen.lock().unwrap().clone();
+    assert!(!requests.is_empty(), "the token endpoint was never called");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.contains("audience=sts.amazonaws.com") && r.contains("api-version=2.0")),
+        "{requests:?}"
+    );
+    for out in [stdout(&o), stderr(&o)] {
+        assert!(!out.contains(REQUEST_TOKEN), "request token leaked: {out}");
+        assert!(!out.contains(JWT), "OIDC token leaked: {out}");
+        assert!(
+            !out.contains(&staging.password),
+            "registry password leaked: {out}"
+        );
+    }
+
+    // A wrong request token: a clear error naming the endpoint, not a credential.
+    let mut env = env.to_vec();
+    env[2].1 = "wrong-token".into();
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v4.0.0-rc.1",
+            "--output",
+            "json",
+        ],
+        &env,
+    );
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(plan["source"]["digest"], Value::Null);
+    let why = plan["unresolved"][0].as_str().unwrap();
+    assert!(
+        why.contains("OIDC token endpoint") && why.contains("401"),
+        "{why}"
+    );
+    assert!(!stdout(&o).contains("wrong-token") && !stderr(&o).contains("wrong-token"));
+}

@@ -1,0 +1,1297 @@
+//! `ferry deploy`: execute a plan on ECS and know how it ended.
+//!
+//! Per service: render a revision from the live task definition (only the image and ferry's
+//! tags change), update the service with its full ARN, then follow *this* deployment through
+//! the service-deployments API (DescribeServices as the fallback) to its real end — a
+//! circuit-breaker rollback is a failure of this release even though the service is healthy.
+//! Then the smoke gate. Any failure rolls back every service this run changed, follows the
+//! rollback to its end, and says exactly what state the environment is in (exit 4 when it is
+//! back on its previous release, 5 when that is not known).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{anyhow, Context, Result};
+use aws_sdk_ecs::types::{
+    CreatedAt, DeploymentRolloutState, DesiredStatus, Service, ServiceDeploymentStatus,
+    StopServiceDeploymentStopType, Tag, TaskDefinition, TaskDefinitionField,
+};
+use aws_smithy_types::DateTime;
+use serde::Serialize;
+
+use crate::aws::describe_sdk_error;
+use crate::aws::ecs::{
+    self as ecs_td, FieldChange, TAG_COMMIT, TAG_DIGEST, TAG_RELEASE, TAG_VERSION,
+};
+use crate::config::{Environment, ServiceConfig};
+use crate::error::{Failure, FailureKind};
+use crate::plan::Plan;
+use crate::smoke::{self, SmokeResult};
+
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// Wait for a deployment already in flight to finish instead of refusing.
+    pub wait_for_idle: bool,
+    /// The commit the release was built from, recorded as a tag.
+    pub commit: Option<String>,
+}
+
+/// What happened, for stdout / JSON / the step summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployReport {
+    pub tag: String,
+    pub version: String,
+    pub environment: String,
+    pub image: String,
+    pub promotion: Option<crate::promote::PromoteOutcome>,
+    pub services: Vec<ServiceReport>,
+    pub smoke: Vec<SmokeResult>,
+    pub outcome: Outcome,
+    /// One paragraph: what failed, the evidence, and what state the environment is in now.
+    pub verdict: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Deployed,
+    AlreadyDeployed,
+    RolledBack,
+    NeedsAttention,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceReport {
+    pub cluster: String,
+    pub service: String,
+    pub previous_task_definition: String,
+    pub task_definition: Option<String>,
+    pub changes: Vec<FieldChange>,
+    pub state: ServiceState,
+    pub detail: String,
+    /// Evidence gathered on failure: events, stopped tasks.
+    pub evidence: Vec<String>,
+    pub rollout_seconds: f64,
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceState {
+    AlreadyDeployed,
+    Deployed,
+    /// Rollout failed; the service is back on its previous revision.
+    Failed,
+    /// Rolled out, then rolled back because something else failed.
+    RolledBack,
+    /// Not known to be good.
+    Unknown,
+}
+
+/// A service ready to deploy: everything read, nothing changed yet.
+struct Prepared {
+    cfg: ServiceConfig,
+    previous_td: String,
+    td: TaskDefinition,
+    tags: Vec<Tag>,
+    already: bool,
+    timeout: Duration,
+    timeout_why: String,
+}
+
+/// How following one deployment ended.
+#[derive(Debug)]
+enum Ended {
+    Succeeded,
+    /// Failed; `back_on_previous` says whether the service is verifiably back on the previous
+    /// revision (ECS rolled it back) or not known.
+    Failed {
+        reason: String,
+        back_on_previous: Option<bool>,
+    },
+    TimedOut {
+        pending: String,
+    },
+}
+
+/// One service's deployment in flight (or done).
+struct Running {
+    prep: Prepared,
+    new_td: Option<String>,
+    changes: Vec<FieldChange>,
+    started: SystemTime,
+    deployment_id: Option<String>,
+    service_deployment_arn: Option<String>,
+    ended: Option<Ended>,
+    seconds: f64,
+    evidence: Vec<String>,
+}
+
+pub async fn deploy(
+    plan: &Plan,
+    env: &Environment,
+    source_env: &Environment,
+    opts: &DeployOptions,
+) -> Result<DeployReport> {
+    let digest = plan.source.digest.clone().ok_or_else(|| {
+        anyhow!(
+            "the source digest of {} could not be read: {}",
+            plan.source.display(),
+            plan.unresolved.join("; ")
+        )
+    })?;
+    let sdk = crate::aws::sts::environment_config(env).await?;
+    crate::aws::sts::verify_identity(env, &sdk).await?;
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let image = format!(
+        "{}/{}@{}",
+        env.registry_host(),
+        env.file.image.repository,
+        digest
+    );
+
+    // Read everything and refuse early: nothing is changed until every service is ready.
+    let mut prepared = Vec::new();
+    for cfg in &env.file.services {
+        prepared.push(prepare(&ecs, env, cfg, &image, opts).await?);
+    }
+
+    let promotion = if plan.promote {
+        let source_tag = plan.source.tag.clone().unwrap_or_default();
+        tracing::info!(
+            "promoting {} to {}/{}:{}",
+            plan.source.display(),
+            env.registry_host(),
+            env.file.image.repository,
+            plan.tag
+        );
+        let out = crate::promote::promote(source_env, env, &source_tag, &digest, &plan.tag)
+            .await
+            .with_context(|| {
+                format!(
+                    "promoting {digest} from {} to {}",
+                    source_env.name, env.name
+                )
+            })?;
+        Some(out)
+    } else {
+        None
+    };
+
+    let mut ferry_tags = vec![
+        (TAG_RELEASE, plan.tag.clone()),
+        (TAG_VERSION, plan.version.clone()),
+        (TAG_DIGEST, digest.clone()),
+    ];
+    if let Some(c) = &opts.commit {
+        ferry_tags.push((TAG_COMMIT, c.clone()));
+    }
+
+    // Roll out every service concurrently.
+    let runs = futures_util::future::join_all(
+        prepared
+            .into_iter()
+            .map(|p| rollout(&ecs, p, &image, &ferry_tags)),
+    )
+    .await;
+    let mut runs: Vec<Running> = runs.into_iter().collect::<Result<_>>()?;
+
+    let rollout_ok = runs
+        .iter()
+        .all(|r| matches!(r.ended, Some(Ended::Succeeded) | None));
+    let smoke_results = if rollout_ok && !env.file.smoke.is_empty() {
+        tracing::info!(
+            "rollout complete; running {} smoke check(s)",
+            env.file.smoke.len()
+        );
+        smoke::run(&env.file.smoke, &plan.version, &plan.tag).await
+    } else {
+        Vec::new()
+    };
+    let smoke_ok = smoke_results.iter().all(|s| s.ok);
+    let nothing_changed = runs.iter().all(|r| r.new_td.is_none());
+
+    let mut report = DeployReport {
+        tag: plan.tag.clone(),
+        version: plan.version.clone(),
+        environment: env.name.clone(),
+        image: image.clone(),
+        promotion,
+        services: Vec::new(),
+        smoke: smoke_results,
+        outcome: Outcome::Deployed,
+        verdict: String::new(),
+    };
+
+    if rollout_ok && smoke_ok {
+        report.outcome = if nothing_changed {
+            Outcome::AlreadyDeployed
+        } else {
+            Outcome::Deployed
+        };
+        report.services = runs.iter().map(|r| service_report(r, None)).collect();
+        report.verdict = if nothing_changed {
+            format!(
+                "{} already runs {} ({}) on every service; nothing was changed",
+                env.name, plan.tag, digest
+            )
+        } else {
+            format!(
+                "{} now runs {} ({}) on every service; rollout and smoke checks passed",
+                env.name, plan.tag, digest
+            )
+        };
+        return Ok(report);
+    }
+
+    // Failure: explain, roll back what this run changed, and say where things stand.
+    let mut why = Vec::new();
+    for r in &runs {
+        match &r.ended {
+            Some(Ended::Failed { reason, .. }) => why.push(format!(
+                "{}/{}: {reason}",
+                r.prep.cfg.cluster, r.prep.cfg.service
+            )),
+            Some(Ended::TimedOut { pending }) => why.push(format!(
+                "{}/{}: rollout did not finish within {}s ({}); still pending: {pending}",
+                r.prep.cfg.cluster,
+                r.prep.cfg.service,
+                r.prep.timeout.as_secs(),
+                r.prep.timeout_why
+            )),
+            _ => {}
+        }
+    }
+    for s in report.smoke.iter().filter(|s| !s.ok) {
+        why.push(format!(
+            "smoke check {} failed after {} attempt(s): {}",
+            s.name, s.attempts, s.detail
+        ));
+    }
+    if nothing_changed {
+        report.outcome = Outcome::NeedsAttention;
+        report.services = runs
+            .iter()
+            .map(|r| service_report(r, Some(ServiceState::Unknown)))
+            .collect();
+        report.verdict = format!(
+            "{} already ran {} but it is failing: {}. This run changed nothing; a person must look.",
+            env.name,
+            plan.tag,
+            why.join("; ")
+        );
+        return Ok(report);
+    }
+
+    for r in runs.iter_mut() {
+        if r.new_td.is_some() && r.evidence.is_empty() {
+            r.evidence = explain(&ecs, r).await;
+        }
+    }
+    let mut states = Vec::new();
+    for r in runs.iter_mut() {
+        let state = roll_back(&ecs, r).await;
+        states.push(state);
+    }
+    let all_back = states.iter().all(|s| {
+        matches!(
+            s,
+            ServiceState::Failed | ServiceState::RolledBack | ServiceState::AlreadyDeployed
+        )
+    });
+    report.services = runs
+        .iter()
+        .zip(&states)
+        .map(|(r, s)| service_report(r, Some(*s)))
+        .collect();
+    report.outcome = if all_back {
+        Outcome::RolledBack
+    } else {
+        Outcome::NeedsAttention
+    };
+    let mut v = format!(
+        "release {} to {} FAILED: {}.",
+        plan.tag,
+        env.name,
+        why.join("; ")
+    );
+    if all_back {
+        let _ = write!(
+            v,
+            " Every service this run changed is back on its previous task definition and stable:"
+        );
+    } else {
+        let _ = write!(
+            v,
+            " The environment is NOT known to be good; a person must look:"
+        );
+    }
+    for s in &report.services {
+        let _ = write!(
+            v,
+            " {}/{} {} ({});",
+            s.cluster,
+            s.service,
+            state_words(s.state),
+            s.detail
+        );
+    }
+    report.verdict = v.trim_end_matches(';').to_string() + ".";
+    Ok(report)
+}
+
+fn state_words(s: ServiceState) -> &'static str {
+    match s {
+        ServiceState::AlreadyDeployed => "unchanged",
+        ServiceState::Deployed => "deployed",
+        ServiceState::Failed => "failed and back on its previous revision",
+        ServiceState::RolledBack => "rolled back to its previous revision",
+        ServiceState::Unknown => "state unknown",
+    }
+}
+
+/// The error to return for a finished report (Ok for success).
+pub fn result_of(report: &DeployReport) -> Result<()> {
+    match report.outcome {
+        Outcome::Deployed | Outcome::AlreadyDeployed => Ok(()),
+        Outcome::RolledBack => Err(
+            Failure::new(FailureKind::RolledBack, report.verdict.clone())
+                .hint("the evidence above says why; fix the release and publish a new rc")
+                .into(),
+        ),
+        Outcome::NeedsAttention => Err(Failure::new(
+            FailureKind::NeedsAttention,
+            report.verdict.clone(),
+        )
+        .hint(
+            "check the services named above in the ECS console; `ferry status` shows what runs now",
+        )
+        .into()),
+    }
+}
+
+fn service_report(r: &Running, state: Option<ServiceState>) -> ServiceReport {
+    let state = state.unwrap_or(if r.new_td.is_none() {
+        ServiceState::AlreadyDeployed
+    } else {
+        ServiceState::Deployed
+    });
+    let detail = match state {
+        ServiceState::AlreadyDeployed => format!("already runs {}", short_td(&r.prep.previous_td)),
+        ServiceState::Deployed => format!(
+            "{} → {}",
+            short_td(&r.prep.previous_td),
+            short_td(r.new_td.as_deref().unwrap_or(""))
+        ),
+        ServiceState::Failed | ServiceState::RolledBack => {
+            format!("runs {}", short_td(&r.prep.previous_td))
+        }
+        ServiceState::Unknown => "see the evidence".into(),
+    };
+    ServiceReport {
+        cluster: r.prep.cfg.cluster.clone(),
+        service: r.prep.cfg.service.clone(),
+        previous_task_definition: r.prep.previous_td.clone(),
+        task_definition: r.new_td.clone(),
+        changes: r.changes.clone(),
+        state,
+        detail,
+        evidence: r.evidence.clone(),
+        rollout_seconds: r.seconds,
+        timeout_seconds: r.prep.timeout.as_secs(),
+    }
+}
+
+/// `family:revision` of a task-definition ARN.
+pub fn short_td(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+fn sdk_err<E: std::error::Error + 'static>(e: E) -> anyhow::Error {
+    anyhow!("{}", describe_sdk_error(&e))
+}
+
+async fn describe_service(ecs: &aws_sdk_ecs::Client, cfg: &ServiceConfig) -> Result<Service> {
+    let out = ecs
+        .describe_services()
+        .cluster(&cfg.cluster)
+        .services(&cfg.service)
+        .send()
+        .await
+        .map_err(sdk_err)
+        .with_context(|| format!("ecs:DescribeServices {}/{}", cfg.cluster, cfg.service))?;
+    out.services()
+        .iter()
+        .find(|s| s.status() == Some("ACTIVE"))
+        .cloned()
+        .ok_or_else(|| {
+            Failure::invalid(format!("ECS service {}/{} does not exist or is not ACTIVE", cfg.cluster, cfg.service))
+                .hint("create the service first (ferry deploys to existing services), or fix [[services]] in the environment file")
+                .into()
+        })
+}
+
+/// A description of the deployment(s) in flight, or None when the service is idle.
+fn in_flight(svc: &Service) -> Option<String> {
+    let busy: Vec<String> = svc
+        .deployments()
+        .iter()
+        .filter(|d| {
+            d.status() != Some("PRIMARY")
+                || d.rollout_state() == Some(&DeploymentRolloutState::InProgress)
+        })
+        .map(|d| {
+            format!(
+                "{} ({} {}, rollout {})",
+                d.id().unwrap_or("?"),
+                d.status().unwrap_or("?"),
+                short_td(d.task_definition().unwrap_or("?")),
+                d.rollout_state().map(|s| s.as_str()).unwrap_or("?")
+            )
+        })
+        .collect();
+    let primary_busy = svc.deployments().iter().any(|d| {
+        d.status() == Some("PRIMARY")
+            && d.rollout_state() == Some(&DeploymentRolloutState::InProgress)
+    });
+    (svc.deployments().len() > 1 || primary_busy).then(|| busy.join(", "))
+}
+
+async fn prepare(
+    ecs: &aws_sdk_ecs::Client,
+    env: &Environment,
+    cfg: &ServiceConfig,
+    image: &str,
+    opts: &DeployOptions,
+) -> Result<Prepared> {
+    let mut svc = describe_service(ecs, cfg).await?;
+    if let Some(busy) = in_flight(&svc) {
+        if !opts.wait_for_idle {
+            return Err(Failure::refused(format!(
+                "service {}/{} has a deployment in flight: {busy}; deploying on top of it would make its outcome unknowable",
+                cfg.cluster, cfg.service
+            ))
+            .hint("wait for it to finish, or run with --wait-for-idle")
+            .into());
+        }
+        tracing::info!(
+            "{}/{}: waiting for the deployment in flight to finish: {busy}",
+            cfg.cluster,
+            cfg.service
+        );
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        while let Some(b) = in_flight(&svc) {
+            if Instant::now() > deadline {
+                return Err(Failure::refused(format!(
+                    "service {}/{} stayed busy for an hour: {b}",
+                    cfg.cluster, cfg.service
+                ))
+                .into());
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            svc = describe_service(ecs, cfg).await?;
+        }
+    }
+    let previous_td = svc
+        .task_definition()
+        .ok_or_else(|| {
+            anyhow!(
+                "service {}/{} has no task definition",
+                cfg.cluster,
+                cfg.service
+            )
+        })?
+        .to_string();
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(&previous_td)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .map_err(sdk_err)
+        .with_context(|| format!("ecs:DescribeTaskDefinition {previous_td}"))?;
+    let td = out
+        .task_definition()
+        .cloned()
+        .ok_or_else(|| anyhow!("ecs:DescribeTaskDefinition {previous_td} returned nothing"))?;
+    let tags = out.tags().to_vec();
+    if ecs_td::container_image(&td, &cfg.container).is_none() {
+        // render() gives the full message, with the container names.
+        ecs_td::render(ecs, &td, &tags, &cfg.container, image, &[])
+            .map_err(|e| Failure::invalid(format!("{e}")))?;
+    }
+    let already = ecs_td::container_image(&td, &cfg.container) == Some(image);
+    let (timeout, timeout_why) =
+        rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
+    Ok(Prepared {
+        cfg: cfg.clone(),
+        previous_td,
+        td,
+        tags,
+        already,
+        timeout,
+        timeout_why,
+    })
+}
+
+/// How long a rollout may take, derived from the service: batches of replacement tasks, each
+/// needing to start and pass health checks, plus load-balancer draining and bake time.
+pub fn rollout_timeout(
+    svc: &Service,
+    td: &TaskDefinition,
+    override_secs: Option<u64>,
+) -> (Duration, String) {
+    if let Some(s) = override_secs {
+        return (
+            Duration::from_secs(s),
+            "set by deploy.rollout_timeout_seconds".into(),
+        );
+    }
+    let desired = svc.desired_count().max(1) as u64;
+    let dc = svc.deployment_configuration();
+    let max_pct = dc.and_then(|d| d.maximum_percent()).unwrap_or(200).max(100) as u64;
+    let min_pct = dc
+        .and_then(|d| d.minimum_healthy_percent())
+        .unwrap_or(100)
+        .min(100) as u64;
+    let surge = desired * (max_pct - 100) / 100;
+    let drop = desired - (desired * min_pct).div_ceil(100);
+    let per_batch = (surge + drop).max(1);
+    let batches = desired.div_ceil(per_batch);
+    let start = 120u64; // scheduling, image pull, container start
+    let grace = svc.health_check_grace_period_seconds().unwrap_or(0).max(0) as u64;
+    let health = td
+        .container_definitions()
+        .iter()
+        .filter_map(|c| c.health_check())
+        .map(|h| {
+            let interval = h.interval().unwrap_or(30).max(0) as u64;
+            let timeout = h.timeout().unwrap_or(5).max(0) as u64;
+            let retries = h.retries().unwrap_or(3).max(0) as u64;
+            h.start_period().unwrap_or(0).max(0) as u64 + (interval + timeout) * retries
+        })
+        .max()
+        .unwrap_or(0);
+    let lb = !svc.load_balancers().is_empty();
+    let lb_health = if lb { 3 * 30 } else { 0 }; // target group: healthy threshold × interval (defaults)
+    let drain = if lb { 300 } else { 0 }; // default deregistration delay
+    let bake = dc
+        .and_then(|d| d.bake_time_in_minutes())
+        .unwrap_or(0)
+        .max(0) as u64
+        * 60;
+    let per = start + grace.max(health).max(lb_health);
+    let total = (batches * per + drain + bake).max(180);
+    let why = format!(
+        "{batches} batch(es) of up to {per_batch} task(s) × ({start}s start + {}s health) + {drain}s drain + {bake}s bake",
+        grace.max(health).max(lb_health)
+    );
+    (Duration::from_secs(total), why)
+}
+
+async fn rollout(
+    ecs: &aws_sdk_ecs::Client,
+    prep: Prepared,
+    image: &str,
+    ferry_tags: &[(&str, String)],
+) -> Result<Running> {
+    let name = format!("{}/{}", prep.cfg.cluster, prep.cfg.service);
+    let mut run = Running {
+        new_td: None,
+        changes: Vec::new(),
+        started: SystemTime::now(),
+        deployment_id: None,
+        service_deployment_arn: None,
+        ended: None,
+        seconds: 0.0,
+        evidence: Vec::new(),
+        prep,
+    };
+    if run.prep.already {
+        tracing::info!(
+            "{name}: already deployed ({} runs {image}); no new revision",
+            short_td(&run.prep.previous_td)
+        );
+        return Ok(run);
+    }
+    let (req, changes) = ecs_td::render(
+        ecs,
+        &run.prep.td,
+        &run.prep.tags,
+        &run.prep.cfg.container,
+        image,
+        ferry_tags,
+    )?;
+    for c in &changes {
+        tracing::info!("{name}: {c}");
+    }
+    let out = req.send().await.map_err(sdk_err).with_context(|| {
+        format!(
+            "ecs:RegisterTaskDefinition for {name} (family {})",
+            run.prep.td.family().unwrap_or("?")
+        )
+    })?;
+    let new_td = out
+        .task_definition()
+        .and_then(|t| t.task_definition_arn())
+        .ok_or_else(|| anyhow!("ecs:RegisterTaskDefinition for {name} returned no ARN"))?
+        .to_string();
+    tracing::info!("{name}: registered {}", short_td(&new_td));
+    run.changes = changes;
+    // A little before now: the service deployment's createdAt comes from AWS's clock.
+    run.started = SystemTime::now() - Duration::from_secs(5);
+    let t0 = Instant::now();
+    let out = ecs
+        .update_service()
+        .cluster(&run.prep.cfg.cluster)
+        .service(&run.prep.cfg.service)
+        .task_definition(&new_td)
+        .send()
+        .await
+        .map_err(sdk_err)
+        .with_context(|| {
+            format!(
+                "ecs:UpdateService {name} to {} (registered; the service was not changed and still runs {})",
+                short_td(&new_td),
+                short_td(&run.prep.previous_td)
+            )
+        })?;
+    run.new_td = Some(new_td.clone());
+    run.deployment_id = out
+        .service()
+        .and_then(|s| {
+            s.deployments().iter().find(|d| {
+                d.status() == Some("PRIMARY") && d.task_definition() == Some(new_td.as_str())
+            })
+        })
+        .and_then(|d| d.id())
+        .map(str::to_string);
+    tracing::info!(
+        "{name}: updated to {} (deployment {}); following it for up to {}s ({})",
+        short_td(&new_td),
+        run.deployment_id.as_deref().unwrap_or("?"),
+        run.prep.timeout.as_secs(),
+        run.prep.timeout_why
+    );
+    let timeout = run.prep.timeout;
+    let ended = follow(ecs, &mut run, &new_td, timeout).await;
+    run.seconds = t0.elapsed().as_secs_f64();
+    match &ended {
+        Ended::Succeeded => tracing::info!(
+            "{name}: rollout of {} succeeded in {:.1}s",
+            short_td(&new_td),
+            run.seconds
+        ),
+        Ended::Failed { reason, .. } => {
+            tracing::error!("{name}: rollout of {} failed: {reason}", short_td(&new_td))
+        }
+        Ended::TimedOut { pending } => tracing::error!(
+            "{name}: rollout of {} timed out; pending: {pending}",
+            short_td(&new_td)
+        ),
+    }
+    run.ended = Some(ended);
+    Ok(run)
+}
+
+/// Polls fast at first, then every 2 s: a deployment's end is noticed within ~2 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(250))
+    }
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 3 / 2).min(Duration::from_secs(2));
+    }
+}
+
+fn to_datetime(t: SystemTime) -> DateTime {
+    DateTime::from(t)
+}
+
+/// Follows the deployment of `target_td` on the service until it ends.
+async fn follow(
+    ecs: &aws_sdk_ecs::Client,
+    run: &mut Running,
+    target_td: &str,
+    timeout: Duration,
+) -> Ended {
+    let cfg = run.prep.cfg.clone();
+    let name = format!("{}/{}", cfg.cluster, cfg.service);
+    let deadline = Instant::now() + timeout;
+    let mut backoff = Backoff::new();
+    let mut seen_events: HashSet<String> = HashSet::new();
+    let mut checked_sd: HashSet<String> = HashSet::new();
+    let mut sd_api = true;
+    let mut last_progress = String::new();
+    let mut errors = 0;
+    let since = to_datetime(run.started);
+    loop {
+        let svc = match describe_service(ecs, &cfg).await {
+            Ok(s) => {
+                errors = 0;
+                s
+            }
+            Err(e) => {
+                errors += 1;
+                tracing::warn!("{name}: {e:#} (attempt {errors}, will retry)");
+                if errors >= 10 {
+                    return Ended::Failed {
+                        reason: format!("lost track of the deployment: {e:#}"),
+                        back_on_previous: None,
+                    };
+                }
+                backoff.wait().await;
+                continue;
+            }
+        };
+        // New service events since the start, oldest first, one line each.
+        let mut new_events: Vec<_> = svc
+            .events()
+            .iter()
+            .filter(|e| e.created_at().is_some_and(|t| t.secs() >= since.secs()))
+            .filter(|e| e.id().is_some_and(|id| seen_events.insert(id.to_string())))
+            .collect();
+        new_events.reverse();
+        for e in new_events {
+            tracing::info!("{name}: event: {}", e.message().unwrap_or_default());
+        }
+        let ours = svc
+            .deployments()
+            .iter()
+            .find(|d| d.task_definition() == Some(target_td));
+        let progress = match ours {
+            Some(d) => format!(
+                "{} {}: running {}/{}, pending {}, failed {}, rollout {}",
+                d.id().unwrap_or("?"),
+                d.status().unwrap_or("?"),
+                d.running_count(),
+                d.desired_count(),
+                d.pending_count(),
+                d.failed_tasks(),
+                d.rollout_state().map(|s| s.as_str()).unwrap_or("?")
+            ),
+            None => format!(
+                "our deployment is gone; PRIMARY runs {}",
+                short_td(svc.task_definition().unwrap_or("?"))
+            ),
+        };
+        if progress != last_progress {
+            tracing::info!("{name}: {progress}");
+            last_progress = progress;
+        }
+
+        // The service-deployments API: find ours, then ask how it ended.
+        if sd_api {
+            if run.service_deployment_arn.is_none() {
+                match find_service_deployment(ecs, &cfg, run.started, target_td, &mut checked_sd)
+                    .await
+                {
+                    Ok(found) => run.service_deployment_arn = found,
+                    Err(e) => {
+                        tracing::warn!("{name}: service-deployments API unavailable ({e:#}); following DescribeServices only");
+                        sd_api = false;
+                    }
+                }
+            }
+            if let Some(arn) = run.service_deployment_arn.clone() {
+                match ecs
+                    .describe_service_deployments()
+                    .service_deployment_arns(&arn)
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        if let Some(sd) = out.service_deployments().first() {
+                            let reason = sd.status_reason().unwrap_or_default().to_string();
+                            let primary_is_ours = svc.task_definition() == Some(target_td);
+                            match sd.status() {
+                                Some(ServiceDeploymentStatus::Successful) if primary_is_ours => return Ended::Succeeded,
+                                Some(ServiceDeploymentStatus::Successful) => {
+                                    return Ended::Failed {
+                                        reason: format!(
+                                            "the deployment reported SUCCESSFUL but the service now runs {}",
+                                            short_td(svc.task_definition().unwrap_or("?"))
+                                        ),
+                                        back_on_previous: None,
+                                    }
+                                }
+                                Some(ServiceDeploymentStatus::RollbackSuccessful) => {
+                                    return Ended::Failed {
+                                        reason: rollback_reason(sd, &reason),
+                                        back_on_previous: Some(svc.task_definition() == Some(run.prep.previous_td.as_str())),
+                                    }
+                                }
+                                Some(ServiceDeploymentStatus::RollbackFailed) => {
+                                    return Ended::Failed {
+                                        reason: format!("{}; the automatic rollback FAILED too", rollback_reason(sd, &reason)),
+                                        back_on_previous: Some(false),
+                                    }
+                                }
+                                Some(ServiceDeploymentStatus::Stopped) => {
+                                    return Ended::Failed {
+                                        reason: format!(
+                                            "the deployment was stopped (superseded by another deployment?){}",
+                                            if reason.is_empty() { String::new() } else { format!(": {reason}") }
+                                        ),
+                                        back_on_previous: None,
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(
+                        "{name}: ecs:DescribeServiceDeployments: {} (will retry)",
+                        describe_sdk_error(&e)
+                    ),
+                }
+            }
+        }
+        // DescribeServices: the fallback, and the only source when the API above is missing.
+        if !sd_api || (run.service_deployment_arn.is_none() && checked_sd.len() > 3) {
+            match ours {
+                Some(d) if d.status() == Some("PRIMARY")
+                    && d.rollout_state() == Some(&DeploymentRolloutState::Completed)
+                    && svc.deployments().len() == 1 =>
+                {
+                    return Ended::Succeeded
+                }
+                Some(d) if d.rollout_state() == Some(&DeploymentRolloutState::Failed) => {
+                    let reason = d.rollout_state_reason().unwrap_or("rollout FAILED").to_string();
+                    // With circuit-breaker rollback, ECS now rolls back: wait for that to settle.
+                    if rollback_enabled(&svc) {
+                        if d.status() != Some("PRIMARY") && in_flight(&svc).is_none() {
+                            return Ended::Failed {
+                                reason,
+                                back_on_previous: Some(svc.task_definition() == Some(run.prep.previous_td.as_str())),
+                            };
+                        }
+                    } else {
+                        return Ended::Failed { reason, back_on_previous: Some(false) };
+                    }
+                }
+                None if in_flight(&svc).is_none() => {
+                    return Ended::Failed {
+                        reason: format!(
+                            "the deployment is gone and the service runs {} (rolled back or superseded)",
+                            short_td(svc.task_definition().unwrap_or("?"))
+                        ),
+                        back_on_previous: Some(svc.task_definition() == Some(run.prep.previous_td.as_str())),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ended::TimedOut {
+                pending: match ours {
+                    Some(d) => format!(
+                        "{} of {} task(s) running, {} pending, {} failed, rollout {}",
+                        d.running_count(),
+                        d.desired_count(),
+                        d.pending_count(),
+                        d.failed_tasks(),
+                        d.rollout_state().map(|s| s.as_str()).unwrap_or("?")
+                    ),
+                    None => "our deployment is no longer listed".into(),
+                },
+            };
+        }
+        backoff.wait().await;
+    }
+}
+
+fn rollback_enabled(svc: &Service) -> bool {
+    svc.deployment_configuration()
+        .and_then(|d| d.deployment_circuit_breaker())
+        .is_some_and(|cb| cb.enable() && cb.rollback())
+}
+
+fn rollback_reason(sd: &aws_sdk_ecs::types::ServiceDeployment, reason: &str) -> String {
+    let mut s = String::from("ECS rolled the deployment back");
+    if let Some(cb) = sd.deployment_circuit_breaker() {
+        if cb.failure_count() > 0 {
+            let _ = write!(
+                s,
+                " (circuit breaker: {} failed task(s), threshold {})",
+                cb.failure_count(),
+                cb.threshold()
+            );
+        }
+    }
+    if let Some(r) = sd.rollback().and_then(|r| r.reason()) {
+        let _ = write!(s, ": {r}");
+    } else if !reason.is_empty() {
+        let _ = write!(s, ": {reason}");
+    }
+    if let Some(a) = sd.alarms() {
+        if !a.triggered_alarm_names().is_empty() {
+            let _ = write!(
+                s,
+                "; alarms triggered: {}",
+                a.triggered_alarm_names().join(", ")
+            );
+        }
+    }
+    s
+}
+
+/// The service deployment (created after `since`) whose target revision runs `target_td`.
+async fn find_service_deployment(
+    ecs: &aws_sdk_ecs::Client,
+    cfg: &ServiceConfig,
+    since: SystemTime,
+    target_td: &str,
+    checked: &mut HashSet<String>,
+) -> Result<Option<String>> {
+    let out = ecs
+        .list_service_deployments()
+        .cluster(&cfg.cluster)
+        .service(&cfg.service)
+        .created_at(CreatedAt::builder().after(to_datetime(since)).build())
+        .send()
+        .await
+        .map_err(sdk_err)
+        .context("ecs:ListServiceDeployments")?;
+    for brief in out.service_deployments() {
+        let (Some(arn), Some(rev)) = (
+            brief.service_deployment_arn(),
+            brief.target_service_revision_arn(),
+        ) else {
+            continue;
+        };
+        if !checked.insert(arn.to_string()) {
+            continue;
+        }
+        let revs = ecs
+            .describe_service_revisions()
+            .service_revision_arns(rev)
+            .send()
+            .await
+            .map_err(sdk_err)
+            .context("ecs:DescribeServiceRevisions")?;
+        if revs
+            .service_revisions()
+            .iter()
+            .any(|r| r.task_definition() == Some(target_td))
+        {
+            return Ok(Some(arn.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// Evidence for a failed or rolled-back service: events since the start, stopped tasks of
+/// the new revision with their reasons and exit codes.
+async fn explain(ecs: &aws_sdk_ecs::Client, run: &Running) -> Vec<String> {
+    let cfg = &run.prep.cfg;
+    let mut evidence = Vec::new();
+    let since = to_datetime(run.started).secs();
+    if let Ok(svc) = describe_service(ecs, cfg).await {
+        let mut events: Vec<String> = svc
+            .events()
+            .iter()
+            .filter(|e| e.created_at().is_some_and(|t| t.secs() >= since))
+            .filter_map(|e| e.message().map(|m| format!("event: {m}")))
+            .collect();
+        events.reverse();
+        events.truncate(15);
+        evidence.extend(events);
+    }
+    let Some(new_td) = &run.new_td else {
+        return evidence;
+    };
+    let tasks = ecs
+        .list_tasks()
+        .cluster(&cfg.cluster)
+        .service_name(&cfg.service)
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await;
+    let arns: Vec<String> = match tasks {
+        Ok(t) => t.task_arns().iter().take(100).cloned().collect(),
+        Err(e) => {
+            evidence.push(format!(
+                "could not list stopped tasks: {}",
+                describe_sdk_error(&e)
+            ));
+            return evidence;
+        }
+    };
+    if arns.is_empty() {
+        return evidence;
+    }
+    match ecs
+        .describe_tasks()
+        .cluster(&cfg.cluster)
+        .set_tasks(Some(arns))
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let mut seen = HashSet::new();
+            for t in out
+                .tasks()
+                .iter()
+                .filter(|t| t.task_definition_arn() == Some(new_td.as_str()))
+            {
+                let mut line = format!(
+                    "stopped task: {}{}",
+                    t.stopped_reason().unwrap_or("no reason given"),
+                    t.stop_code()
+                        .map(|c| format!(" ({})", c.as_str()))
+                        .unwrap_or_default()
+                );
+                for c in t.containers() {
+                    if c.exit_code().is_some() || c.reason().is_some() {
+                        let _ = write!(
+                            line,
+                            "; container {} exit {}{}",
+                            c.name().unwrap_or("?"),
+                            c.exit_code().map_or("?".into(), |x| x.to_string()),
+                            c.reason().map(|r| format!(" ({r})")).unwrap_or_default()
+                        );
+                    }
+                }
+                if seen.insert(line.clone()) && seen.len() <= 5 {
+                    evidence.push(line);
+                }
+            }
+        }
+        Err(e) => evidence.push(format!(
+            "could not describe stopped tasks: {}",
+            describe_sdk_error(&e)
+        )),
+    }
+    evidence
+}
+
+/// Brings one service back to its previous revision if this run changed it; returns its state.
+async fn roll_back(ecs: &aws_sdk_ecs::Client, run: &mut Running) -> ServiceState {
+    let name = format!("{}/{}", run.prep.cfg.cluster, run.prep.cfg.service);
+    let Some(new_td) = run.new_td.clone() else {
+        return ServiceState::AlreadyDeployed;
+    };
+    let previous = run.prep.previous_td.clone();
+    let failed_here = matches!(
+        run.ended,
+        Some(Ended::Failed { .. }) | Some(Ended::TimedOut { .. })
+    );
+    // ECS already rolled it back: verify rather than act.
+    if let Some(Ended::Failed {
+        back_on_previous: Some(true),
+        ..
+    }) = run.ended
+    {
+        if let Ok(svc) = describe_service(ecs, &run.prep.cfg).await {
+            if svc.task_definition() == Some(previous.as_str()) && in_flight(&svc).is_none() {
+                tracing::info!(
+                    "{name}: ECS rolled back to {}; it is stable",
+                    short_td(&previous)
+                );
+                return ServiceState::Failed;
+            }
+        }
+    }
+    if let Some(Ended::Failed {
+        back_on_previous: Some(false),
+        reason,
+    }) = &run.ended
+    {
+        if reason.contains("rollback FAILED") {
+            tracing::error!("{name}: ECS's own rollback failed; ferry does not try again blindly");
+            return ServiceState::Unknown;
+        }
+    }
+    // Still in flight (timed out): ask ECS to roll back this deployment.
+    let svc = describe_service(ecs, &run.prep.cfg).await.ok();
+    let in_progress = svc.as_ref().and_then(in_flight).is_some();
+    if in_progress {
+        if let Some(arn) = &run.service_deployment_arn {
+            tracing::warn!(
+                "{name}: stopping deployment {} with ROLLBACK",
+                run.deployment_id.as_deref().unwrap_or(arn)
+            );
+            match ecs
+                .stop_service_deployment()
+                .service_deployment_arn(arn)
+                .stop_type(StopServiceDeploymentStopType::Rollback)
+                .send()
+                .await
+            {
+                Ok(_) => return wait_for_rollback(ecs, run, &previous).await,
+                Err(e) => tracing::warn!(
+                    "{name}: ecs:StopServiceDeployment: {}; redeploying {} instead",
+                    describe_sdk_error(&e),
+                    short_td(&previous)
+                ),
+            }
+        }
+    }
+    // Completed (or no service-deployments API): redeploy the previous revision and follow it.
+    tracing::warn!(
+        "{name}: rolling back: updating the service to {}",
+        short_td(&previous)
+    );
+    if let Err(e) = ecs
+        .update_service()
+        .cluster(&run.prep.cfg.cluster)
+        .service(&run.prep.cfg.service)
+        .task_definition(&previous)
+        .send()
+        .await
+    {
+        tracing::error!(
+            "{name}: ecs:UpdateService back to {}: {}",
+            short_td(&previous),
+            describe_sdk_error(&e)
+        );
+        run.evidence.push(format!(
+            "rollback could not start: {}",
+            describe_sdk_error(&e)
+        ));
+        return ServiceState::Unknown;
+    }
+    let mut rb = Running {
+        prep: Prepared {
+            cfg: run.prep.cfg.clone(),
+            previous_td: new_td.clone(),
+            td: run.prep.td.clone(),
+            tags: Vec::new(),
+            already: false,
+            timeout: run.prep.timeout,
+            timeout_why: run.prep.timeout_why.clone(),
+        },
+        new_td: Some(previous.clone()),
+        changes: Vec::new(),
+        started: SystemTime::now() - Duration::from_secs(5),
+        deployment_id: None,
+        service_deployment_arn: None,
+        ended: None,
+        seconds: 0.0,
+        evidence: Vec::new(),
+    };
+    let timeout = run.prep.timeout;
+    match follow(ecs, &mut rb, &previous, timeout).await {
+        Ended::Succeeded => {
+            tracing::info!("{name}: back on {}", short_td(&previous));
+            if failed_here {
+                ServiceState::Failed
+            } else {
+                ServiceState::RolledBack
+            }
+        }
+        other => {
+            tracing::error!(
+                "{name}: the rollback to {} did not succeed: {other:?}",
+                short_td(&previous)
+            );
+            run.evidence.push(format!(
+                "rollback to {} did not succeed: {other:?}",
+                short_td(&previous)
+            ));
+            ServiceState::Unknown
+        }
+    }
+}
+
+/// After StopServiceDeployment(ROLLBACK): wait until the service deployment ends.
+async fn wait_for_rollback(
+    ecs: &aws_sdk_ecs::Client,
+    run: &mut Running,
+    previous: &str,
+) -> ServiceState {
+    let name = format!("{}/{}", run.prep.cfg.cluster, run.prep.cfg.service);
+    let Some(arn) = run.service_deployment_arn.clone() else {
+        return ServiceState::Unknown;
+    };
+    let deadline = Instant::now() + run.prep.timeout;
+    let mut backoff = Backoff::new();
+    while Instant::now() < deadline {
+        if let Ok(out) = ecs
+            .describe_service_deployments()
+            .service_deployment_arns(&arn)
+            .send()
+            .await
+        {
+            match out.service_deployments().first().and_then(|s| s.status()) {
+                Some(ServiceDeploymentStatus::RollbackSuccessful)
+                | Some(ServiceDeploymentStatus::Stopped) => {
+                    if let Ok(svc) = describe_service(ecs, &run.prep.cfg).await {
+                        if svc.task_definition() == Some(previous) && in_flight(&svc).is_none() {
+                            tracing::info!("{name}: rolled back to {}", short_td(previous));
+                            return ServiceState::RolledBack;
+                        }
+                    }
+                }
+                Some(ServiceDeploymentStatus::RollbackFailed) => {
+                    run.evidence.push("ECS reported ROLLBACK_FAILED".into());
+                    return ServiceState::Unknown;
+                }
+                _ => {}
+            }
+        }
+        backoff.wait().await;
+    }
+    run.evidence.push(format!(
+        "the rollback did not finish within {}s",
+        run.prep.timeout.as_secs()
+    ));
+    ServiceState::Unknown
+}
+
+/// The report as text for a person.
+pub fn report_text(r: &DeployReport) -> String {
+    let mut s = String::new();
+    let head = match r.outcome {
+        Outcome::Deployed => "DEPLOYED",
+        Outcome::AlreadyDeployed => "ALREADY DEPLOYED",
+        Outcome::RolledBack => "FAILED, ROLLED BACK",
+        Outcome::NeedsAttention => "FAILED, NEEDS ATTENTION",
+    };
+    let _ = writeln!(s, "{head}: {} → {}", r.tag, r.environment);
+    let _ = writeln!(s, "  image    {}", r.image);
+    if let Some(p) = &r.promotion {
+        let _ = writeln!(
+            s,
+            "  promoted {}",
+            if p.already_done {
+                "already (same digest in target)"
+            } else {
+                "copied, digest verified"
+            }
+        );
+    }
+    for svc in &r.services {
+        let _ = writeln!(
+            s,
+            "  service  {}/{}: {} ({})",
+            svc.cluster,
+            svc.service,
+            state_words(svc.state),
+            svc.detail
+        );
+        for c in &svc.changes {
+            let _ = writeln!(s, "           {c}");
+        }
+        for e in &svc.evidence {
+            let _ = writeln!(s, "           {e}");
+        }
+    }
+    for c in &r.smoke {
+        let _ = writeln!(
+            s,
+            "  smoke    {} {}: {} ({} attempt(s))",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail,
+            c.attempts
+        );
+    }
+    let _ = writeln!(s, "  verdict  {}", r.verdict);
+    s
+}
