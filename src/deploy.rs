@@ -179,14 +179,7 @@ pub async fn deploy(
         None
     };
 
-    let mut ferry_tags = vec![
-        (TAG_RELEASE, plan.tag.clone()),
-        (TAG_VERSION, plan.version.clone()),
-        (TAG_DIGEST, digest.clone()),
-    ];
-    if let Some(c) = &opts.commit {
-        ferry_tags.push((TAG_COMMIT, c.clone()));
-    }
+    let ferry_tags = ferry_tags(&plan.tag, &plan.version, &digest, opts.commit.as_deref());
 
     // Roll out every service concurrently.
     let runs = futures_util::future::join_all(
@@ -1294,4 +1287,81 @@ pub fn report_text(r: &DeployReport) -> String {
     }
     let _ = writeln!(s, "  verdict  {}", r.verdict);
     s
+}
+
+/// What `ferry deploy` would change on one service, for `ferry plan`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicePreview {
+    pub cluster: String,
+    pub service: String,
+    pub current_task_definition: String,
+    pub current_release: Option<String>,
+    pub changes: Vec<FieldChange>,
+    /// A deployment in flight that would make `deploy` refuse.
+    pub in_flight: Option<String>,
+    pub rollout_timeout_seconds: u64,
+}
+
+/// Reads each service and renders the revision `deploy` would register, without registering it.
+pub async fn preview(
+    sdk: &aws_config::SdkConfig,
+    env: &Environment,
+    image: &str,
+    ferry_tags: &[(&str, String)],
+) -> Result<Vec<ServicePreview>> {
+    let ecs = aws_sdk_ecs::Client::new(sdk);
+    let mut out = Vec::new();
+    for cfg in &env.file.services {
+        let svc = describe_service(&ecs, cfg).await?;
+        let current = svc.task_definition().unwrap_or_default().to_string();
+        let td_out = ecs
+            .describe_task_definition()
+            .task_definition(&current)
+            .include(TaskDefinitionField::Tags)
+            .send()
+            .await
+            .map_err(sdk_err)
+            .with_context(|| format!("ecs:DescribeTaskDefinition {current}"))?;
+        let td = td_out
+            .task_definition()
+            .cloned()
+            .unwrap_or_else(|| TaskDefinition::builder().build());
+        let (_, changes) =
+            ecs_td::render(&ecs, &td, td_out.tags(), &cfg.container, image, ferry_tags)?;
+        let already = ecs_td::container_image(&td, &cfg.container) == Some(image);
+        let (timeout, _) = rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
+        out.push(ServicePreview {
+            cluster: cfg.cluster.clone(),
+            service: cfg.service.clone(),
+            current_release: td_out
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(TAG_RELEASE))
+                .and_then(|t| t.value())
+                .map(str::to_string),
+            current_task_definition: current,
+            changes: if already { Vec::new() } else { changes },
+            in_flight: in_flight(&svc),
+            rollout_timeout_seconds: timeout.as_secs(),
+        });
+    }
+    Ok(out)
+}
+
+/// The tags ferry puts on a revision for this release.
+pub fn ferry_tags(
+    tag: &str,
+    version: &str,
+    digest: &str,
+    commit: Option<&str>,
+) -> Vec<(&'static str, String)> {
+    let mut t = vec![
+        (TAG_RELEASE, tag.to_string()),
+        (TAG_VERSION, version.to_string()),
+        (TAG_DIGEST, digest.to_string()),
+    ];
+    if let Some(c) = commit {
+        t.push((TAG_COMMIT, c.to_string()));
+    }
+    t
 }

@@ -31,6 +31,8 @@ pub struct Plan {
     /// Whether bytes must be copied from the source repository to the target.
     pub promote: bool,
     pub services: Vec<ServiceConfig>,
+    /// What deploy would change on each service (read live; empty when it could not be read).
+    pub changes: Vec<crate::deploy::ServicePreview>,
     pub smoke: Vec<SmokeCheck>,
     /// Things the plan could not find out, each with its reason.
     pub unresolved: Vec<String>,
@@ -119,6 +121,7 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: PlanOptions) -> Resu
         target: ImageRef::new(env, Some(tag.tag.clone())),
         promote,
         services: env.file.services.clone(),
+        changes: Vec::new(),
         smoke: env.file.smoke.clone(),
         unresolved: Vec::new(),
     };
@@ -140,6 +143,22 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: PlanOptions) -> Resu
     } else {
         plan.target.digest.clone_from(&plan.source.digest);
         plan.target.media_type.clone_from(&plan.source.media_type);
+    }
+    if let Some(digest) = plan.source.digest.clone() {
+        let image = format!(
+            "{}/{}@{digest}",
+            env.registry_host(),
+            env.file.image.repository
+        );
+        let tags = crate::deploy::ferry_tags(&plan.tag, &plan.version, &digest, None);
+        let preview = async {
+            let sdk = sts::environment_config(env).await?;
+            crate::deploy::preview(&sdk, env, &image, &tags).await
+        };
+        match preview.await {
+            Ok(p) => plan.changes = p,
+            Err(e) => plan.unresolved.push(format!("task definitions: {e:#}")),
+        }
     }
     Ok(plan)
 }

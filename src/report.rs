@@ -85,6 +85,33 @@ pub fn plan_text(plan: &Plan) -> String {
             svc.cluster, svc.service, svc.container
         );
     }
+    for c in &plan.changes {
+        let from = c
+            .current_release
+            .as_deref()
+            .map(|r| format!(", release {r}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  change       {}/{} (now {}{from}; rollout timeout {}s)",
+            c.cluster,
+            c.service,
+            crate::deploy::short_td(&c.current_task_definition),
+            c.rollout_timeout_seconds
+        );
+        if c.changes.is_empty() {
+            let _ = writeln!(s, "                 nothing: already runs this image");
+        }
+        for ch in &c.changes {
+            let _ = writeln!(s, "                 {ch}");
+        }
+        if let Some(f) = &c.in_flight {
+            let _ = writeln!(
+                s,
+                "                 deployment in flight ({f}): deploy would refuse"
+            );
+        }
+    }
     if plan.smoke.is_empty() {
         let _ = writeln!(
             s,

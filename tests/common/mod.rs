@@ -291,3 +291,213 @@ impl EnvSpec {
         dir
     }
 }
+
+/// The ECS rollout simulator (tests/ecs_sim), one per test.
+pub struct EcsSim {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl EcsSim {
+    pub fn start() -> EcsSim {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ecs_sim/ecs_sim.py"))
+            .args(["--port", "0", "--region", &region()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 and tests/ecs_sim/ecs_sim.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("ECS_SIM_ENDPOINT=")
+            .unwrap_or_else(|| panic!("the ECS simulator did not start: {line:?}"))
+            .to_string();
+        EcsSim { endpoint, child }
+    }
+
+    /// An ECS client pointed at the simulator (as ferry's would be through AWS_ENDPOINT_URL_ECS).
+    pub fn client(&self) -> aws_sdk_ecs::Client {
+        let conf = aws_sdk_ecs::Config::builder()
+            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
+            .region(aws_sdk_ecs::config::Region::new(region()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .build();
+        aws_sdk_ecs::Client::from_conf(conf)
+    }
+
+    /// POST to the simulator's control API (`/_sim/...`).
+    pub async fn control(&self, path: &str, body: serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}{path}", self.endpoint))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("{}{path}", self.endpoint))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Declares how an image behaves when it runs (see tests/ecs_sim/README.md).
+    pub async fn image(&self, image: &str, version: &str, behavior: &str) {
+        self.control(
+            "/_sim/images",
+            serde_json::json!({"image": image, "version": version, "behavior": behavior}),
+        )
+        .await;
+    }
+
+    pub fn health_url(&self, cluster: &str, service: &str) -> String {
+        format!("{}/app/{cluster}/{service}/health", self.endpoint)
+    }
+
+    /// A cluster and a service (circuit breaker with rollback) running `image`, desired 2.
+    pub async fn service(
+        &self,
+        cluster: &str,
+        service: &str,
+        container: &str,
+        image: &str,
+    ) -> String {
+        use aws_sdk_ecs::types::*;
+        let ecs = self.client();
+        ecs.create_cluster()
+            .cluster_name(cluster)
+            .send()
+            .await
+            .unwrap();
+        let td = ecs
+            .register_task_definition()
+            .family(format!("{cluster}-{service}"))
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .execution_role_arn("arn:aws:iam::123456789012:role/exec")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name(container)
+                    .image(image)
+                    .essential(true)
+                    .environment(KeyValuePair::builder().name("MODE").value("test").build())
+                    .build(),
+            )
+            .tags(Tag::builder().key("team").value("shop").build())
+            .send()
+            .await
+            .unwrap();
+        let arn = td
+            .task_definition()
+            .unwrap()
+            .task_definition_arn()
+            .unwrap()
+            .to_string();
+        ecs.create_service()
+            .cluster(cluster)
+            .service_name(service)
+            .task_definition(&arn)
+            .desired_count(2)
+            .launch_type(LaunchType::Fargate)
+            .deployment_configuration(
+                DeploymentConfiguration::builder()
+                    .maximum_percent(200)
+                    .minimum_healthy_percent(100)
+                    .deployment_circuit_breaker(
+                        DeploymentCircuitBreaker::builder()
+                            .enable(true)
+                            .rollback(true)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(
+                        AwsVpcConfiguration::builder()
+                            .subnets("subnet-1")
+                            .security_groups("sg-1")
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        self.wait_idle(cluster, service).await;
+        arn
+    }
+
+    /// Waits until the service has one COMPLETED deployment.
+    pub async fn wait_idle(&self, cluster: &str, service: &str) -> aws_sdk_ecs::types::Service {
+        let ecs = self.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = ecs
+                .describe_services()
+                .cluster(cluster)
+                .services(service)
+                .send()
+                .await
+                .unwrap();
+            let svc = out.services()[0].clone();
+            let d = svc.deployments();
+            if d.len() == 1
+                && d[0].rollout_state()
+                    == Some(&aws_sdk_ecs::types::DeploymentRolloutState::Completed)
+            {
+                return svc;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "service {cluster}/{service} did not settle: {svc:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn describe(&self, cluster: &str, service: &str) -> aws_sdk_ecs::types::Service {
+        self.client()
+            .describe_services()
+            .cluster(cluster)
+            .services(service)
+            .send()
+            .await
+            .unwrap()
+            .services()[0]
+            .clone()
+    }
+
+    pub async fn revisions(&self, family: &str) -> usize {
+        self.client()
+            .list_task_definitions()
+            .family_prefix(family)
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns()
+            .len()
+    }
+}
+
+impl Drop for EcsSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,392 @@
+//! `ferry deploy` end to end: moto (STS/ECR auth), a real registry (image digests), and the
+//! ECS rollout simulator (tests/ecs_sim) whose app endpoint answers with the version that
+//! really runs, so the smoke gate sees what a user would.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+/// A staging environment whose service runs a healthy baseline release.
+struct World {
+    spec: EnvSpec,
+    dir: tempfile::TempDir,
+    registry: Registry,
+    sim: EcsSim,
+    cluster: String,
+    baseline_td: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let mut spec = EnvSpec::new();
+        let sim = EcsSim::start();
+        let cluster = format!("{}-staging", spec.cluster);
+        spec.staging_smoke = Some(sim.health_url(&cluster, &spec.service));
+        let dir = spec.write();
+        let registry = Registry::for_account(&spec.staging_account);
+        let base = registry.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", "90"]);
+        let base_image = format!("{}/{}@{base}", registry.ecr_host(), spec.repo);
+        sim.image(&base_image, "0.9.0-rc.1", "healthy").await;
+        let baseline_td = sim
+            .service(&cluster, &spec.service, &spec.container, &base_image)
+            .await;
+        World {
+            spec,
+            dir,
+            registry,
+            sim,
+            cluster,
+            baseline_td,
+        }
+    }
+
+    /// Pushes `tag` and declares how its image behaves; returns the image reference.
+    async fn release(&self, tag: &str, seed: &str, behavior: &str) -> String {
+        let digest = self
+            .registry
+            .push_image(&self.spec.repo, tag, &["--seed", seed]);
+        let image = format!("{}/{}@{digest}", self.registry.ecr_host(), self.spec.repo);
+        self.sim
+            .image(&image, tag.trim_start_matches('v'), behavior)
+            .await;
+        image
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("FERRY_REGISTRY_ENDPOINTS", self.registry.endpoint_entry()),
+            ("AWS_ENDPOINT_URL_ECS", self.sim.endpoint.clone()),
+            ("AWS_MAX_ATTEMPTS", "3".into()),
+        ]
+    }
+
+    fn deploy(&self, tag: &str, extra: &[&str]) -> std::process::Output {
+        let mut args = vec![
+            "deploy",
+            "--environments",
+            self.dir.path().to_str().unwrap(),
+            "--tag",
+            tag,
+        ];
+        args.extend_from_slice(extra);
+        ferry(&args, &self.env())
+    }
+
+    async fn running_td(&self) -> String {
+        self.sim
+            .describe(&self.cluster, &self.spec.service)
+            .await
+            .task_definition()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn running_image(&self) -> String {
+        let td = self.running_td().await;
+        let out = self
+            .sim
+            .client()
+            .describe_task_definition()
+            .task_definition(td)
+            .send()
+            .await
+            .unwrap();
+        out.task_definition().unwrap().container_definitions()[0]
+            .image()
+            .unwrap()
+            .to_string()
+    }
+
+    fn family(&self) -> String {
+        format!("{}-{}", self.cluster, self.spec.service)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staging_deploy_succeeds_and_a_rerun_changes_nothing() {
+    let w = World::new().await;
+    let image = w.release("v1.0.0-rc.1", "100", "healthy").await;
+
+    let o = w.deploy("v1.0.0-rc.1", &["--output", "json"]);
+    assert_exit(&o, 0);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["outcome"], "deployed");
+    assert_eq!(report["image"], image.as_str());
+    assert_eq!(report["smoke"][0]["ok"], true);
+    let svc = &report["services"][0];
+    assert_eq!(svc["state"], "deployed");
+    assert_eq!(svc["previous_task_definition"], w.baseline_td.as_str());
+    assert!(svc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["field"] == "containerDefinitions[web].image"));
+    // Live progress went to stderr, one line per event.
+    let err = stderr(&o);
+    assert!(
+        err.contains("rollout COMPLETED") || err.contains("succeeded"),
+        "{err}"
+    );
+
+    // The service runs the new revision, pinned by digest, with ferry's tags and its own kept.
+    assert_eq!(w.running_image().await, image);
+    let td = w.running_td().await;
+    assert_ne!(td, w.baseline_td);
+    let out = w
+        .sim
+        .client()
+        .describe_task_definition()
+        .task_definition(&td)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let tag = |k: &str| {
+        out.tags()
+            .iter()
+            .find(|t| t.key() == Some(k))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    assert_eq!(tag("ferry:release").as_deref(), Some("v1.0.0-rc.1"));
+    assert_eq!(tag("ferry:version").as_deref(), Some("1.0.0-rc.1"));
+    assert_eq!(tag("team").as_deref(), Some("shop"));
+    let c = &out.task_definition().unwrap().container_definitions()[0];
+    assert_eq!(
+        c.environment()[0].name(),
+        Some("MODE"),
+        "untouched fields survive"
+    );
+    assert_eq!(
+        out.task_definition().unwrap().execution_role_arn(),
+        Some("arn:aws:iam::123456789012:role/exec")
+    );
+
+    // A re-run: already deployed, no new revision.
+    let revisions = w.sim.revisions(&w.family()).await;
+    let o = w.deploy("v1.0.0-rc.1", &[]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("ALREADY DEPLOYED"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("already deployed"), "{}", stderr(&o));
+    assert_eq!(w.sim.revisions(&w.family()).await, revisions);
+
+    // ferry status names the release.
+    let o = ferry(
+        &[
+            "status",
+            "staging",
+            "--environments",
+            w.dir.path().to_str().unwrap(),
+        ],
+        &w.env(),
+    );
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("v1.0.0-rc.1"), "{}", stdout(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_that_never_start_are_rolled_back_with_the_reason() {
+    let w = World::new().await;
+    w.release("v1.1.0-rc.1", "110", "crash").await;
+    let o = w.deploy("v1.1.0-rc.1", &[]);
+    assert_exit(&o, 4);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(out.contains("FAILED, ROLLED BACK"), "{out}");
+    assert!(
+        err.contains("circuit breaker"),
+        "the verdict names the circuit breaker: {err}"
+    );
+    assert!(
+        out.contains("Essential container in task exited"),
+        "stopped task reason in the evidence: {out}"
+    );
+    assert!(
+        out.contains("exit 1"),
+        "container exit code in the evidence: {out}"
+    );
+    assert!(err.contains("back on its previous"), "{err}");
+    assert_eq!(
+        w.running_td().await,
+        w.baseline_td,
+        "the service runs the baseline again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_smoke_check_rolls_back() {
+    let w = World::new().await;
+    w.release("v1.2.0-rc.1", "120", "smoke-error").await;
+    let o = w.deploy("v1.2.0-rc.1", &["--output", "json"]);
+    assert_exit(&o, 4);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["outcome"], "rolled-back");
+    assert_eq!(report["smoke"][0]["ok"], false);
+    assert!(
+        report["smoke"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("status 500"),
+        "{report}"
+    );
+    assert_eq!(report["services"][0]["state"], "rolled-back");
+    assert!(
+        report["verdict"].as_str().unwrap().contains("smoke check"),
+        "{report}"
+    );
+    let svc = w.sim.wait_idle(&w.cluster, &w.spec.service).await;
+    assert_eq!(svc.task_definition(), Some(w.baseline_td.as_str()));
+    // The app answers with the baseline version again.
+    let health: Value = reqwest::get(w.sim.health_url(&w.cluster, &w.spec.service))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["version"], "0.9.0-rc.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_that_fails_needs_a_person() {
+    let w = World::new().await;
+    w.release("v1.3.0-rc.1", "130", "crash").await;
+    // The baseline image now crashes on start too: ECS's rollback cannot succeed.
+    let base_image = {
+        let out = w
+            .sim
+            .client()
+            .describe_task_definition()
+            .task_definition(&w.baseline_td)
+            .send()
+            .await
+            .unwrap();
+        out.task_definition().unwrap().container_definitions()[0]
+            .image()
+            .unwrap()
+            .to_string()
+    };
+    w.sim.image(&base_image, "0.9.0-rc.1", "crash").await;
+    let o = w.deploy("v1.3.0-rc.1", &[]);
+    assert_exit(&o, 5);
+    let err = stderr(&o);
+    assert!(err.contains("NOT known to be good"), "{err}");
+    assert!(
+        stdout(&o).contains("FAILED, NEEDS ATTENTION"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_in_flight_is_refused() {
+    let w = World::new().await;
+    w.release("v1.4.0-rc.1", "140", "healthy").await;
+    // Someone else's slow deployment is in progress.
+    let slow = format!("{}/{}:slow", w.registry.ecr_host(), w.spec.repo);
+    w.sim.image(&slow, "slow", "slow").await;
+    let ecs = w.sim.client();
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(&w.baseline_td)
+        .send()
+        .await
+        .unwrap();
+    let mut c = out.task_definition().unwrap().container_definitions()[0].clone();
+    c.image = Some(slow);
+    let td = ecs
+        .register_task_definition()
+        .family(w.family())
+        .container_definitions(c)
+        .send()
+        .await
+        .unwrap();
+    ecs.update_service()
+        .cluster(&w.cluster)
+        .service(&w.spec.service)
+        .task_definition(td.task_definition().unwrap().task_definition_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let revisions = w.sim.revisions(&w.family()).await;
+    let o = w.deploy("v1.4.0-rc.1", &[]);
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("has a deployment in flight"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("--wait-for-idle"), "{}", stderr(&o));
+    assert_eq!(
+        w.sim.revisions(&w.family()).await,
+        revisions,
+        "nothing registered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttling_is_retried() {
+    let w = World::new().await;
+    w.release("v1.5.0-rc.1", "150", "healthy").await;
+    for op in [
+        "DescribeServices",
+        "DescribeTaskDefinition",
+        "RegisterTaskDefinition",
+        "UpdateService",
+    ] {
+        w.sim
+            .control(
+                "/_sim/faults",
+                serde_json::json!({"operation": op, "error": "ThrottlingException", "count": 2}),
+            )
+            .await;
+    }
+    let o = w.deploy("v1.5.0-rc.1", &[]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("DEPLOYED"), "{}", stdout(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_the_task_definition_change_without_making_it() {
+    let w = World::new().await;
+    let image = w.release("v1.6.0-rc.1", "160", "healthy").await;
+    let revisions = w.sim.revisions(&w.family()).await;
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            w.dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.6.0-rc.1",
+            "--output",
+            "json",
+        ],
+        &w.env(),
+    );
+    assert_exit(&o, 0);
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let change = &plan["changes"][0];
+    assert_eq!(change["current_task_definition"], w.baseline_td.as_str());
+    let fields: Vec<&str> = change["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "containerDefinitions[web].image",
+            "tags[ferry:release]",
+            "tags[ferry:version]",
+            "tags[ferry:digest]"
+        ]
+    );
+    assert_eq!(change["changes"][0]["to"], image.as_str());
+    assert!(change["rollout_timeout_seconds"].as_u64().unwrap() >= 180);
+    assert_eq!(
+        w.sim.revisions(&w.family()).await,
+        revisions,
+        "plan registers nothing"
+    );
+    assert_eq!(w.running_td().await, w.baseline_td, "plan changes nothing");
+}
