@@ -719,6 +719,9 @@ async fn follow(
     let mut seen_events: HashSet<String> = HashSet::new();
     let mut checked_sd: HashSet<String> = HashSet::new();
     let mut sd_api = true;
+    // Polls that found no service deployment of ours: past a few, DescribeServices decides.
+    let mut sd_misses = 0;
+    let mut last_reason: Option<String> = None;
     let mut last_progress = String::new();
     let mut errors = 0;
     let since = to_datetime(run.started);
@@ -783,7 +786,10 @@ async fn follow(
                 match find_service_deployment(ecs, &cfg, run.started, target_td, &mut checked_sd)
                     .await
                 {
-                    Ok(found) => run.service_deployment_arn = found,
+                    Ok(found) => {
+                        sd_misses += usize::from(found.is_none());
+                        run.service_deployment_arn = found
+                    }
                     Err(e) => {
                         tracing::warn!("{name}: service-deployments API unavailable ({e:#}); following DescribeServices only");
                         sd_api = false;
@@ -845,7 +851,10 @@ async fn follow(
             }
         }
         // DescribeServices: the fallback, and the only source when the API above is missing.
-        if !sd_api || (run.service_deployment_arn.is_none() && checked_sd.len() > 3) {
+        if let Some(r) = ours.and_then(|d| d.rollout_state_reason()) {
+            last_reason = Some(r.to_string());
+        }
+        if !sd_api || (run.service_deployment_arn.is_none() && sd_misses > 4) {
             match ours {
                 Some(d) if d.status() == Some("PRIMARY")
                     && d.rollout_state() == Some(&DeploymentRolloutState::Completed)
@@ -870,7 +879,8 @@ async fn follow(
                 None if in_flight(&svc).is_none() => {
                     return Ended::Failed {
                         reason: format!(
-                            "the deployment is gone and the service runs {} (rolled back or superseded)",
+                            "{}the deployment is gone and the service runs {} (rolled back or superseded)",
+                            last_reason.as_ref().map(|r| format!("{r}; ")).unwrap_or_default(),
                             short_td(svc.task_definition().unwrap_or("?"))
                         ),
                         back_on_previous: Some(svc.task_definition() == Some(run.prep.previous_td.as_str())),
@@ -1074,20 +1084,18 @@ async fn roll_back(ecs: &aws_sdk_ecs::Client, run: &mut Running) -> ServiceState
         run.ended,
         Some(Ended::Failed { .. }) | Some(Ended::TimedOut { .. })
     );
-    // ECS already rolled it back: verify rather than act.
+    // ECS already rolled it back: verify (waiting for it to settle) rather than act.
     if let Some(Ended::Failed {
         back_on_previous: Some(true),
         ..
     }) = run.ended
     {
-        if let Ok(svc) = describe_service(ecs, &run.prep.cfg).await {
-            if svc.task_definition() == Some(previous.as_str()) && in_flight(&svc).is_none() {
-                tracing::info!(
-                    "{name}: ECS rolled back to {}; it is stable",
-                    short_td(&previous)
-                );
-                return ServiceState::Failed;
-            }
+        if wait_settled(ecs, &run.prep.cfg, &previous, run.prep.timeout).await {
+            tracing::info!(
+                "{name}: ECS rolled back to {}; it is stable",
+                short_td(&previous)
+            );
+            return ServiceState::Failed;
         }
     }
     if let Some(Ended::Failed {
@@ -1190,6 +1198,26 @@ async fn roll_back(ecs: &aws_sdk_ecs::Client, run: &mut Running) -> ServiceState
             ServiceState::Unknown
         }
     }
+}
+
+/// Waits until the service runs `td` with no other deployment; false at the timeout.
+async fn wait_settled(
+    ecs: &aws_sdk_ecs::Client,
+    cfg: &ServiceConfig,
+    td: &str,
+    timeout: Duration,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut backoff = Backoff::new();
+    while Instant::now() < deadline {
+        if let Ok(svc) = describe_service(ecs, cfg).await {
+            if svc.task_definition() == Some(td) && in_flight(&svc).is_none() {
+                return true;
+            }
+        }
+        backoff.wait().await;
+    }
+    false
 }
 
 /// After StopServiceDeployment(ROLLBACK): wait until the service deployment ends.
@@ -1364,4 +1392,92 @@ pub fn ferry_tags(
         t.push((TAG_COMMIT, c.to_string()));
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::{
+        ContainerDefinition, Deployment, DeploymentConfiguration, HealthCheck, LoadBalancer,
+    };
+
+    fn service(desired: i32, max: i32, min: i32, grace: Option<i32>, lb: bool) -> Service {
+        let mut b = Service::builder()
+            .desired_count(desired)
+            .deployment_configuration(
+                DeploymentConfiguration::builder()
+                    .maximum_percent(max)
+                    .minimum_healthy_percent(min)
+                    .build(),
+            )
+            .set_health_check_grace_period_seconds(grace);
+        if lb {
+            b = b.load_balancers(LoadBalancer::builder().container_name("web").build());
+        }
+        b.build()
+    }
+
+    fn td(health: bool) -> TaskDefinition {
+        let mut c = ContainerDefinition::builder().name("web");
+        if health {
+            c = c.health_check(
+                HealthCheck::builder()
+                    .command("true")
+                    .interval(10)
+                    .timeout(5)
+                    .retries(3)
+                    .start_period(20)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        TaskDefinition::builder()
+            .container_definitions(c.build())
+            .build()
+    }
+
+    #[test]
+    fn timeout_grows_with_batches_health_and_draining() {
+        // 2 tasks, 200%: one batch of 2; no health check, no LB → the floor.
+        let (t, why) = rollout_timeout(&service(2, 200, 100, None, false), &td(false), None);
+        assert_eq!(t.as_secs(), 180);
+        assert!(why.contains("1 batch(es) of up to 2"), "{why}");
+        // 10 tasks, 120% / 100%: 2 at a time → 5 batches × (120 + 65) = 925.
+        let (t, why) = rollout_timeout(&service(10, 120, 100, None, false), &td(true), None);
+        assert_eq!(t.as_secs(), 5 * (120 + 20 + 15 * 3));
+        assert!(why.contains("5 batch(es)"), "{why}");
+        // Behind a load balancer: grace period and deregistration delay count.
+        let (t, _) = rollout_timeout(&service(4, 200, 100, Some(300), true), &td(false), None);
+        assert_eq!(t.as_secs(), 120 + 300 + 300);
+        // The config override wins.
+        let (t, why) =
+            rollout_timeout(&service(4, 200, 100, Some(300), true), &td(false), Some(42));
+        assert_eq!(t.as_secs(), 42);
+        assert!(why.contains("rollout_timeout_seconds"));
+    }
+
+    #[test]
+    fn in_flight_detection() {
+        let d = |status: &str, state: DeploymentRolloutState| {
+            Deployment::builder()
+                .id("ecs-svc/1")
+                .status(status)
+                .task_definition("arn:x/web:1")
+                .rollout_state(state)
+                .build()
+        };
+        let idle = Service::builder()
+            .deployments(d("PRIMARY", DeploymentRolloutState::Completed))
+            .build();
+        assert!(in_flight(&idle).is_none());
+        let busy = Service::builder()
+            .deployments(d("PRIMARY", DeploymentRolloutState::InProgress))
+            .build();
+        assert!(in_flight(&busy).unwrap().contains("IN_PROGRESS"));
+        let two = Service::builder()
+            .deployments(d("PRIMARY", DeploymentRolloutState::Completed))
+            .deployments(d("ACTIVE", DeploymentRolloutState::Completed))
+            .build();
+        assert!(in_flight(&two).unwrap().contains("ACTIVE web:1"));
+    }
 }
