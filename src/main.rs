@@ -79,6 +79,27 @@ enum Command {
         /// Only this environment (default: all).
         environment: Option<String>,
     },
+    /// Copy one image by digest between registries (the promotion engine on its own).
+    #[command(
+        after_help = "Examples:\n  ferry copy 111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/api:v1.4.0-rc.2 \\\n             222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api:v1.4.0\n  REGISTRY_USER=u REGISTRY_PASSWORD=p ferry copy --insecure 127.0.0.1:5001/app:v1 127.0.0.1:5002/app:v1\n\n\
+        ECR hosts use AWS credentials (default chain, or --source-role/--target-role); other registries use \
+        SRC_/DST_REGISTRY_USER and _PASSWORD, REGISTRY_USER/REGISTRY_PASSWORD, or the docker config file."
+    )]
+    Copy {
+        /// Source: host[:port]/repository:tag or …@sha256:…
+        source: String,
+        /// Destination: host[:port]/repository:tag
+        destination: String,
+        /// Plain http, for registries on loopback only.
+        #[arg(long)]
+        insecure: bool,
+        /// Role to assume for an ECR source.
+        #[arg(long)]
+        source_role: Option<String>,
+        /// Role to assume for an ECR destination.
+        #[arg(long)]
+        target_role: Option<String>,
+    },
     /// Check the environment files; with --online also that roles, repositories and services exist.
     #[command(after_help = "Example:\n  ferry validate --online")]
     Validate {
@@ -171,6 +192,39 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Status { environment } => {
             ferry::status::run(&cli.environments, environment.as_deref(), cli.output).await
+        }
+        Command::Copy {
+            source,
+            destination,
+            insecure,
+            source_role,
+            target_role,
+        } => {
+            let opts = ferry::promote::CopyOptions {
+                insecure,
+                source_role,
+                target_role,
+            };
+            let out = ferry::promote::copy_images(&source, &destination, &opts).await?;
+            match cli.output {
+                OutputFormat::Json => ferry::report::print_json(&out)?,
+                OutputFormat::Human if out.already_done => {
+                    println!("{destination} already points at {}: nothing to copy ({} requests)", out.digest, out.requests)
+                }
+                OutputFormat::Human => println!(
+                    "copied {source} → {destination}: {} ({}), {} manifest(s), blobs {} copied / {} mounted / {} already there, {:.1} MiB in {:.2}s, {} requests; verified",
+                    out.digest,
+                    out.media_type,
+                    out.manifests,
+                    out.blobs_copied,
+                    out.blobs_mounted,
+                    out.blobs_skipped,
+                    out.bytes_copied as f64 / 1048576.0,
+                    out.seconds,
+                    out.requests
+                ),
+            }
+            Ok(())
         }
         Command::Validate { online } => {
             ferry::validate::run(&cli.environments, online, cli.output).await

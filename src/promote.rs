@@ -1,24 +1,206 @@
 //! Promotion: copying the exact digest verified in the source environment into the target
-//! environment's repository (placeholder until the copy engine lands).
+//! environment's repository, reading with the source's role and writing with the target's.
 
-use anyhow::Result;
-use serde::Serialize;
+use anyhow::{Context, Result};
 
 use crate::config::Environment;
+use crate::registry::copy::{self, CopyOutcome, Side};
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PromoteOutcome {
-    pub digest: String,
-    pub media_type: String,
-    pub already_done: bool,
+/// What a promotion did.
+pub type PromoteOutcome = CopyOutcome;
+
+/// Copies `source_tag` (which must still be `expected_digest`) from the source environment's
+/// repository to the target's, tagged `target_tag`; a no-op when already there.
+pub async fn promote(
+    source_env: &Environment,
+    target_env: &Environment,
+    source_tag: &str,
+    expected_digest: &str,
+    target_tag: &str,
+) -> Result<PromoteOutcome> {
+    let src_sdk = crate::aws::sts::environment_config(source_env).await?;
+    let dst_sdk = crate::aws::sts::environment_config(target_env).await?;
+    let src = crate::aws::ecr::registry_client(&src_sdk, &source_env.registry_host())
+        .await
+        .with_context(|| {
+            format!(
+                "registry credentials for {} ({})",
+                source_env.name,
+                source_env.registry_host()
+            )
+        })?;
+    let dst = crate::aws::ecr::registry_client(&dst_sdk, &target_env.registry_host())
+        .await
+        .with_context(|| {
+            format!(
+                "registry credentials for {} ({})",
+                target_env.name,
+                target_env.registry_host()
+            )
+        })?;
+    let out = copy::copy(
+        &Side {
+            client: &src,
+            repository: &source_env.file.image.repository,
+        },
+        source_tag,
+        &Side {
+            client: &dst,
+            repository: &target_env.file.image.repository,
+        },
+        Some(target_tag),
+        Some(expected_digest),
+    )
+    .await?;
+    if out.already_done {
+        tracing::info!(
+            "promotion: {target_tag} already points at {} in {}; nothing copied",
+            out.digest,
+            target_env.name
+        );
+    } else {
+        tracing::info!(
+            "promotion: {} copied and verified ({} blobs copied, {} mounted, {} already there; {:.1} MiB in {:.1}s)",
+            out.digest,
+            out.blobs_copied,
+            out.blobs_mounted,
+            out.blobs_skipped,
+            out.bytes_copied as f64 / 1048576.0,
+            out.seconds
+        );
+    }
+    Ok(out)
 }
 
-pub async fn promote(
-    _source_env: &Environment,
-    _target_env: &Environment,
-    _source_tag: &str,
-    _expected_digest: &str,
-    _target_tag: &str,
-) -> Result<PromoteOutcome> {
-    anyhow::bail!("promotion engine not available in this build")
+/// Options of `ferry copy`.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// Plain http, for registries on loopback only.
+    pub insecure: bool,
+    pub source_role: Option<String>,
+    pub target_role: Option<String>,
+}
+
+/// `ferry copy SRC DST`: the promotion engine between any two references.
+pub async fn copy_images(src: &str, dst: &str, opts: &CopyOptions) -> Result<PromoteOutcome> {
+    use crate::error::Failure;
+    use crate::registry::ImageName;
+    let s = ImageName::parse(src).map_err(|e| Failure::invalid(format!("source: {e}")))?;
+    let d = ImageName::parse(dst).map_err(|e| Failure::invalid(format!("destination: {e}")))?;
+    let src_client = client_for(&s, opts.insecure, opts.source_role.as_deref(), "SRC_").await?;
+    let dst_client = if s.host == d.host && opts.source_role == opts.target_role {
+        src_client.clone()
+    } else {
+        client_for(&d, opts.insecure, opts.target_role.as_deref(), "DST_").await?
+    };
+    let out = copy::copy(
+        &Side {
+            client: &src_client,
+            repository: &s.repository,
+        },
+        s.reference(),
+        &Side {
+            client: &dst_client,
+            repository: &d.repository,
+        },
+        d.tag.as_deref(),
+        s.digest.as_deref().or(d.digest.as_deref()),
+    )
+    .await?;
+    Ok(out)
+}
+
+async fn client_for(
+    name: &crate::registry::ImageName,
+    insecure: bool,
+    role: Option<&str>,
+    prefix: &str,
+) -> Result<crate::registry::RegistryClient> {
+    use crate::error::Failure;
+    use crate::registry::{Credentials, RegistryClient};
+    let mapped = std::env::var(crate::registry::ENDPOINTS_ENV)
+        .unwrap_or_default()
+        .contains(&format!("{}=", name.host));
+    let base = if mapped {
+        crate::registry::endpoint_url(&name.host)?
+    } else if insecure {
+        let host_only = name
+            .host
+            .rsplit_once(':')
+            .map_or(name.host.as_str(), |(h, _)| h);
+        if !matches!(host_only, "127.0.0.1" | "localhost" | "[::1]") {
+            return Err(Failure::invalid(format!(
+                "--insecure (plain http) is only for registries on loopback, not {}",
+                name.host
+            ))
+            .into());
+        }
+        url::Url::parse(&format!("http://{}", name.host))?
+    } else {
+        url::Url::parse(&format!("https://{}", name.host))?
+    };
+    if let Some((_account, region)) = name.ecr() {
+        let mut sdk = crate::aws::sts::base_config(&region).await;
+        if let Some(arn) = role {
+            let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
+                .session_name("ferry-copy")
+                .configure(&sdk)
+                .build()
+                .await;
+            sdk = sdk
+                .into_builder()
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+                )
+                .build();
+        }
+        let auth = crate::aws::ecr::authorization(&sdk)
+            .await
+            .with_context(|| format!("ECR credentials for {}", name.host))?;
+        let c = RegistryClient::new(
+            base,
+            Credentials::Basic {
+                username: auth.username,
+                password: auth.password,
+            },
+        )?;
+        return Ok(c);
+    }
+    let env = |k: &str| {
+        std::env::var(format!("{prefix}{k}"))
+            .or_else(|_| std::env::var(k))
+            .ok()
+            .filter(|v| !v.is_empty())
+    };
+    let creds = match (env("REGISTRY_USER"), env("REGISTRY_PASSWORD")) {
+        (Some(u), Some(p)) => Credentials::Basic {
+            username: u,
+            password: crate::aws::Secret::new(p),
+        },
+        _ => docker_config_credentials(&name.host).unwrap_or(Credentials::Anonymous),
+    };
+    RegistryClient::new(base, creds)
+}
+
+/// `auths.<host>.auth` (base64 `user:password`) from the docker config file.
+fn docker_config_credentials(host: &str) -> Option<crate::registry::Credentials> {
+    use base64::Engine as _;
+    let dir = std::env::var("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| std::path::Path::new(&h).join(".docker")))
+        .ok()?;
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let auth = json.get("auths")?.get(host)?.get("auth")?.as_str()?;
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .ok()?,
+    )
+    .ok()?;
+    let (u, p) = decoded.split_once(':')?;
+    Some(crate::registry::Credentials::Basic {
+        username: u.to_string(),
+        password: crate::aws::Secret::new(p),
+    })
 }

@@ -80,11 +80,24 @@ pub async fn registry_client(
 ) -> Result<crate::registry::RegistryClient> {
     let auth = authorization(sdk).await?;
     let base = crate::registry::endpoint_url(host)?;
-    crate::registry::RegistryClient::new(
+    let sdk = sdk.clone();
+    // A 401 in the middle of a long copy: ask ECR for a new token, once.
+    let refresh: crate::registry::client::Refresh = std::sync::Arc::new(move || {
+        let sdk = sdk.clone();
+        Box::pin(async move {
+            let a = authorization(&sdk).await?;
+            Ok(crate::registry::Credentials::Basic {
+                username: a.username,
+                password: a.password,
+            })
+        })
+    });
+    Ok(crate::registry::RegistryClient::new(
         base,
         crate::registry::Credentials::Basic {
             username: auth.username,
             password: auth.password,
         },
-    )
+    )?
+    .with_refresh(refresh))
 }

@@ -4,10 +4,90 @@
 //! password): that is the only way image bytes can move between repositories and accounts.
 
 pub mod client;
+pub mod copy;
 
 use anyhow::{bail, Context, Result};
 
 pub use client::{Credentials, Descriptor, RegistryClient};
+
+/// `host[:port]/repository[:tag][@sha256:…]`, as `ferry copy` takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageName {
+    pub host: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageName {
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.strip_prefix("docker://").unwrap_or(s);
+        let (host, rest) = s
+            .split_once('/')
+            .filter(|(h, _)| h.contains('.') || h.contains(':') || *h == "localhost")
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{s:?} is not host/repository[:tag|@digest] (the registry host is required)"
+                )
+            })?;
+        let (name, digest) = match rest.split_once('@') {
+            Some((n, d)) => {
+                let hexpart = d.strip_prefix("sha256:").unwrap_or_default();
+                if hexpart.len() != 64
+                    || !hexpart
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                {
+                    bail!("{s:?}: {d:?} is not a sha256 digest");
+                }
+                (n, Some(d.to_string()))
+            }
+            None => (rest, None),
+        };
+        let (repository, tag) = match name.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => (r, Some(t.to_string())),
+            _ => (name, None),
+        };
+        if repository.is_empty()
+            || !repository
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b))
+        {
+            bail!(
+                "{s:?}: repository {repository:?} is not a valid name (lowercase, digits, . _ - /)"
+            );
+        }
+        if tag.is_none() && digest.is_none() {
+            bail!("{s:?} names no tag or digest; add :TAG or @sha256:…");
+        }
+        Ok(ImageName {
+            host: host.to_string(),
+            repository: repository.to_string(),
+            tag,
+            digest,
+        })
+    }
+
+    /// The reference to read: the digest when given, else the tag.
+    pub fn reference(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// `(account, region)` when the host is an ECR registry.
+    pub fn ecr(&self) -> Option<(String, String)> {
+        let mut parts = self.host.split('.');
+        let account = parts.next()?;
+        let (dkr, ecr, region) = (parts.next()?, parts.next()?, parts.next()?);
+        (crate::config::is_account_id(account)
+            && dkr == "dkr"
+            && ecr == "ecr"
+            && self.host.contains(".amazonaws.com"))
+        .then(|| (account.to_string(), region.to_string()))
+    }
+}
 
 /// Every manifest media type ferry understands, for `Accept`.
 pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
@@ -46,6 +126,36 @@ fn endpoint_url_from(host: &str, map: &str) -> Result<url::Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_names() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let n = ImageName::parse("127.0.0.1:5001/app/web:v1").unwrap();
+        assert_eq!(
+            (n.host.as_str(), n.repository.as_str(), n.tag.as_deref()),
+            ("127.0.0.1:5001", "app/web", Some("v1"))
+        );
+        let n = ImageName::parse(&format!(
+            "111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/api@{d}"
+        ))
+        .unwrap();
+        assert_eq!(n.reference(), d);
+        assert_eq!(n.ecr(), Some(("111111111111".into(), "eu-west-1".into())));
+        let n = ImageName::parse(&format!("docker://localhost/x:t@{d}")).unwrap();
+        assert_eq!(
+            (n.tag.as_deref(), n.digest.as_deref()),
+            (Some("t"), Some(d.as_str()))
+        );
+        assert!(n.ecr().is_none());
+        for bad in [
+            "app:v1",
+            "127.0.0.1:5001/app",
+            "127.0.0.1:5001/App:v1",
+            "h.io/app@sha256:12",
+        ] {
+            assert!(ImageName::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn endpoint_mapping() {

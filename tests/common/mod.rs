@@ -114,6 +114,11 @@ impl Registry {
         }
     }
 
+    /// Where the registry keeps its blobs (to watch an upload land).
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

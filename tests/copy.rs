@@ -1,0 +1,363 @@
+//! `ferry copy` and promotion against two real registries (Debian `docker-registry`), with
+//! skopeo — a tool we did not write — as the judge of every digest.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+/// Runs `ferry copy --insecure SRC DST --output json` with basic credentials for both sides.
+fn copy(src: &str, dst: &str, src_reg: &Registry, dst_reg: &Registry) -> std::process::Output {
+    ferry(
+        &["copy", "--insecure", src, dst, "--output", "json"],
+        &[
+            ("SRC_REGISTRY_USER", src_reg.user.clone()),
+            ("SRC_REGISTRY_PASSWORD", src_reg.password.clone()),
+            ("DST_REGISTRY_USER", dst_reg.user.clone()),
+            ("DST_REGISTRY_PASSWORD", dst_reg.password.clone()),
+        ],
+    )
+}
+
+fn outcome(o: &std::process::Output) -> Value {
+    assert_exit(o, 0);
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+fn pair() -> (Registry, Registry) {
+    (
+        Registry::start("a", "promo", "promo-secret-a"),
+        Registry::start("b", "promo", "promo-secret-b"),
+    )
+}
+
+/// Every manifest of the image graph at `repo:tag`, as skopeo reads it: (digest, raw bytes).
+fn skopeo_children(reg: &Registry, repo: &str, tag: &str) -> Vec<String> {
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &reg.creds(),
+        ])
+        .arg(format!("docker://{}/{repo}:{tag}", reg.addr()))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["manifests"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| m["digest"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn skopeo_has_manifest(reg: &Registry, repo: &str, digest: &str) -> bool {
+    Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &reg.creds(),
+        ])
+        .arg(format!("docker://{}/{repo}@{digest}", reg.addr()))
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn single_arch_oci_cold_then_noop() {
+    let (a, b) = pair();
+    let d = a.push_image("app", "v1", &[]);
+    let out = outcome(&copy(
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/prod/app:v1", b.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(out["digest"], d.as_str());
+    assert_eq!(out["already_done"], false);
+    assert_eq!(out["blobs_copied"], 3, "config + 2 layers");
+    assert_eq!(
+        b.skopeo_digest("prod/app", "v1").as_deref(),
+        Some(d.as_str())
+    );
+
+    // No-op: the tag already points at the digest; a couple of requests, nothing written.
+    let out = outcome(&copy(
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/prod/app:v1", b.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(out["already_done"], true);
+    assert!(out["requests"].as_u64().unwrap() <= 2, "{out}");
+}
+
+#[test]
+fn docker_v2_pretty_printed_manifest_keeps_its_digest() {
+    let (a, b) = pair();
+    let d = a.push_image("app", "v2", &["--docker", "--pretty"]);
+    let out = outcome(&copy(
+        &format!("{}/app:v2", a.addr()),
+        &format!("{}/app:v2", b.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(
+        out["media_type"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        b.skopeo_digest("app", "v2").as_deref(),
+        Some(d.as_str()),
+        "non-canonical JSON copied byte for byte"
+    );
+}
+
+#[test]
+fn multi_platform_index_with_attestations() {
+    let (a, b) = pair();
+    for extra in [&["--attest"][..], &["--attest", "--docker", "--pretty"][..]] {
+        let mut args = vec!["--platforms", "linux/amd64,linux/arm64"];
+        args.extend_from_slice(extra);
+        let tag = if extra.len() > 1 { "docker" } else { "oci" };
+        let d = a.push_image("multi", tag, &args);
+        let out = outcome(&copy(
+            &format!("{}/multi:{tag}", a.addr()),
+            &format!("{}/multi:{tag}", b.addr()),
+            &a,
+            &b,
+        ));
+        assert_eq!(
+            out["manifests"], 5,
+            "index + 2 platforms + 2 attestation manifests: {out}"
+        );
+        assert_eq!(b.skopeo_digest("multi", tag).as_deref(), Some(d.as_str()));
+        let children = skopeo_children(&a, "multi", tag);
+        assert_eq!(children.len(), 4);
+        for c in children {
+            assert!(skopeo_has_manifest(&b, "multi", &c), "child {c} missing");
+        }
+    }
+}
+
+#[test]
+fn warm_copy_skips_every_blob_and_same_registry_mounts() {
+    let (a, b) = pair();
+    let d = a.push_image("app", "v3", &["--platforms", "linux/amd64,linux/arm64"]);
+    outcome(&copy(
+        &format!("{}/app:v3", a.addr()),
+        &format!("{}/prod/app:v3", b.addr()),
+        &a,
+        &b,
+    ));
+    // Same image to a new tag: all blobs and children present, only the tag is written.
+    let out = outcome(&copy(
+        &format!("{}/app:v3", a.addr()),
+        &format!("{}/prod/app:v3-again", b.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(out["blobs_copied"], 0);
+    assert_eq!(out["blobs_skipped"], out["blobs"]);
+    assert_eq!(out["manifests_pushed"], 1);
+    assert_eq!(
+        b.skopeo_digest("prod/app", "v3-again").as_deref(),
+        Some(d.as_str())
+    );
+    // Another repository in the same registry: blobs are mounted, not copied.
+    let out = outcome(&copy(
+        &format!("{}/prod/app:v3", b.addr()),
+        &format!("{}/mirror/app:v3", b.addr()),
+        &b,
+        &b,
+    ));
+    assert!(out["blobs_mounted"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(out["blobs_copied"], 0, "{out}");
+    assert_eq!(
+        b.skopeo_digest("mirror/app", "v3").as_deref(),
+        Some(d.as_str())
+    );
+}
+
+#[test]
+fn an_existing_tag_is_never_moved() {
+    let (a, b) = pair();
+    let new = a.push_image("app", "v4", &["--seed", "4"]);
+    let old = b.push_image("app", "v4", &["--seed", "44"]);
+    let o = copy(
+        &format!("{}/app:v4", a.addr()),
+        &format!("{}/app:v4", b.addr()),
+        &a,
+        &b,
+    );
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&old) && err.contains(&new),
+        "both digests named: {err}"
+    );
+    assert!(err.contains("refusing to move it"), "{err}");
+    assert_eq!(
+        b.skopeo_digest("app", "v4").as_deref(),
+        Some(old.as_str()),
+        "the tag did not move"
+    );
+}
+
+#[test]
+fn missing_source_and_wrong_credentials() {
+    let (a, b) = pair();
+    let o = copy(
+        &format!("{}/app:nope", a.addr()),
+        &format!("{}/app:nope", b.addr()),
+        &a,
+        &b,
+    );
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!(
+            "source image {}/app:nope does not exist",
+            a.addr()
+        )),
+        "{}",
+        stderr(&o)
+    );
+
+    a.push_image("app", "v5", &[]);
+    let o = ferry(
+        &[
+            "copy",
+            "--insecure",
+            &format!("{}/app:v5", a.addr()),
+            &format!("{}/app:v5", b.addr()),
+        ],
+        &[
+            ("REGISTRY_USER", "promo".into()),
+            ("REGISTRY_PASSWORD", "wrong-password".into()),
+        ],
+    );
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&a.addr()) && err.contains("credentials rejected"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-password"), "password printed: {err}");
+
+    // Plain http is for loopback only.
+    let o = ferry(
+        &[
+            "copy",
+            "--insecure",
+            "registry.example.com/app:v5",
+            &format!("{}/app:v5", b.addr()),
+        ],
+        &[],
+    );
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("only for registries on loopback"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn an_interrupted_copy_resumes_and_ends_byte_identical() {
+    let (a, b) = pair();
+    let d = a.push_image("big", "v6", &["--layers-kb", "30000,30000,30000,30000,512"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "copy",
+            "--insecure",
+            &format!("{}/big:v6", a.addr()),
+            &format!("{}/big:v6", b.addr()),
+        ])
+        .env("SRC_REGISTRY_USER", &a.user)
+        .env("SRC_REGISTRY_PASSWORD", &a.password)
+        .env("DST_REGISTRY_USER", &b.user)
+        .env("DST_REGISTRY_PASSWORD", &b.password)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first blob has landed in the destination.
+    let blobs = b.data_dir().join("docker/registry/v2/blobs/sha256");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !blobs.exists() || std::fs::read_dir(&blobs).unwrap().next().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no blob ever landed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        b.skopeo_digest("big", "v6"),
+        None,
+        "the tag is written last: an interrupted copy leaves no tag"
+    );
+
+    let out = outcome(&copy(
+        &format!("{}/big:v6", a.addr()),
+        &format!("{}/big:v6", b.addr()),
+        &a,
+        &b,
+    ));
+    assert!(
+        out["blobs_skipped"].as_u64().unwrap() >= 1,
+        "what landed is not copied again: {out}"
+    );
+    assert_eq!(b.skopeo_digest("big", "v6").as_deref(), Some(d.as_str()));
+}
+
+#[test]
+fn ecr_to_ecr_across_accounts_with_assumed_roles() {
+    let src_acct = random_account();
+    let dst_acct = random_account();
+    let a = Registry::for_account(&src_acct);
+    let b = Registry::for_account(&dst_acct);
+    let d = a.push_image(
+        "shop/api",
+        "v7.0.0-rc.1",
+        &["--platforms", "linux/amd64,linux/arm64", "--attest"],
+    );
+    let o = ferry(
+        &[
+            "copy",
+            &format!("{}/shop/api:v7.0.0-rc.1", a.ecr_host()),
+            &format!("{}/shop/api:v7.0.0", b.ecr_host()),
+            "--source-role",
+            &format!("arn:aws:iam::{src_acct}:role/reader"),
+            "--target-role",
+            &format!("arn:aws:iam::{dst_acct}:role/writer"),
+            "--output",
+            "json",
+        ],
+        &[(
+            "FERRY_REGISTRY_ENDPOINTS",
+            format!("{},{}", a.endpoint_entry(), b.endpoint_entry()),
+        )],
+    );
+    let out = outcome(&o);
+    assert_eq!(out["digest"], d.as_str());
+    assert_eq!(
+        b.skopeo_digest("shop/api", "v7.0.0").as_deref(),
+        Some(d.as_str())
+    );
+    for s in [stdout(&o), stderr(&o)] {
+        assert!(
+            !s.contains(&a.password) && !s.contains(&b.password),
+            "a registry password leaked"
+        );
+    }
+}
