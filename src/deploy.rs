@@ -98,6 +98,8 @@ struct Prepared {
     already: bool,
     timeout: Duration,
     timeout_why: String,
+    /// Service events that existed before this run: not ours to report.
+    known_events: HashSet<String>,
 }
 
 /// How following one deployment ended.
@@ -141,6 +143,20 @@ pub async fn deploy(
             plan.unresolved.join("; ")
         )
     })?;
+    // A release tag is immutable: production's tag must not already mean other bytes.
+    if let (true, Some(existing)) = (plan.promote, &plan.target.digest) {
+        if *existing != digest {
+            return Err(Failure::refused(format!(
+                "{}/{}:{} already exists with digest {existing}, but the verified {} candidate is {digest}; refusing to move the tag",
+                plan.target.registry,
+                plan.target.repository,
+                plan.tag,
+                plan.source.tag.as_deref().unwrap_or("?")
+            ))
+            .hint("a released version never changes: publish a new version (and release candidate) instead")
+            .into());
+        }
+    }
     let sdk = crate::aws::sts::environment_config(env).await?;
     crate::aws::sts::verify_identity(env, &sdk).await?;
     let ecs = aws_sdk_ecs::Client::new(&sdk);
@@ -307,7 +323,7 @@ pub async fn deploy(
         "release {} to {} FAILED: {}.",
         plan.tag,
         env.name,
-        why.join("; ")
+        why.join("; ").trim_end_matches('.')
     );
     if all_back {
         let _ = write!(
@@ -525,7 +541,16 @@ async fn prepare(
         already,
         timeout,
         timeout_why,
+        known_events: event_ids(&svc),
     })
+}
+
+fn event_ids(svc: &Service) -> HashSet<String> {
+    svc.events()
+        .iter()
+        .filter_map(|e| e.id())
+        .map(str::to_string)
+        .collect()
 }
 
 /// How long a rollout may take, derived from the service: batches of replacement tasks, each
@@ -716,7 +741,7 @@ async fn follow(
     let name = format!("{}/{}", cfg.cluster, cfg.service);
     let deadline = Instant::now() + timeout;
     let mut backoff = Backoff::new();
-    let mut seen_events: HashSet<String> = HashSet::new();
+    let mut seen_events: HashSet<String> = run.prep.known_events.clone();
     let mut checked_sd: HashSet<String> = HashSet::new();
     let mut sd_api = true;
     // Polls that found no service deployment of ours: past a few, DescribeServices decides.
@@ -995,14 +1020,22 @@ async fn explain(ecs: &aws_sdk_ecs::Client, run: &Running) -> Vec<String> {
     let mut evidence = Vec::new();
     let since = to_datetime(run.started).secs();
     if let Ok(svc) = describe_service(ecs, cfg).await {
+        // The telling events: failures, rollbacks, health; not every task start and stop.
         let mut events: Vec<String> = svc
             .events()
             .iter()
             .filter(|e| e.created_at().is_some_and(|t| t.secs() >= since))
-            .filter_map(|e| e.message().map(|m| format!("event: {m}")))
+            .filter(|e| e.id().is_none_or(|id| !run.prep.known_events.contains(id)))
+            .filter_map(|e| e.message())
+            .filter(|m| {
+                !(m.contains("has started")
+                    || m.contains("has stopped")
+                    || m.contains("steady state"))
+            })
+            .map(|m| format!("event: {m}"))
             .collect();
+        events.truncate(10);
         events.reverse();
-        events.truncate(15);
         evidence.extend(events);
     }
     let Some(new_td) = &run.new_td else {
@@ -1166,6 +1199,10 @@ async fn roll_back(ecs: &aws_sdk_ecs::Client, run: &mut Running) -> ServiceState
             already: false,
             timeout: run.prep.timeout,
             timeout_why: run.prep.timeout_why.clone(),
+            known_events: describe_service(ecs, &run.prep.cfg)
+                .await
+                .map(|s| event_ids(&s))
+                .unwrap_or_default(),
         },
         new_td: Some(previous.clone()),
         changes: Vec::new(),

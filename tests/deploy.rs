@@ -390,3 +390,140 @@ async fn plan_shows_the_task_definition_change_without_making_it() {
     );
     assert_eq!(w.running_td().await, w.baseline_td, "plan changes nothing");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn production_promotes_the_verified_digest_and_rolls_back_to_an_older_release() {
+    let mut spec = EnvSpec::new();
+    let sim = EcsSim::start();
+    let staging_cluster = format!("{}-staging", spec.cluster);
+    let prod_cluster = format!("{}-production", spec.cluster);
+    spec.staging_smoke = Some(sim.health_url(&staging_cluster, &spec.service));
+    spec.prod_smoke = Some(sim.health_url(&prod_cluster, &spec.service));
+    let dir = spec.write();
+    let staging = Registry::for_account(&spec.staging_account);
+    let prod = Registry::for_account(&spec.prod_account);
+    let env = vec![
+        (
+            "FERRY_REGISTRY_ENDPOINTS",
+            format!("{},{}", staging.endpoint_entry(), prod.endpoint_entry()),
+        ),
+        ("AWS_ENDPOINT_URL_ECS", sim.endpoint.clone()),
+        ("AWS_MAX_ATTEMPTS", "3".into()),
+    ];
+    let prod_image = |digest: &str| format!("{}/{}@{digest}", prod.ecr_host(), spec.repo);
+
+    // Production runs 1.9.0; staging verified two candidates of 2.0.0 and one of 2.1.0.
+    let base = prod.push_image(&spec.repo, "v1.9.0", &["--seed", "19"]);
+    sim.image(&prod_image(&base), "1.9.0", "healthy").await;
+    let base_td = sim
+        .service(
+            &prod_cluster,
+            &spec.service,
+            &spec.container,
+            &prod_image(&base),
+        )
+        .await;
+    staging.push_image(&spec.repo, "v2.0.0-rc.1", &["--seed", "201"]);
+    let v200 = staging.push_image(
+        &spec.repo,
+        "v2.0.0-rc.2",
+        &[
+            "--seed",
+            "202",
+            "--platforms",
+            "linux/amd64,linux/arm64",
+            "--attest",
+        ],
+    );
+    let v210 = staging.push_image(&spec.repo, "v2.1.0-rc.1", &["--seed", "211"]);
+    sim.image(&prod_image(&v200), "2.0.0", "healthy").await;
+    sim.image(&prod_image(&v210), "2.1.0", "healthy").await;
+
+    let deploy = |tag: &str| {
+        ferry(
+            &[
+                "deploy",
+                "--environments",
+                dir.path().to_str().unwrap(),
+                "--tag",
+                tag,
+                "--output",
+                "json",
+            ],
+            &env,
+        )
+    };
+    let o = deploy("v2.0.0");
+    assert_exit(&o, 0);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["outcome"], "deployed");
+    assert_eq!(
+        report["promotion"]["digest"],
+        v200.as_str(),
+        "the highest rc (rc.2) was promoted"
+    );
+    assert_eq!(report["promotion"]["manifests"], 5);
+    assert_eq!(
+        prod.skopeo_digest(&spec.repo, "v2.0.0").as_deref(),
+        Some(v200.as_str()),
+        "same digest in production"
+    );
+    let svc = sim.describe(&prod_cluster, &spec.service).await;
+    assert_ne!(svc.task_definition(), Some(base_td.as_str()));
+
+    let o = deploy("v2.1.0");
+    assert_exit(&o, 0);
+    assert_eq!(
+        prod.skopeo_digest(&spec.repo, "v2.1.0").as_deref(),
+        Some(v210.as_str())
+    );
+
+    // Rollback = deploy the older release again: exactly its digest, nothing rebuilt or re-copied.
+    let o = deploy("v2.0.0");
+    assert_exit(&o, 0);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["promotion"]["already_done"], true);
+    assert_eq!(report["image"], prod_image(&v200).as_str());
+    let health: Value = reqwest::get(sim.health_url(&prod_cluster, &spec.service))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["version"], "2.0.0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_production_tag_with_other_bytes_is_never_moved() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let staging = Registry::for_account(&spec.staging_account);
+    let prod = Registry::for_account(&spec.prod_account);
+    let verified = staging.push_image(&spec.repo, "v3.0.0-rc.1", &["--seed", "301"]);
+    let moved = prod.push_image(&spec.repo, "v3.0.0", &["--seed", "999"]);
+    // The production tag already exists with other bytes: never moved, exit 3.
+    let o = ferry(
+        &[
+            "deploy",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v3.0.0",
+        ],
+        &[(
+            "FERRY_REGISTRY_ENDPOINTS",
+            format!("{},{}", staging.endpoint_entry(), prod.endpoint_entry()),
+        )],
+    );
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains(&moved) && stderr(&o).contains("refusing to move the tag"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains(&verified), "{}", stderr(&o));
+    assert_eq!(
+        prod.skopeo_digest(&spec.repo, "v3.0.0").as_deref(),
+        Some(moved.as_str())
+    );
+}
