@@ -12,6 +12,7 @@ import urllib.request
 
 import boto3
 import botocore.session
+from botocore.config import Config
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,8 +32,10 @@ def sim():
 
 
 def ecs(endpoint):
+    # Own retry settings: the world's environment may set AWS_MAX_ATTEMPTS low.
     return boto3.client("ecs", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="test", aws_secret_access_key="test")
+                        aws_access_key_id="test", aws_secret_access_key="test",
+                        config=Config(retries={"max_attempts": 5, "mode": "standard"}))
 
 
 def raw(endpoint, op, body):
