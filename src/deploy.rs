@@ -73,6 +73,8 @@ pub struct ServiceReport {
     /// Evidence gathered on failure: events, stopped tasks.
     pub evidence: Vec<String>,
     pub rollout_seconds: f64,
+    /// When ferry saw the rollout end (Unix seconds), to measure detection latency.
+    pub rollout_noticed_at: Option<f64>,
     pub timeout_seconds: u64,
 }
 
@@ -127,6 +129,7 @@ struct Running {
     service_deployment_arn: Option<String>,
     ended: Option<Ended>,
     seconds: f64,
+    noticed_at: Option<SystemTime>,
     evidence: Vec<String>,
 }
 
@@ -408,6 +411,10 @@ fn service_report(r: &Running, state: Option<ServiceState>) -> ServiceReport {
         detail,
         evidence: r.evidence.clone(),
         rollout_seconds: r.seconds,
+        rollout_noticed_at: r
+            .noticed_at
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64()),
         timeout_seconds: r.prep.timeout.as_secs(),
     }
 }
@@ -623,6 +630,7 @@ async fn rollout(
         service_deployment_arn: None,
         ended: None,
         seconds: 0.0,
+        noticed_at: None,
         evidence: Vec::new(),
         prep,
     };
@@ -695,6 +703,7 @@ async fn rollout(
     let timeout = run.prep.timeout;
     let ended = follow(ecs, &mut run, &new_td, timeout).await;
     run.seconds = t0.elapsed().as_secs_f64();
+    run.noticed_at = Some(SystemTime::now());
     match &ended {
         Ended::Succeeded => tracing::info!(
             "{name}: rollout of {} succeeded in {:.1}s",
@@ -1157,7 +1166,12 @@ async fn roll_back(ecs: &aws_sdk_ecs::Client, run: &mut Running) -> ServiceState
                 .send()
                 .await
             {
-                Ok(_) => return wait_for_rollback(ecs, run, &previous).await,
+                Ok(_) => {
+                    return match wait_for_rollback(ecs, run, &previous).await {
+                        ServiceState::RolledBack if failed_here => ServiceState::Failed,
+                        other => other,
+                    }
+                }
                 Err(e) => tracing::warn!(
                     "{name}: ecs:StopServiceDeployment: {}; redeploying {} instead",
                     describe_sdk_error(&e),
@@ -1211,6 +1225,7 @@ async fn roll_back(ecs: &aws_sdk_ecs::Client, run: &mut Running) -> ServiceState
         service_deployment_arn: None,
         ended: None,
         seconds: 0.0,
+        noticed_at: None,
         evidence: Vec::new(),
     };
     let timeout = run.prep.timeout;

@@ -527,3 +527,83 @@ async fn a_production_tag_with_other_bytes_is_never_moved() {
         Some(moved.as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_idle_waits_for_the_deployment_in_flight() {
+    let w = World::new().await;
+    w.release("v1.7.0-rc.1", "170", "healthy").await;
+    // Someone else's deployment that takes ~2 s to start its tasks.
+    let other = format!("{}/{}:other", w.registry.ecr_host(), w.spec.repo);
+    w.sim
+        .control("/_sim/images", serde_json::json!({"image": other, "version": "other", "behavior": "healthy", "start_seconds": 2.0}))
+        .await;
+    let ecs = w.sim.client();
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(&w.baseline_td)
+        .send()
+        .await
+        .unwrap();
+    let mut c = out.task_definition().unwrap().container_definitions()[0].clone();
+    c.image = Some(other);
+    let td = ecs
+        .register_task_definition()
+        .family(w.family())
+        .container_definitions(c)
+        .send()
+        .await
+        .unwrap();
+    ecs.update_service()
+        .cluster(&w.cluster)
+        .service(&w.spec.service)
+        .task_definition(td.task_definition().unwrap().task_definition_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let o = w.deploy("v1.7.0-rc.1", &["--wait-for-idle"]);
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("waiting for the deployment in flight"),
+        "{}",
+        stderr(&o)
+    );
+    let health: Value = reqwest::get(w.sim.health_url(&w.cluster, &w.spec.service))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["version"], "1.7.0-rc.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_that_outlives_its_timeout_is_stopped_and_rolled_back() {
+    let w = World::new().await;
+    let path = w.dir.path().join("staging.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}\n[deploy]\nrollout_timeout_seconds = 2\n"),
+    )
+    .unwrap();
+    w.release("v1.8.0-rc.1", "180", "slow").await;
+    let o = w.deploy("v1.8.0-rc.1", &["--output", "json"]);
+    assert_exit(&o, 4);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let verdict = report["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("did not finish within 2s") && verdict.contains("still pending"),
+        "{verdict}"
+    );
+    assert!(
+        verdict.contains("0 of 2 task(s) running, 2 pending"),
+        "the timeout says what was pending: {verdict}"
+    );
+    assert!(
+        stderr(&o).contains("stopping deployment"),
+        "in flight → StopServiceDeployment(ROLLBACK): {}",
+        stderr(&o)
+    );
+    assert_eq!(report["services"][0]["state"], "failed");
+    assert_eq!(w.running_td().await, w.baseline_td);
+}
