@@ -121,7 +121,7 @@ async fn client_for(
     let mapped = std::env::var(crate::registry::ENDPOINTS_ENV)
         .unwrap_or_default()
         .contains(&format!("{}=", name.host));
-    let base = if mapped {
+    let base = if mapped || name.ecr().is_some() {
         crate::registry::endpoint_url(&name.host)?
     } else if insecure {
         let host_only = name
@@ -154,17 +154,9 @@ async fn client_for(
                 )
                 .build();
         }
-        let auth = crate::aws::ecr::authorization(&sdk)
+        return crate::aws::ecr::registry_client(&sdk, &name.host)
             .await
-            .with_context(|| format!("ECR credentials for {}", name.host))?;
-        let c = RegistryClient::new(
-            base,
-            Credentials::Basic {
-                username: auth.username,
-                password: auth.password,
-            },
-        )?;
-        return Ok(c);
+            .with_context(|| format!("ECR credentials for {}", name.host));
     }
     let env = |k: &str| {
         std::env::var(format!("{prefix}{k}"))

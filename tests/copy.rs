@@ -361,3 +361,125 @@ fn ecr_to_ecr_across_accounts_with_assumed_roles() {
         );
     }
 }
+
+/// A proxy that injects faults in front of `reg` (tests/fixtures/faultproxy.py).
+struct FaultProxy {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl FaultProxy {
+    fn start(reg: &Registry, every: u32, mode: &str) -> FaultProxy {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(fixture("faultproxy.py"))
+            .args([
+                &reg.port.to_string(),
+                "--every",
+                &every.to_string(),
+                "--mode",
+                mode,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("PORT=").unwrap().parse().unwrap();
+        FaultProxy { port, child }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn server_errors_throttling_and_dropped_connections_are_retried() {
+    for mode in ["503", "429", "drop"] {
+        let (a, b) = pair();
+        let d = a.push_image(
+            "app",
+            "v8",
+            &["--platforms", "linux/amd64,linux/arm64", "--attest"],
+        );
+        let proxy = FaultProxy::start(&b, 4, mode);
+        let out = outcome(&copy(
+            &format!("{}/app:v8", a.addr()),
+            &format!("127.0.0.1:{}/app:v8", proxy.port),
+            &a,
+            &b,
+        ));
+        assert_eq!(out["digest"], d.as_str(), "{mode}");
+        assert_eq!(
+            b.skopeo_digest("app", "v8").as_deref(),
+            Some(d.as_str()),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn a_401_mid_copy_refreshes_the_ecr_token_once() {
+    let src_acct = random_account();
+    let dst_acct = random_account();
+    let a = Registry::for_account(&src_acct);
+    let b = Registry::for_account(&dst_acct);
+    let d = a.push_image("shop/api", "v9", &[]);
+    // The first request to the destination is refused as if the token had expired.
+    let proxy = FaultProxy::start(&b, 1, "401-once");
+    let map = format!(
+        "{},{}=http://127.0.0.1:{}",
+        a.endpoint_entry(),
+        b.ecr_host(),
+        proxy.port
+    );
+    let o = ferry(
+        &[
+            "copy",
+            &format!("{}/shop/api:v9", a.ecr_host()),
+            &format!("{}/shop/api:v9", b.ecr_host()),
+            "--source-role",
+            &format!("arn:aws:iam::{src_acct}:role/r"),
+            "--target-role",
+            &format!("arn:aws:iam::{dst_acct}:role/w"),
+            "--output",
+            "json",
+        ],
+        &[("FERRY_REGISTRY_ENDPOINTS", map)],
+    );
+    let out = outcome(&o);
+    assert!(
+        stderr(&o).contains("fetching fresh ones and retrying once"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(out["digest"], d.as_str());
+    assert_eq!(
+        b.skopeo_digest("shop/api", "v9").as_deref(),
+        Some(d.as_str())
+    );
+
+    // Without a way to refresh (plain credentials), a 401 is a clear error.
+    let (x, y) = pair();
+    x.push_image("app", "v9", &[]);
+    let proxy = FaultProxy::start(&y, 1, "401-once");
+    let o = copy(
+        &format!("{}/app:v9", x.addr()),
+        &format!("127.0.0.1:{}/app:v9", proxy.port),
+        &x,
+        &y,
+    );
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("credentials rejected"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -200,6 +200,10 @@ impl RegistryClient {
             return Ok(true);
         }
         if let Some(refresh) = &self.refresh {
+            tracing::info!(
+                "{}: credentials rejected (401); fetching fresh ones and retrying once",
+                self.host()
+            );
             let fresh = refresh()
                 .await
                 .context("refreshing registry credentials after a 401")?;
