@@ -483,3 +483,40 @@ fn a_401_mid_copy_refreshes_the_ecr_token_once() {
         stderr(&o)
     );
 }
+
+#[test]
+fn access_denied_names_the_missing_permission_and_repository() {
+    let (a, b) = pair();
+    a.push_image("app", "v10", &[]);
+    let src = FaultProxy::start(&a, 1, "403");
+    let o = copy(
+        &format!("127.0.0.1:{}/app:v10", src.port),
+        &format!("{}/app:v10", b.addr()),
+        &a,
+        &b,
+    );
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("127.0.0.1:{}/app:v10", src.port))
+            && err.contains("ecr:BatchGetImage"),
+        "{err}"
+    );
+    let dst = FaultProxy::start(&b, 1, "403");
+    let o = copy(
+        &format!("{}/app:v10", a.addr()),
+        &format!("127.0.0.1:{}/app:v10", dst.port),
+        &a,
+        &b,
+    );
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("ecr:PutImage") || err.contains("ecr:BatchGetImage"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("127.0.0.1:{}/app", dst.port)),
+        "{err}"
+    );
+}

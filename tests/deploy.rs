@@ -607,3 +607,106 @@ async fn a_rollout_that_outlives_its_timeout_is_stopped_and_rolled_back() {
     assert_eq!(report["services"][0]["state"], "failed");
     assert_eq!(w.running_td().await, w.baseline_td);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_failing_service_rolls_back_every_service_of_the_run() {
+    let spec = EnvSpec::new();
+    let sim = EcsSim::start();
+    let registry = Registry::for_account(&spec.staging_account);
+    let cluster = format!("{}-staging", spec.cluster);
+    let base = registry.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", "90"]);
+    let base_image = format!("{}/{}@{base}", registry.ecr_host(), spec.repo);
+    sim.image(&base_image, "0.9.0-rc.1", "healthy").await;
+    let api_td = sim.service(&cluster, "api", "app", &base_image).await;
+    let worker_td = sim
+        .service_in_existing_cluster(&cluster, "worker", "app", &base_image)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("staging.toml"),
+        format!(
+            "account_id = \"{a}\"\nregion = \"{r}\"\n[role]\narn = \"arn:aws:iam::{a}:role/d\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"{repo}\"\n\
+             [[services]]\ncluster = \"{cluster}\"\nservice = \"api\"\ncontainer = \"app\"\n\
+             [[services]]\ncluster = \"{cluster}\"\nservice = \"worker\"\ncontainer = \"app\"\n\
+             [[smoke]]\nurl = \"{url}\"\nversion_field = \"version\"\ndeadline_seconds = 3\ntimeout_seconds = 1\n",
+            a = spec.staging_account,
+            r = region(),
+            repo = spec.repo,
+            url = sim.health_url(&cluster, "api"),
+        ),
+    )
+    .unwrap();
+    let new = registry.push_image(&spec.repo, "v1.0.0-rc.1", &["--seed", "100"]);
+    sim.image(
+        &format!("{}/{}@{new}", registry.ecr_host(), spec.repo),
+        "1.0.0-rc.1",
+        "smoke-error",
+    )
+    .await;
+    let o = ferry(
+        &[
+            "deploy",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.0.0-rc.1",
+            "--output",
+            "json",
+        ],
+        &[
+            ("FERRY_REGISTRY_ENDPOINTS", registry.endpoint_entry()),
+            ("AWS_ENDPOINT_URL_ECS", sim.endpoint.clone()),
+            ("AWS_MAX_ATTEMPTS", "3".into()),
+        ],
+    );
+    assert_exit(&o, 4);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let states: Vec<&str> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["rolled-back", "rolled-back"], "{report}");
+    assert_eq!(
+        sim.wait_idle(&cluster, "api").await.task_definition(),
+        Some(api_td.as_str())
+    );
+    assert_eq!(
+        sim.wait_idle(&cluster, "worker").await.task_definition(),
+        Some(worker_td.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_online_passes_when_everything_exists() {
+    let mut spec = EnvSpec::new();
+    let sim = EcsSim::start();
+    spec.staging_smoke = None;
+    let dir = spec.write();
+    for (account, cluster) in [
+        (&spec.staging_account, format!("{}-staging", spec.cluster)),
+        (&spec.prod_account, format!("{}-production", spec.cluster)),
+    ] {
+        create_repository(account, &spec.repo).await;
+        sim.service(&cluster, &spec.service, &spec.container, "repo@sha256:0")
+            .await;
+    }
+    let o = ferry(
+        &[
+            "validate",
+            "--online",
+            "--environments",
+            dir.path().to_str().unwrap(),
+        ],
+        &[("AWS_ENDPOINT_URL_ECS", sim.endpoint.clone())],
+    );
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok")).count(),
+        8,
+        "{out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+}

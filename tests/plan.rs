@@ -558,3 +558,59 @@ fn github_oidc_web_identity_end_to_end() {
     );
     assert!(!stdout(&o).contains("wrong-token") && !stderr(&o).contains("wrong-token"));
 }
+
+#[test]
+fn github_actions_outputs_summary_and_annotations() {
+    let dir = EnvSpec::new().write();
+    let gh = tempfile::tempdir().unwrap();
+    let output = gh.path().join("output");
+    let summary = gh.path().join("summary.md");
+    let env = [
+        ("GITHUB_ACTIONS", "true".to_string()),
+        ("GITHUB_OUTPUT", output.to_str().unwrap().to_string()),
+        ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap().to_string()),
+    ];
+    let o = ferry(
+        &[
+            "plan",
+            "--offline",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.0.0-rc.3",
+        ],
+        &env,
+    );
+    assert_exit(&o, 0);
+    let outputs = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        outputs.contains("environment=staging\n") && outputs.contains("version=1.0.0-rc.3\n"),
+        "{outputs}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("### ferry plan: v1.0.0-rc.3 → staging"), "{md}");
+
+    // A failure becomes an error annotation, with workflow-command escaping.
+    let o = ferry(
+        &[
+            "plan",
+            "--offline",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.0",
+        ],
+        &env,
+    );
+    assert_exit(&o, 2);
+    let annotation = stdout(&o);
+    assert!(
+        annotation.starts_with("::error title=ferry failed::release tag \"v1.0\" is not valid"),
+        "{annotation}"
+    );
+    assert_eq!(
+        annotation.lines().count(),
+        1,
+        "newlines are escaped: {annotation}"
+    );
+}

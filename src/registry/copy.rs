@@ -22,6 +22,8 @@ use crate::error::Failure;
 
 /// Blobs copied at once.
 const CONCURRENCY: usize = 6;
+/// HEADs and small manifest requests at once: latency-bound, so wider.
+const LOOKUPS: usize = 16;
 
 /// One side of a copy.
 pub struct Side<'a> {
@@ -63,71 +65,78 @@ fn media_type_of(json: &serde_json::Value, header: &str) -> String {
         .unwrap_or_else(|| header.to_string())
 }
 
-/// Reads every manifest below `top` from the source.
+/// Reads every manifest below `top` from the source (an index's children concurrently).
 async fn walk(src: &Side<'_>, top: Manifest) -> Result<Graph> {
     let mut graph = Graph {
         manifests: Vec::new(),
         blobs: BTreeMap::new(),
     };
-    let mut stack = vec![(top, false)];
     let mut seen = HashSet::new();
-    while let Some((m, expanded)) = stack.pop() {
-        if expanded {
-            graph.manifests.push(m);
-            continue;
+    // Level by level; children are pushed before their parents, so collect parents aside.
+    let mut level = vec![top];
+    let mut parents: Vec<Vec<Manifest>> = Vec::new();
+    while !level.is_empty() {
+        let mut next_digests = Vec::new();
+        for m in &level {
+            let json: serde_json::Value = serde_json::from_slice(&m.bytes).with_context(|| {
+                format!("manifest {} in {} is not JSON", m.digest, src.repository)
+            })?;
+            if json.get("fsLayers").is_some() {
+                bail!("manifest {} uses the Docker schema 1 format, which cannot be copied by digest; rebuild the image", m.digest);
+            }
+            if let Some(c) = json.get("config") {
+                add_blob(&mut graph, c)?;
+            }
+            for l in json
+                .get("layers")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                add_blob(&mut graph, l)?;
+            }
+            for c in json
+                .get("manifests")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+            {
+                if let Some(d) = c.get("digest").and_then(|d| d.as_str()) {
+                    if seen.insert(d.to_string()) {
+                        next_digests.push(d.to_string());
+                    }
+                }
+            }
         }
-        let json: serde_json::Value = serde_json::from_slice(&m.bytes)
-            .with_context(|| format!("manifest {} in {} is not JSON", m.digest, src.repository))?;
-        let children: Vec<String> = json
-            .get("manifests")
-            .and_then(|v| v.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.get("digest").and_then(|d| d.as_str()).map(str::to_string))
-                    .collect()
+        let children: Vec<Manifest> = futures_util::stream::iter(next_digests)
+            .map(|child| async move {
+                let cm = src
+                    .client
+                    .get_manifest(src.repository, &child)
+                    .await?
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{}/{}: the index lists {child}, which the registry does not have",
+                            src.client.host(),
+                            src.repository
+                        )
+                    })?;
+                anyhow::ensure!(
+                    cm.digest == child,
+                    "{}/{}@{child}: the registry served bytes with digest {}",
+                    src.client.host(),
+                    src.repository,
+                    cm.digest
+                );
+                Ok(cm)
             })
-            .unwrap_or_default();
-        for key in ["config"] {
-            if let Some(d) = json.get(key) {
-                add_blob(&mut graph, d)?;
-            }
-        }
-        for l in json
-            .get("layers")
-            .and_then(|v| v.as_array())
-            .into_iter()
-            .flatten()
-        {
-            add_blob(&mut graph, l)?;
-        }
-        if json.get("blobs").is_some() || json.get("fsLayers").is_some() {
-            bail!("manifest {} uses the Docker schema 1 format, which cannot be copied by digest; rebuild the image", m.digest);
-        }
-        stack.push((m, true));
-        for child in children {
-            if !seen.insert(child.clone()) {
-                continue;
-            }
-            let cm = src
-                .client
-                .get_manifest(src.repository, &child)
-                .await?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "{}/{}: the index lists {child}, which the registry does not have",
-                        src.client.host(),
-                        src.repository
-                    )
-                })?;
-            anyhow::ensure!(
-                cm.digest == child,
-                "{}/{}@{child}: the registry served bytes with digest {}",
-                src.client.host(),
-                src.repository,
-                cm.digest
-            );
-            stack.push((cm, false));
-        }
+            .buffered(LOOKUPS)
+            .try_collect()
+            .await?;
+        parents.push(std::mem::replace(&mut level, children));
+    }
+    for lvl in parents.into_iter().rev() {
+        graph.manifests.extend(lvl);
     }
     Ok(graph)
 }
@@ -140,6 +149,28 @@ fn add_blob(graph: &mut Graph, desc: &serde_json::Value) -> Result<()> {
     let size = desc.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
     graph.blobs.insert(digest.to_string(), size);
     Ok(())
+}
+
+/// HEADs every blob and child manifest at the destination in one concurrent wave; returns
+/// the digests that are present.
+async fn present(dst: &Side<'_>, graph: &Graph) -> Result<HashSet<String>> {
+    let children = graph.manifests[..graph.manifests.len() - 1]
+        .iter()
+        .map(|m| (m.digest.clone(), true));
+    let blobs = graph.blobs.keys().map(|d| (d.clone(), false));
+    let found: Vec<Option<String>> = futures_util::stream::iter(children.chain(blobs))
+        .map(|(d, manifest)| async move {
+            let here = if manifest {
+                dst.client.has_manifest(dst.repository, &d).await?
+            } else {
+                dst.client.has_blob(dst.repository, &d).await?
+            };
+            Ok::<_, anyhow::Error>(here.then_some(d))
+        })
+        .buffer_unordered(LOOKUPS)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Copies `src_ref` (tag or digest) from `src` to `dst`, tagging it `dst_tag`. When
@@ -159,14 +190,20 @@ pub async fn copy(
             dst.client.requests()
         };
     let src_name = format!("{}/{}:{src_ref}", src.client.host(), src.repository);
-    let top = src
-        .client
-        .get_manifest(src.repository, src_ref)
-        .await?
-        .ok_or_else(|| {
-            Failure::invalid(format!("source image {src_name} does not exist"))
-                .hint("check the repository and tag (or digest) of the source")
-        })?;
+    let dst_name = |r: &str| format!("{}/{}:{r}", dst.client.host(), dst.repository);
+    // The source manifest and the destination tag, at once.
+    let tag_lookup = async {
+        match dst_tag {
+            Some(t) => dst.client.get_manifest(dst.repository, t).await,
+            None => Ok(None),
+        }
+    };
+    let (top, existing) =
+        tokio::try_join!(src.client.get_manifest(src.repository, src_ref), tag_lookup)?;
+    let top = top.ok_or_else(|| {
+        Failure::invalid(format!("source image {src_name} does not exist"))
+            .hint("check the repository and tag (or digest) of the source")
+    })?;
     if src_ref.starts_with("sha256:") && top.digest != src_ref {
         bail!(
             "{src_name}: the registry served bytes whose digest is {}",
@@ -188,42 +225,46 @@ pub async fn copy(
         media_type: top.media_type.clone(),
         ..CopyOutcome::default()
     };
-    let dst_name = |r: &str| format!("{}/{}:{r}", dst.client.host(), dst.repository);
-
     // The tag is never moved; the same digest means the copy is already done.
-    if let Some(tag) = dst_tag {
-        if let Some(existing) = dst.client.get_manifest(dst.repository, tag).await? {
-            if existing.digest == top.digest {
-                out.already_done = true;
-                out.requests = requests_since(src, dst, req0);
-                out.seconds = started.elapsed().as_secs_f64();
-                return Ok(out);
-            }
-            return Err(Failure::refused(format!(
-                "{} already points at {}; refusing to move it to {} (from {src_name})",
-                dst_name(tag),
-                existing.digest,
-                top.digest
-            ))
-            .hint("tags are immutable releases: publish a new version instead of re-using this tag")
-            .into());
+    if let (Some(tag), Some(existing)) = (dst_tag, existing) {
+        if existing.digest == top.digest {
+            out.already_done = true;
+            out.requests = requests_since(src, dst, req0);
+            out.seconds = started.elapsed().as_secs_f64();
+            return Ok(out);
         }
+        return Err(Failure::refused(format!(
+            "{} already points at {}; refusing to move it to {} (from {src_name})",
+            dst_name(tag),
+            existing.digest,
+            top.digest
+        ))
+        .hint("tags are immutable releases: publish a new version instead of re-using this tag")
+        .into());
     }
 
     let graph = walk(src, top.clone()).await?;
     out.manifests = graph.manifests.len();
     out.blobs = graph.blobs.len();
     out.bytes_total = graph.blobs.values().sum();
+    let here = present(dst, &graph).await?;
 
-    // Blobs, a few at a time, with progress for copies that take a while.
+    // Missing blobs, biggest first, a few at a time, with progress for long copies.
+    let mut missing: Vec<(&String, &u64)> = graph
+        .blobs
+        .iter()
+        .filter(|(d, _)| !here.contains(*d))
+        .collect();
+    missing.sort_by(|a, b| b.1.cmp(a.1));
+    out.blobs_skipped = out.blobs - missing.len();
     let done_bytes = Arc::new(AtomicU64::new(0));
     let done_blobs = Arc::new(AtomicU64::new(0));
     let progress = {
         let (db, dn, total, count) = (
             done_bytes.clone(),
             done_blobs.clone(),
-            out.bytes_total,
-            out.blobs,
+            missing.iter().map(|m| *m.1).sum::<u64>(),
+            missing.len(),
         );
         let name = dst_name(dst_tag.unwrap_or(&top.digest));
         tokio::spawn(async move {
@@ -240,7 +281,7 @@ pub async fn copy(
             }
         })
     };
-    let results: Vec<Result<BlobResult>> = futures_util::stream::iter(graph.blobs.iter())
+    let results: Vec<Result<BlobResult>> = futures_util::stream::iter(missing)
         .map(|(digest, size)| {
             let (db, dn) = (done_bytes.clone(), done_blobs.clone());
             async move {
@@ -255,7 +296,6 @@ pub async fn copy(
     progress.abort();
     for r in results {
         match r? {
-            BlobResult::Skipped => out.blobs_skipped += 1,
             BlobResult::Mounted => out.blobs_mounted += 1,
             BlobResult::Copied(n) => {
                 out.blobs_copied += 1;
@@ -264,17 +304,20 @@ pub async fn copy(
         }
     }
 
-    // Child manifests by digest, then the top one under its tag.
+    // Missing child manifests by digest (all at once: they are independent), then the top
+    // one under its tag, last.
     let (children, top_m) = graph.manifests.split_at(graph.manifests.len() - 1);
-    for m in children {
-        if !dst.client.has_manifest(dst.repository, &m.digest).await? {
-            let m = with_media_type(m);
-            dst.client
-                .put_manifest(dst.repository, &m.digest, &m)
-                .await?;
-            out.manifests_pushed += 1;
-        }
-    }
+    let pushes: Vec<Manifest> = children
+        .iter()
+        .filter(|m| !here.contains(&m.digest))
+        .map(with_media_type)
+        .collect();
+    out.manifests_pushed = pushes.len();
+    futures_util::stream::iter(pushes.iter())
+        .map(|m| dst.client.put_manifest(dst.repository, &m.digest, m))
+        .buffer_unordered(LOOKUPS)
+        .try_collect::<Vec<()>>()
+        .await?;
     let top_m = with_media_type(&top_m[0]);
     dst.client
         .put_manifest(dst.repository, dst_tag.unwrap_or(&top_m.digest), &top_m)
@@ -307,7 +350,6 @@ fn with_media_type(m: &Manifest) -> Manifest {
 }
 
 enum BlobResult {
-    Skipped,
     Mounted,
     Copied(u64),
 }
@@ -319,10 +361,6 @@ async fn copy_blob(
     size: u64,
     done: &AtomicU64,
 ) -> Result<BlobResult> {
-    if dst.client.has_blob(dst.repository, digest).await? {
-        done.fetch_add(size, Ordering::Relaxed);
-        return Ok(BlobResult::Skipped);
-    }
     if src.client.same_registry(dst.client)
         && src.repository != dst.repository
         && dst
@@ -379,14 +417,14 @@ async fn stream_blob(
 }
 
 /// Reads the copy back: the tag's bytes hash to the source digest with the same media type,
-/// and every child manifest and blob is present.
+/// and every child manifest and blob is present (one concurrent wave of requests).
 async fn verify(dst: &Side<'_>, reference: &str, top: &Manifest, graph: &Graph) -> Result<()> {
     let name = format!("{}/{}:{reference}", dst.client.host(), dst.repository);
-    let got = dst
-        .client
-        .get_manifest(dst.repository, reference)
-        .await?
-        .ok_or_else(|| anyhow!("verify: {name} is missing after the copy"))?;
+    let (got, here) = tokio::try_join!(
+        dst.client.get_manifest(dst.repository, reference),
+        present(dst, graph)
+    )?;
+    let got = got.ok_or_else(|| anyhow!("verify: {name} is missing after the copy"))?;
     if got.digest != top.digest || sha256_digest(&got.bytes) != top.digest {
         bail!(
             "verify: {name} has digest {} after the copy, expected {}",
@@ -401,26 +439,17 @@ async fn verify(dst: &Side<'_>, reference: &str, top: &Manifest, graph: &Graph) 
             top.media_type
         );
     }
-    for m in &graph.manifests[..graph.manifests.len() - 1] {
-        if !dst.client.has_manifest(dst.repository, &m.digest).await? {
-            bail!("verify: child manifest {} is missing in {name}", m.digest);
-        }
-    }
-    let missing: Vec<&String> = futures_util::stream::iter(graph.blobs.keys())
-        .map(|d| async move { (d, dst.client.has_blob(dst.repository, d).await) })
-        .buffer_unordered(CONCURRENCY)
-        .filter_map(|(d, r)| async move { (!matches!(r, Ok(true))).then_some(d) })
-        .collect()
-        .await;
+    let missing: Vec<&str> = graph.manifests[..graph.manifests.len() - 1]
+        .iter()
+        .map(|m| m.digest.as_str())
+        .chain(graph.blobs.keys().map(String::as_str))
+        .filter(|d| !here.contains(*d))
+        .collect();
     if !missing.is_empty() {
         bail!(
-            "verify: {} blob(s) missing in {name}: {}",
+            "verify: {} manifest(s) or blob(s) missing in {name}: {}",
             missing.len(),
-            missing
-                .iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            missing.join(", ")
         );
     }
     Ok(())

@@ -379,13 +379,27 @@ impl EcsSim {
         container: &str,
         image: &str,
     ) -> String {
+        self.service_with(cluster, service, container, image, true)
+            .await
+    }
+
+    async fn service_with(
+        &self,
+        cluster: &str,
+        service: &str,
+        container: &str,
+        image: &str,
+        new_cluster: bool,
+    ) -> String {
         use aws_sdk_ecs::types::*;
         let ecs = self.client();
-        ecs.create_cluster()
-            .cluster_name(cluster)
-            .send()
-            .await
-            .unwrap();
+        if new_cluster {
+            ecs.create_cluster()
+                .cluster_name(cluster)
+                .send()
+                .await
+                .unwrap();
+        }
         let td = ecs
             .register_task_definition()
             .family(format!("{cluster}-{service}"))
@@ -504,5 +518,51 @@ impl Drop for EcsSim {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Creates an ECR repository in `account` (moto), reached by assuming a role there as ferry does.
+pub async fn create_repository(account: &str, name: &str) {
+    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region()))
+        .endpoint_url(moto_url())
+        .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+            "ferry-test",
+            "ferry-test",
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    let role =
+        aws_config::sts::AssumeRoleProvider::builder(format!("arn:aws:iam::{account}:role/setup"))
+            .session_name("test-setup")
+            .configure(&base)
+            .build()
+            .await;
+    let conf = base
+        .into_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(role))
+        .build();
+    aws_sdk_ecr::Client::new(&conf)
+        .create_repository()
+        .repository_name(name)
+        .send()
+        .await
+        .unwrap();
+}
+
+impl EcsSim {
+    /// Another service (same shape as [`EcsSim::service`]) in a cluster that already exists.
+    pub async fn service_in_existing_cluster(
+        &self,
+        cluster: &str,
+        service: &str,
+        container: &str,
+        image: &str,
+    ) -> String {
+        self.service_with(cluster, service, container, image, false)
+            .await
     }
 }
