@@ -41,8 +41,9 @@ struct Cli {
 
 #[derive(Args)]
 struct TriggerArgs {
-    /// Release tag to act on, e.g. v1.4.0-rc.2.
-    #[arg(long, conflicts_with = "event")]
+    /// Release tag to act on, e.g. v1.4.0-rc.2 (wins over the event, so a person can name
+    /// a tag inside GitHub Actions, where $GITHUB_EVENT_PATH is always set).
+    #[arg(long)]
     tag: Option<String>,
     /// GitHub event payload (release or workflow_dispatch with a `tag` input);
     /// defaults to $GITHUB_EVENT_PATH.

@@ -354,6 +354,31 @@ fn events_drive_the_plan() {
     );
     assert_exit(&o, 2);
 
+    // --tag wins over $GITHUB_EVENT_PATH (always set inside GitHub Actions).
+    let path = event_file(
+        ev.path(),
+        release_event("published", "v9.9.9", false, false),
+    );
+    let o = ferry(
+        &[
+            "plan",
+            "--offline",
+            "--environments",
+            envs,
+            "--tag",
+            "v1.0.0-rc.2",
+            "--output",
+            "json",
+        ],
+        &[("GITHUB_EVENT_PATH", path)],
+    );
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("\"tag\": \"v1.0.0-rc.2\""),
+        "{}",
+        stdout(&o)
+    );
+
     // Neither tag nor event.
     let o = ferry(&["plan", "--offline", "--environments", envs], &[]);
     assert_exit(&o, 2);
