@@ -217,7 +217,7 @@ pub async fn deploy(
             "rollout complete; running {} smoke check(s)",
             env.file.smoke.len()
         );
-        smoke::run(&env.file.smoke, &plan.version, &plan.tag).await
+        smoke::run(&env.file.smoke, &accepted_versions(plan)).await
     } else {
         Vec::new()
     };
@@ -351,6 +351,17 @@ pub async fn deploy(
     }
     report.verdict = v.trim_end_matches(';').to_string() + ".";
     Ok(report)
+}
+
+/// What the smoke checks' version field may say: this release, or for a promotion the release
+/// candidate whose bytes these are.
+fn accepted_versions(plan: &Plan) -> Vec<String> {
+    let mut v = vec![plan.version.clone(), plan.tag.clone()];
+    if let (true, Some(src)) = (plan.promote, &plan.source.tag) {
+        v.push(src.trim_start_matches('v').to_string());
+        v.push(src.clone());
+    }
+    v
 }
 
 fn state_words(s: ServiceState) -> &'static str {

@@ -23,12 +23,14 @@ pub struct SmokeResult {
     pub seconds: f64,
 }
 
-/// Runs every check concurrently; all must pass.
-pub async fn run(checks: &[SmokeCheck], version: &str, tag: &str) -> Vec<SmokeResult> {
-    futures_util::future::join_all(checks.iter().map(|c| run_one(c, version, tag))).await
+/// Runs every check concurrently; all must pass. `versions` are the values the version field
+/// may hold: the release version and tag and, for a promoted image, the version of the
+/// release candidate it was built as (the same bytes report the same build).
+pub async fn run(checks: &[SmokeCheck], versions: &[String]) -> Vec<SmokeResult> {
+    futures_util::future::join_all(checks.iter().map(|c| run_one(c, versions))).await
 }
 
-async fn run_one(check: &SmokeCheck, version: &str, tag: &str) -> SmokeResult {
+async fn run_one(check: &SmokeCheck, versions: &[String]) -> SmokeResult {
     let name = check.name.clone().unwrap_or_else(|| check.url.clone());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(check.deadline_seconds);
@@ -58,7 +60,7 @@ async fn run_one(check: &SmokeCheck, version: &str, tag: &str) -> SmokeResult {
     let mut delay = Duration::from_millis(250);
     loop {
         attempts += 1;
-        let outcome = attempt(&client, check, version, tag).await;
+        let outcome = attempt(&client, check, versions).await;
         let ok = outcome.is_ok();
         let detail = outcome.unwrap_or_else(|e| e);
         if ok || Instant::now() + delay >= deadline {
@@ -89,8 +91,7 @@ async fn run_one(check: &SmokeCheck, version: &str, tag: &str) -> SmokeResult {
 async fn attempt(
     client: &reqwest::Client,
     check: &SmokeCheck,
-    version: &str,
-    tag: &str,
+    versions: &[String],
 ) -> Result<String, String> {
     let resp = client.get(&check.url).send().await.map_err(|e| {
         if e.is_timeout() {
@@ -133,10 +134,10 @@ async fn attempt(
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| v.to_string());
-            if got == version || got == tag {
+            if versions.contains(&got) {
                 Ok(format!("status {status}, {field} = {got}"))
             } else {
-                Err(format!("status {status} but {field} = {got:?}, expected {version:?} (an older release still answering?)"))
+                Err(format!("status {status} but {field} = {got:?}, expected {:?} (an older release still answering?)", versions[0]))
             }
         }
     }
@@ -173,6 +174,10 @@ mod tests {
         format!("http://{addr}/health")
     }
 
+    fn versions() -> Vec<String> {
+        vec!["1.1.0".into(), "v1.1.0".into()]
+    }
+
     fn check(url: String) -> SmokeCheck {
         SmokeCheck {
             name: None,
@@ -192,7 +197,7 @@ mod tests {
             (200, r#"{"build":{"version":"1.0.0"}}"#),
             (200, r#"{"build":{"version":"1.1.0"}}"#),
         ]);
-        let r = run(&[check(url)], "1.1.0", "v1.1.0").await;
+        let r = run(&[check(url)], &versions()).await;
         assert!(r[0].ok, "{r:?}");
         assert_eq!(r[0].attempts, 3);
     }
@@ -200,7 +205,7 @@ mod tests {
     #[tokio::test]
     async fn old_version_fails_at_the_deadline() {
         let url = serve(vec![(200, r#"{"build":{"version":"1.0.0"}}"#)]);
-        let r = run(&[check(url)], "1.1.0", "v1.1.0").await;
+        let r = run(&[check(url)], &versions()).await;
         assert!(!r[0].ok);
         assert!(
             r[0].detail.contains("expected \"1.1.0\""),
@@ -215,7 +220,7 @@ mod tests {
         let url = serve(vec![(302, "")]);
         let mut c = check(url);
         c.deadline_seconds = 1;
-        let r = run(&[c], "1.1.0", "v1.1.0").await;
+        let r = run(&[c], &versions()).await;
         assert!(!r[0].ok);
         assert!(r[0].detail.contains("follow_redirects"), "{}", r[0].detail);
     }
@@ -225,7 +230,7 @@ mod tests {
         let url = serve(vec![(200, r#"{"version":"1.1.0"}"#)]);
         let mut c = check(url);
         c.deadline_seconds = 1;
-        let r = run(&[c], "1.1.0", "v1.1.0").await;
+        let r = run(&[c], &versions()).await;
         assert!(
             r[0].detail.contains("no field `build.version`"),
             "{}",
@@ -239,7 +244,7 @@ mod tests {
             .port();
         let mut c = check(format!("http://127.0.0.1:{port}/"));
         c.deadline_seconds = 1;
-        let r = run(&[c], "1.1.0", "v1.1.0").await;
+        let r = run(&[c], &versions()).await;
         assert!(!r[0].ok);
         assert!(
             r[0].detail.contains("connection refused"),

@@ -436,8 +436,10 @@ async fn production_promotes_the_verified_digest_and_rolls_back_to_an_older_rele
         ],
     );
     let v210 = staging.push_image(&spec.repo, "v2.1.0-rc.1", &["--seed", "211"]);
-    sim.image(&prod_image(&v200), "2.0.0", "healthy").await;
-    sim.image(&prod_image(&v210), "2.1.0", "healthy").await;
+    // The app reports the build it is (the release candidate): the same bytes in production
+    // answer "2.0.0-rc.2", which the production smoke check accepts for v2.0.0.
+    sim.image(&prod_image(&v200), "2.0.0-rc.2", "healthy").await;
+    sim.image(&prod_image(&v210), "2.1.0-rc.1", "healthy").await;
 
     let deploy = |tag: &str| {
         ferry(
@@ -490,7 +492,7 @@ async fn production_promotes_the_verified_digest_and_rolls_back_to_an_older_rele
         .json()
         .await
         .unwrap();
-    assert_eq!(health["version"], "2.0.0");
+    assert_eq!(health["version"], "2.0.0-rc.2");
 }
 
 #[tokio::test(flavor = "multi_thread")]
