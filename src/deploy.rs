@@ -459,6 +459,26 @@ async fn describe_service(ecs: &aws_sdk_ecs::Client, cfg: &ServiceConfig) -> Res
         })
 }
 
+/// The task definition `arn` with its tags.
+pub(crate) async fn describe_task_definition(
+    ecs: &aws_sdk_ecs::Client,
+    arn: &str,
+) -> Result<(TaskDefinition, Vec<Tag>)> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(arn)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .map_err(sdk_err)
+        .with_context(|| format!("ecs:DescribeTaskDefinition {arn}"))?;
+    let td = out
+        .task_definition()
+        .cloned()
+        .ok_or_else(|| anyhow!("ecs:DescribeTaskDefinition {arn} returned nothing"))?;
+    Ok((td, out.tags().to_vec()))
+}
+
 /// A description of the deployment(s) in flight, or None when the service is idle.
 fn in_flight(svc: &Service) -> Option<String> {
     let busy: Vec<String> = svc
@@ -530,19 +550,7 @@ async fn prepare(
             )
         })?
         .to_string();
-    let out = ecs
-        .describe_task_definition()
-        .task_definition(&previous_td)
-        .include(TaskDefinitionField::Tags)
-        .send()
-        .await
-        .map_err(sdk_err)
-        .with_context(|| format!("ecs:DescribeTaskDefinition {previous_td}"))?;
-    let td = out
-        .task_definition()
-        .cloned()
-        .ok_or_else(|| anyhow!("ecs:DescribeTaskDefinition {previous_td} returned nothing"))?;
-    let tags = out.tags().to_vec();
+    let (td, tags) = describe_task_definition(ecs, &previous_td).await?;
     if ecs_td::container_image(&td, &cfg.container).is_none() {
         // render() gives the full message, with the container names.
         ecs_td::render(ecs, &td, &tags, &cfg.container, image, &[])
@@ -1405,27 +1413,14 @@ pub async fn preview(
     for cfg in &env.file.services {
         let svc = describe_service(&ecs, cfg).await?;
         let current = svc.task_definition().unwrap_or_default().to_string();
-        let td_out = ecs
-            .describe_task_definition()
-            .task_definition(&current)
-            .include(TaskDefinitionField::Tags)
-            .send()
-            .await
-            .map_err(sdk_err)
-            .with_context(|| format!("ecs:DescribeTaskDefinition {current}"))?;
-        let td = td_out
-            .task_definition()
-            .cloned()
-            .unwrap_or_else(|| TaskDefinition::builder().build());
-        let (_, changes) =
-            ecs_td::render(&ecs, &td, td_out.tags(), &cfg.container, image, ferry_tags)?;
+        let (td, td_tags) = describe_task_definition(&ecs, &current).await?;
+        let (_, changes) = ecs_td::render(&ecs, &td, &td_tags, &cfg.container, image, ferry_tags)?;
         let already = ecs_td::container_image(&td, &cfg.container) == Some(image);
         let (timeout, _) = rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
         out.push(ServicePreview {
             cluster: cfg.cluster.clone(),
             service: cfg.service.clone(),
-            current_release: td_out
-                .tags()
+            current_release: td_tags
                 .iter()
                 .find(|t| t.key() == Some(TAG_RELEASE))
                 .and_then(|t| t.value())

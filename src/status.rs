@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use aws_sdk_ecs::types::TaskDefinitionField;
 use serde::Serialize;
 
 use crate::aws::describe_sdk_error;
@@ -59,21 +58,9 @@ pub async fn run(dir: &Path, only: Option<&str>, output: OutputFormat) -> Result
                 ));
             };
             let td_arn = svc.task_definition().unwrap_or_default().to_string();
-            let td = ecs
-                .describe_task_definition()
-                .task_definition(&td_arn)
-                .include(TaskDefinitionField::Tags)
-                .send()
-                .await
-                .map_err(|e| {
-                    anyhow!(
-                        "ecs:DescribeTaskDefinition {td_arn}: {}",
-                        describe_sdk_error(&e)
-                    )
-                })?;
+            let (td, tags) = crate::deploy::describe_task_definition(&ecs, &td_arn).await?;
             let tag = |k: &str| {
-                td.tags()
-                    .iter()
+                tags.iter()
                     .find(|t| t.key() == Some(k))
                     .and_then(|t| t.value())
                     .map(str::to_string)
@@ -84,10 +71,7 @@ pub async fn run(dir: &Path, only: Option<&str>, output: OutputFormat) -> Result
                 service: s.service.clone(),
                 release: tag(TAG_RELEASE),
                 digest: tag(TAG_DIGEST),
-                image: td
-                    .task_definition()
-                    .and_then(|t| crate::aws::ecs::container_image(t, &s.container))
-                    .map(str::to_string),
+                image: crate::aws::ecs::container_image(&td, &s.container).map(str::to_string),
                 task_definition: td_arn,
                 running: svc.running_count(),
                 desired: svc.desired_count(),

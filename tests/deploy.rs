@@ -98,6 +98,33 @@ impl World {
             .to_string()
     }
 
+    /// Someone else's deployment of `image`, left in flight (ferry did not start it).
+    async fn start_other_deployment(&self, image: &str) {
+        let ecs = self.sim.client();
+        let out = ecs
+            .describe_task_definition()
+            .task_definition(&self.baseline_td)
+            .send()
+            .await
+            .unwrap();
+        let mut c = out.task_definition().unwrap().container_definitions()[0].clone();
+        c.image = Some(image.to_string());
+        let td = ecs
+            .register_task_definition()
+            .family(self.family())
+            .container_definitions(c)
+            .send()
+            .await
+            .unwrap();
+        ecs.update_service()
+            .cluster(&self.cluster)
+            .service(&self.spec.service)
+            .task_definition(td.task_definition().unwrap().task_definition_arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
     fn family(&self) -> String {
         format!("{}-{}", self.cluster, self.spec.service)
     }
@@ -284,29 +311,7 @@ async fn a_deployment_in_flight_is_refused() {
     // Someone else's slow deployment is in progress.
     let slow = format!("{}/{}:slow", w.registry.ecr_host(), w.spec.repo);
     w.sim.image(&slow, "slow", "slow").await;
-    let ecs = w.sim.client();
-    let out = ecs
-        .describe_task_definition()
-        .task_definition(&w.baseline_td)
-        .send()
-        .await
-        .unwrap();
-    let mut c = out.task_definition().unwrap().container_definitions()[0].clone();
-    c.image = Some(slow);
-    let td = ecs
-        .register_task_definition()
-        .family(w.family())
-        .container_definitions(c)
-        .send()
-        .await
-        .unwrap();
-    ecs.update_service()
-        .cluster(&w.cluster)
-        .service(&w.spec.service)
-        .task_definition(td.task_definition().unwrap().task_definition_arn().unwrap())
-        .send()
-        .await
-        .unwrap();
+    w.start_other_deployment(&slow).await;
     let revisions = w.sim.revisions(&w.family()).await;
     let o = w.deploy("v1.4.0-rc.1", &[]);
     assert_exit(&o, 3);
@@ -539,29 +544,7 @@ async fn wait_for_idle_waits_for_the_deployment_in_flight() {
     w.sim
         .control("/_sim/images", serde_json::json!({"image": other, "version": "other", "behavior": "healthy", "start_seconds": 2.0}))
         .await;
-    let ecs = w.sim.client();
-    let out = ecs
-        .describe_task_definition()
-        .task_definition(&w.baseline_td)
-        .send()
-        .await
-        .unwrap();
-    let mut c = out.task_definition().unwrap().container_definitions()[0].clone();
-    c.image = Some(other);
-    let td = ecs
-        .register_task_definition()
-        .family(w.family())
-        .container_definitions(c)
-        .send()
-        .await
-        .unwrap();
-    ecs.update_service()
-        .cluster(&w.cluster)
-        .service(&w.spec.service)
-        .task_definition(td.task_definition().unwrap().task_definition_arn().unwrap())
-        .send()
-        .await
-        .unwrap();
+    w.start_other_deployment(&other).await;
     let o = w.deploy("v1.7.0-rc.1", &["--wait-for-idle"]);
     assert_exit(&o, 0);
     assert!(
