@@ -242,10 +242,11 @@ def test_smoke_error_and_throttling(sim):
 def test_aws_cli_parses_the_answers(sim):
     setup_service(sim)
     env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
-    out = subprocess.run(["aws", "ecs", "describe-services", "--endpoint-url", sim, "--cluster", "shop", "--services", "web",
+    aws = [sys.executable, "-m", "awscli"]  # the CLI of the installed package, PATH or not
+    out = subprocess.run(aws + ["ecs", "describe-services", "--endpoint-url", sim, "--cluster", "shop", "--services", "web",
                           "--output", "json"], env=env, capture_output=True, text=True, check=True)
     svc = json.loads(out.stdout)["services"][0]
     assert svc["deployments"][0]["rolloutState"] == "COMPLETED"
-    out = subprocess.run(["aws", "ecs", "list-service-deployments", "--endpoint-url", sim, "--cluster", "shop", "--service", "web",
+    out = subprocess.run(aws + ["ecs", "list-service-deployments", "--endpoint-url", sim, "--cluster", "shop", "--service", "web",
                           "--output", "json"], env=env, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["serviceDeployments"][0]["status"] == "SUCCESSFUL"
