@@ -87,6 +87,8 @@ pub enum ServiceState {
     Failed,
     /// Rolled out, then rolled back because something else failed.
     RolledBack,
+    /// Not changed: its deployment could not be started.
+    Unchanged,
     /// Not known to be good.
     Unknown,
 }
@@ -131,6 +133,8 @@ struct Running {
     seconds: f64,
     noticed_at: Option<SystemTime>,
     evidence: Vec<String>,
+    /// Why the deployment could not be started (nothing changed on this service).
+    start_error: Option<anyhow::Error>,
 }
 
 pub async fn deploy(
@@ -207,7 +211,13 @@ pub async fn deploy(
             .map(|p| rollout(&ecs, p, &image, &ferry_tags)),
     )
     .await;
-    let mut runs: Vec<Running> = runs.into_iter().collect::<Result<_>>()?;
+    let mut runs: Vec<Running> = runs;
+    // Nothing changed anywhere: the start error is the whole story (exit 1, or its own code).
+    if runs.iter().all(|r| r.new_td.is_none()) {
+        if let Some(e) = runs.iter_mut().find_map(|r| r.start_error.take()) {
+            return Err(e);
+        }
+    }
 
     let rollout_ok = runs
         .iter()
@@ -309,7 +319,10 @@ pub async fn deploy(
     let all_back = states.iter().all(|s| {
         matches!(
             s,
-            ServiceState::Failed | ServiceState::RolledBack | ServiceState::AlreadyDeployed
+            ServiceState::Failed
+                | ServiceState::RolledBack
+                | ServiceState::AlreadyDeployed
+                | ServiceState::Unchanged
         )
     });
     report.services = runs
@@ -370,6 +383,7 @@ fn state_words(s: ServiceState) -> &'static str {
         ServiceState::Deployed => "deployed",
         ServiceState::Failed => "failed and back on its previous revision",
         ServiceState::RolledBack => "rolled back to its previous revision",
+        ServiceState::Unchanged => "not changed (its deployment could not start)",
         ServiceState::Unknown => "state unknown",
     }
 }
@@ -410,6 +424,7 @@ fn service_report(r: &Running, state: Option<ServiceState>) -> ServiceReport {
         ServiceState::Failed | ServiceState::RolledBack => {
             format!("runs {}", short_td(&r.prep.previous_td))
         }
+        ServiceState::Unchanged => format!("still runs {}", short_td(&r.prep.previous_td)),
         ServiceState::Unknown => "see the evidence".into(),
     };
     ServiceReport {
@@ -634,13 +649,15 @@ pub fn rollout_timeout(
     (Duration::from_secs(total), why)
 }
 
+/// Starts and follows one service's deployment. A failure to start (register or update)
+/// is recorded in the result, not returned: the other services of the run may have changed
+/// and must be rolled back too.
 async fn rollout(
     ecs: &aws_sdk_ecs::Client,
     prep: Prepared,
     image: &str,
     ferry_tags: &[(&str, String)],
-) -> Result<Running> {
-    let name = format!("{}/{}", prep.cfg.cluster, prep.cfg.service);
+) -> Running {
     let mut run = Running {
         new_td: None,
         changes: Vec::new(),
@@ -651,14 +668,33 @@ async fn rollout(
         seconds: 0.0,
         noticed_at: None,
         evidence: Vec::new(),
+        start_error: None,
         prep,
     };
+    if let Err(e) = rollout_inner(ecs, &mut run, image, ferry_tags).await {
+        tracing::error!("{}/{}: {e:#}", run.prep.cfg.cluster, run.prep.cfg.service);
+        run.ended = Some(Ended::Failed {
+            reason: format!("could not start the deployment: {e:#}"),
+            back_on_previous: Some(run.new_td.is_none()),
+        });
+        run.start_error = Some(e);
+    }
+    run
+}
+
+async fn rollout_inner(
+    ecs: &aws_sdk_ecs::Client,
+    run: &mut Running,
+    image: &str,
+    ferry_tags: &[(&str, String)],
+) -> Result<()> {
+    let name = format!("{}/{}", run.prep.cfg.cluster, run.prep.cfg.service);
     if run.prep.already {
         tracing::info!(
             "{name}: already deployed ({} runs {image}); no new revision",
             short_td(&run.prep.previous_td)
         );
-        return Ok(run);
+        return Ok(());
     }
     let (req, changes) = ecs_td::render(
         ecs,
@@ -720,7 +756,7 @@ async fn rollout(
         run.prep.timeout_why
     );
     let timeout = run.prep.timeout;
-    let ended = follow(ecs, &mut run, &new_td, timeout).await;
+    let ended = follow(ecs, run, &new_td, timeout).await;
     run.seconds = t0.elapsed().as_secs_f64();
     run.noticed_at = Some(SystemTime::now());
     match &ended {
@@ -738,7 +774,7 @@ async fn rollout(
         ),
     }
     run.ended = Some(ended);
-    Ok(run)
+    Ok(())
 }
 
 /// Polls fast at first, then every 2 s: a deployment's end is noticed within ~2 s.
@@ -1138,7 +1174,11 @@ async fn explain(ecs: &aws_sdk_ecs::Client, run: &Running) -> Vec<String> {
 async fn roll_back(ecs: &aws_sdk_ecs::Client, run: &mut Running) -> ServiceState {
     let name = format!("{}/{}", run.prep.cfg.cluster, run.prep.cfg.service);
     let Some(new_td) = run.new_td.clone() else {
-        return ServiceState::AlreadyDeployed;
+        return if run.start_error.is_some() {
+            ServiceState::Unchanged
+        } else {
+            ServiceState::AlreadyDeployed
+        };
     };
     let previous = run.prep.previous_td.clone();
     let failed_here = matches!(
@@ -1246,6 +1286,7 @@ async fn roll_back(ecs: &aws_sdk_ecs::Client, run: &mut Running) -> ServiceState
         seconds: 0.0,
         noticed_at: None,
         evidence: Vec::new(),
+        start_error: None,
     };
     let timeout = run.prep.timeout;
     match follow(ecs, &mut rb, &previous, timeout).await {

@@ -593,59 +593,115 @@ async fn a_rollout_that_outlives_its_timeout_is_stopped_and_rolled_back() {
     assert_eq!(w.running_td().await, w.baseline_td);
 }
 
+/// Staging with two services (api, worker) in one cluster, both on a healthy baseline; the
+/// smoke check looks at api only.
+struct TwoServices {
+    spec: EnvSpec,
+    sim: EcsSim,
+    registry: Registry,
+    cluster: String,
+    dir: tempfile::TempDir,
+    api_td: String,
+    worker_td: String,
+}
+
+impl TwoServices {
+    async fn new() -> TwoServices {
+        let spec = EnvSpec::new();
+        let sim = EcsSim::start();
+        let registry = Registry::for_account(&spec.staging_account);
+        let cluster = format!("{}-staging", spec.cluster);
+        let base = registry.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", "90"]);
+        let base_image = format!("{}/{}@{base}", registry.ecr_host(), spec.repo);
+        sim.image(&base_image, "0.9.0-rc.1", "healthy").await;
+        let api_td = sim.service(&cluster, "api", "app", &base_image).await;
+        let worker_td = sim
+            .service_in_existing_cluster(&cluster, "worker", "app", &base_image)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("staging.toml"),
+            format!(
+                "account_id = \"{a}\"\nregion = \"{r}\"\n[role]\narn = \"arn:aws:iam::{a}:role/d\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"{repo}\"\n\
+                 [[services]]\ncluster = \"{cluster}\"\nservice = \"api\"\ncontainer = \"app\"\n\
+                 [[services]]\ncluster = \"{cluster}\"\nservice = \"worker\"\ncontainer = \"app\"\n\
+                 [[smoke]]\nurl = \"{url}\"\nversion_field = \"version\"\ndeadline_seconds = 3\ntimeout_seconds = 1\n",
+                a = spec.staging_account,
+                r = region(),
+                repo = spec.repo,
+                url = sim.health_url(&cluster, "api"),
+            ),
+        )
+        .unwrap();
+        TwoServices {
+            spec,
+            sim,
+            registry,
+            cluster,
+            dir,
+            api_td,
+            worker_td,
+        }
+    }
+
+    async fn release(&self, tag: &str, behavior: &str) {
+        let d = self
+            .registry
+            .push_image(&self.spec.repo, tag, &["--seed", "100"]);
+        self.sim
+            .image(
+                &format!("{}/{}@{d}", self.registry.ecr_host(), self.spec.repo),
+                tag.trim_start_matches('v'),
+                behavior,
+            )
+            .await;
+    }
+
+    fn deploy(&self, tag: &str) -> (std::process::Output, Value) {
+        let o = ferry(
+            &[
+                "deploy",
+                "--environments",
+                self.dir.path().to_str().unwrap(),
+                "--tag",
+                tag,
+                "--output",
+                "json",
+            ],
+            &[
+                ("FERRY_REGISTRY_ENDPOINTS", self.registry.endpoint_entry()),
+                ("AWS_ENDPOINT_URL_ECS", self.sim.endpoint.clone()),
+                ("AWS_MAX_ATTEMPTS", "3".into()),
+            ],
+        );
+        let report = serde_json::from_str(&stdout(&o)).unwrap_or(Value::Null);
+        (o, report)
+    }
+
+    async fn assert_both_on_baseline(&self) {
+        assert_eq!(
+            self.sim
+                .wait_idle(&self.cluster, "api")
+                .await
+                .task_definition(),
+            Some(self.api_td.as_str())
+        );
+        assert_eq!(
+            self.sim
+                .wait_idle(&self.cluster, "worker")
+                .await
+                .task_definition(),
+            Some(self.worker_td.as_str())
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn one_failing_service_rolls_back_every_service_of_the_run() {
-    let spec = EnvSpec::new();
-    let sim = EcsSim::start();
-    let registry = Registry::for_account(&spec.staging_account);
-    let cluster = format!("{}-staging", spec.cluster);
-    let base = registry.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", "90"]);
-    let base_image = format!("{}/{}@{base}", registry.ecr_host(), spec.repo);
-    sim.image(&base_image, "0.9.0-rc.1", "healthy").await;
-    let api_td = sim.service(&cluster, "api", "app", &base_image).await;
-    let worker_td = sim
-        .service_in_existing_cluster(&cluster, "worker", "app", &base_image)
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("staging.toml"),
-        format!(
-            "account_id = \"{a}\"\nregion = \"{r}\"\n[role]\narn = \"arn:aws:iam::{a}:role/d\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"{repo}\"\n\
-             [[services]]\ncluster = \"{cluster}\"\nservice = \"api\"\ncontainer = \"app\"\n\
-             [[services]]\ncluster = \"{cluster}\"\nservice = \"worker\"\ncontainer = \"app\"\n\
-             [[smoke]]\nurl = \"{url}\"\nversion_field = \"version\"\ndeadline_seconds = 3\ntimeout_seconds = 1\n",
-            a = spec.staging_account,
-            r = region(),
-            repo = spec.repo,
-            url = sim.health_url(&cluster, "api"),
-        ),
-    )
-    .unwrap();
-    let new = registry.push_image(&spec.repo, "v1.0.0-rc.1", &["--seed", "100"]);
-    sim.image(
-        &format!("{}/{}@{new}", registry.ecr_host(), spec.repo),
-        "1.0.0-rc.1",
-        "smoke-error",
-    )
-    .await;
-    let o = ferry(
-        &[
-            "deploy",
-            "--environments",
-            dir.path().to_str().unwrap(),
-            "--tag",
-            "v1.0.0-rc.1",
-            "--output",
-            "json",
-        ],
-        &[
-            ("FERRY_REGISTRY_ENDPOINTS", registry.endpoint_entry()),
-            ("AWS_ENDPOINT_URL_ECS", sim.endpoint.clone()),
-            ("AWS_MAX_ATTEMPTS", "3".into()),
-        ],
-    );
+    let t = TwoServices::new().await;
+    t.release("v1.0.0-rc.1", "smoke-error").await;
+    let (o, report) = t.deploy("v1.0.0-rc.1");
     assert_exit(&o, 4);
-    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let states: Vec<&str> = report["services"]
         .as_array()
         .unwrap()
@@ -653,14 +709,37 @@ async fn one_failing_service_rolls_back_every_service_of_the_run() {
         .map(|s| s["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["rolled-back", "rolled-back"], "{report}");
-    assert_eq!(
-        sim.wait_idle(&cluster, "api").await.task_definition(),
-        Some(api_td.as_str())
+    t.assert_both_on_baseline().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_that_cannot_be_updated_rolls_back_the_others() {
+    let t = TwoServices::new().await;
+    t.release("v1.0.0-rc.1", "healthy").await;
+    // The first UpdateService of the run is rejected (not retryable); the other service deploys.
+    t.sim
+        .control("/_sim/faults", serde_json::json!({"operation": "UpdateService", "error": "InvalidParameterException", "count": 1}))
+        .await;
+    let (o, report) = t.deploy("v1.0.0-rc.1");
+    assert_exit(&o, 4);
+    let verdict = report["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("could not start the deployment") && verdict.contains("ecs:UpdateService"),
+        "{verdict}"
     );
+    let mut states: Vec<&str> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    states.sort();
     assert_eq!(
-        sim.wait_idle(&cluster, "worker").await.task_definition(),
-        Some(worker_td.as_str())
+        states,
+        ["rolled-back", "unchanged"],
+        "one unchanged, one rolled back: {report}"
     );
+    t.assert_both_on_baseline().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
