@@ -123,12 +123,63 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let changes_things = matches!(cli.command, Command::Deploy { .. } | Command::Copy { .. });
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = run(cli) => r,
+            signal = shutdown_signal() => Err(interrupted(signal, changes_things)),
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             print_error(&err);
             ExitCode::from(ferry::error::exit_code(&err))
         }
+    }
+}
+
+/// Ctrl-C or SIGTERM (a cancelled GitHub Actions job).
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    return tokio::signal::ctrl_c()
+                        .await
+                        .map_or("an interrupt", |_| "an interrupt (Ctrl-C)")
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "an interrupt (Ctrl-C)",
+            _ = term.recv() => "SIGTERM (job cancelled?)",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "an interrupt (Ctrl-C)"
+    }
+}
+
+/// What an interruption leaves behind, said plainly.
+fn interrupted(signal: &str, changes_things: bool) -> anyhow::Error {
+    if changes_things {
+        ferry::Failure::needs_attention(format!(
+            "stopped by {signal} while changing the environment: a registered revision or service \
+             deployment may be in flight, and ECS carries it on (its circuit breaker still rolls \
+             back failures), but ferry no longer watches it and no smoke check has run"
+        ))
+        .hint("run `ferry status` to see what each service runs, then re-run the deploy (it is safe: finished steps say \"already done\")")
+        .into()
+    } else {
+        ferry::Failure::new(
+            ferry::FailureKind::Error,
+            format!("stopped by {signal}; nothing was changed"),
+        )
+        .into()
     }
 }
 

@@ -774,3 +774,51 @@ async fn validate_online_passes_when_everything_exists() {
     );
     assert!(!out.contains("FAIL"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_deploy_says_what_it_leaves_behind() {
+    let w = World::new().await;
+    w.release("v1.9.0-rc.1", "190", "slow").await;
+    let child = ferry_command(
+        &[
+            "deploy",
+            "--environments",
+            w.dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.9.0-rc.1",
+        ],
+        &w.env(),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait until the deployment is under way, then cancel the job like GitHub Actions does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while w
+        .sim
+        .describe(&w.cluster, &w.spec.service)
+        .await
+        .deployments()
+        .len()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deployment never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    assert_exit(&o, 5);
+    let err = stderr(&o);
+    assert!(
+        err.contains("stopped by SIGTERM") && err.contains("ferry status"),
+        "{err}"
+    );
+}

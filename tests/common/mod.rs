@@ -194,8 +194,8 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs `ferry` with the world's environment plus `env`.
-pub fn ferry(args: &[&str], env: &[(&str, String)]) -> Output {
+/// `ferry` with the world's environment plus `env`, ready to run.
+pub fn ferry_command(args: &[&str], env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
     cmd.args(args)
         .env_remove("GITHUB_EVENT_PATH")
@@ -213,7 +213,12 @@ pub fn ferry(args: &[&str], env: &[(&str, String)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("running ferry")
+    cmd
+}
+
+/// Runs `ferry` with the world's environment plus `env`.
+pub fn ferry(args: &[&str], env: &[(&str, String)]) -> Output {
+    ferry_command(args, env).output().expect("running ferry")
 }
 
 pub fn stdout(o: &Output) -> String {
