@@ -216,3 +216,71 @@ mod tests {
         assert_eq!(escape_workflow_data("a%b\r\nc"), "a%25b%0D%0Ac");
     }
 }
+
+#[cfg(test)]
+mod snapshot {
+    use crate::config::{ServiceConfig, SmokeCheck};
+    use crate::plan::{ImageRef, Plan};
+
+    fn image(env: &str, account: &str, tag: &str, digest: Option<&str>) -> ImageRef {
+        ImageRef {
+            environment: env.into(),
+            registry: format!("{account}.dkr.ecr.eu-west-1.amazonaws.com"),
+            repository: "shop/api".into(),
+            tag: Some(tag.into()),
+            digest: digest.map(str::to_string),
+            media_type: None,
+        }
+    }
+
+    /// The human plan, whole: a change to its wording shows up here in review.
+    #[test]
+    fn production_plan_text() {
+        let d = "sha256:4f0e5c1d2b3a49586776655443322110ffeeddccbbaa99887766554433221100";
+        let plan = Plan {
+            tag: "v1.4.0".into(),
+            version: "1.4.0".into(),
+            channel: crate::tag::Channel::Final,
+            environment: "production".into(),
+            config_file: "environments/production.toml".into(),
+            account_id: "222222222222".into(),
+            region: "eu-west-1".into(),
+            role_arn: "arn:aws:iam::222222222222:role/ferry-deploy".into(),
+            auth: crate::aws::sts::AuthMode::GithubOidc,
+            trigger: crate::trigger::TriggerSource::Release,
+            source: image("staging", "111111111111", "v1.4.0-rc.3", Some(d)),
+            target: image("production", "222222222222", "v1.4.0", None),
+            promote: true,
+            services: vec![ServiceConfig {
+                cluster: "shop".into(),
+                service: "api".into(),
+                container: "api".into(),
+            }],
+            changes: Vec::new(),
+            smoke: vec![SmokeCheck {
+                name: None,
+                url: "https://shop.example.com/healthz".into(),
+                expect_status: 200,
+                version_field: Some("version".into()),
+                deadline_seconds: 120,
+                timeout_seconds: 5,
+                follow_redirects: false,
+            }],
+            unresolved: Vec::new(),
+        };
+        let expected = format!(
+            "Plan for v1.4.0 (final release, version 1.4.0)
+  environment  production (environments/production.toml)
+  account      222222222222 in eu-west-1
+  role         arn:aws:iam::222222222222:role/ferry-deploy (GitHub OIDC web identity)
+  source       111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/api:v1.4.0-rc.3@{d}
+  promote to   222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api:v1.4.0
+  services     (1), each pinned to 222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api@{d}
+    - shop/api container api
+  smoke        (1)
+    - GET https://shop.example.com/healthz expects 200, JSON `version` == 1.4.0 within 120s
+"
+        );
+        assert_eq!(super::plan_text(&plan), expected);
+    }
+}
