@@ -59,7 +59,10 @@ pub fn plan_text(plan: &Plan) -> String {
                 let _ = writeln!(s, "               already there with the same digest");
             }
             (Some(t), _) => {
-                let _ = writeln!(s, "               tag exists with digest {t}");
+                let _ = writeln!(
+                    s,
+                    "               tag exists with digest {t}: deploy would refuse (a released tag never moves)"
+                );
             }
             _ => {}
         }
