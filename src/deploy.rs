@@ -414,6 +414,15 @@ fn service_report(r: &Running, state: Option<ServiceState>) -> ServiceReport {
     } else {
         ServiceState::Deployed
     });
+    // Name the release the service is back on, when ferry deployed it.
+    let previous_release = r
+        .prep
+        .tags
+        .iter()
+        .find(|t| t.key() == Some(TAG_RELEASE))
+        .and_then(|t| t.value())
+        .map(|v| format!(", release {v}"))
+        .unwrap_or_default();
     let detail = match state {
         ServiceState::AlreadyDeployed => format!("already runs {}", short_td(&r.prep.previous_td)),
         ServiceState::Deployed => format!(
@@ -422,9 +431,12 @@ fn service_report(r: &Running, state: Option<ServiceState>) -> ServiceReport {
             short_td(r.new_td.as_deref().unwrap_or(""))
         ),
         ServiceState::Failed | ServiceState::RolledBack => {
-            format!("runs {}", short_td(&r.prep.previous_td))
+            format!("runs {}{previous_release}", short_td(&r.prep.previous_td))
         }
-        ServiceState::Unchanged => format!("still runs {}", short_td(&r.prep.previous_td)),
+        ServiceState::Unchanged => format!(
+            "still runs {}{previous_release}",
+            short_td(&r.prep.previous_td)
+        ),
         ServiceState::Unknown => "see the evidence".into(),
     };
     ServiceReport {

@@ -539,10 +539,10 @@ async fn a_production_tag_with_other_bytes_is_never_moved() {
 async fn wait_for_idle_waits_for_the_deployment_in_flight() {
     let w = World::new().await;
     w.release("v1.7.0-rc.1", "170", "healthy").await;
-    // Someone else's deployment that takes ~2 s to start its tasks.
+    // Someone else's deployment that takes ~3 s to start its tasks.
     let other = format!("{}/{}:other", w.registry.ecr_host(), w.spec.repo);
     w.sim
-        .control("/_sim/images", serde_json::json!({"image": other, "version": "other", "behavior": "healthy", "start_seconds": 2.0}))
+        .control("/_sim/images", serde_json::json!({"image": other, "version": "other", "behavior": "healthy", "start_seconds": 3.0}))
         .await;
     w.start_other_deployment(&other).await;
     let o = w.deploy("v1.7.0-rc.1", &["--wait-for-idle"]);
