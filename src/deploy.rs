@@ -540,6 +540,19 @@ async fn prepare(
     opts: &DeployOptions,
 ) -> Result<Prepared> {
     let mut svc = describe_service(ecs, cfg).await?;
+    // Blue/green (CodeDeploy) and external controllers ignore UpdateService's task definition.
+    if let Some(kind) = svc.deployment_controller().map(|c| c.r#type()) {
+        if *kind != aws_sdk_ecs::types::DeploymentControllerType::Ecs {
+            return Err(Failure::invalid(format!(
+                "service {}/{} uses the {} deployment controller; ferry deploys services with the ECS (rolling update) controller",
+                cfg.cluster,
+                cfg.service,
+                kind.as_str()
+            ))
+            .hint("deploy this service with its own controller (e.g. CodeDeploy), or remove it from the environment's [[services]]")
+            .into());
+        }
+    }
     if let Some(busy) = in_flight(&svc) {
         if !opts.wait_for_idle {
             return Err(Failure::refused(format!(

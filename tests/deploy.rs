@@ -822,3 +822,46 @@ async fn a_cancelled_deploy_says_what_it_leaves_behind() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_codedeploy_service_is_refused_before_anything_changes() {
+    use aws_sdk_ecs::types::*;
+    let w = World::new().await;
+    w.release("v2.0.0-rc.1", "200", "healthy").await;
+    // Replace the service with a blue/green (CodeDeploy) one of the same name in another cluster.
+    let ecs = w.sim.client();
+    let cluster = format!("{}-staging", w.spec.cluster);
+    ecs.delete_service()
+        .cluster(&cluster)
+        .service(&w.spec.service)
+        .send()
+        .await
+        .unwrap();
+    ecs.create_service()
+        .cluster(&cluster)
+        .service_name(&w.spec.service)
+        .task_definition(&w.baseline_td)
+        .desired_count(1)
+        .deployment_controller(
+            DeploymentController::builder()
+                .r#type(DeploymentControllerType::CodeDeploy)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let revisions = w.sim.revisions(&w.family()).await;
+    let o = w.deploy("v2.0.0-rc.1", &[]);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("uses the CODE_DEPLOY deployment controller"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        w.sim.revisions(&w.family()).await,
+        revisions,
+        "nothing registered"
+    );
+}

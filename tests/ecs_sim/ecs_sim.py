@@ -504,7 +504,7 @@ class Sim:
             "deployments": [], "events": [], "createdAt": now(), "createdBy": f"arn:aws:iam::{self.account}:user/ferry-sim",
             "loadBalancers": req.get("loadBalancers") or [], "serviceRegistries": [],
             "networkConfiguration": req.get("networkConfiguration"), "schedulingStrategy": "REPLICA",
-            "deploymentController": {"type": "ECS"}, "enableECSManagedTags": False, "propagateTags": "NONE",
+            "deploymentController": req.get("deploymentController") or {"type": "ECS"}, "enableECSManagedTags": False, "propagateTags": "NONE",
             "enableExecuteCommand": False, "tags": req.get("tags") or [],
         }
         if req.get("healthCheckGracePeriodSeconds") is not None:
