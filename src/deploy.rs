@@ -205,13 +205,12 @@ pub async fn deploy(
     let ferry_tags = ferry_tags(&plan.tag, &plan.version, &digest, opts.commit.as_deref());
 
     // Roll out every service concurrently.
-    let runs = futures_util::future::join_all(
+    let mut runs = futures_util::future::join_all(
         prepared
             .into_iter()
             .map(|p| rollout(&ecs, p, &image, &ferry_tags)),
     )
     .await;
-    let mut runs: Vec<Running> = runs;
     // Nothing changed anywhere: the start error is the whole story (exit 1, or its own code).
     if runs.iter().all(|r| r.new_td.is_none()) {
         if let Some(e) = runs.iter_mut().find_map(|r| r.start_error.take()) {
