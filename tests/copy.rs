@@ -520,3 +520,31 @@ fn access_denied_names_the_missing_permission_and_repository() {
         "{err}"
     );
 }
+
+#[test]
+fn credentials_from_the_docker_config_file() {
+    use base64::Engine as _;
+    let (a, b) = pair();
+    let d = a.push_image("app", "v11", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let auth = |r: &Registry| base64::engine::general_purpose::STANDARD.encode(r.creds());
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::json!({"auths": {a.addr(): {"auth": auth(&a)}, b.addr(): {"auth": auth(&b)}}})
+            .to_string(),
+    )
+    .unwrap();
+    let o = ferry(
+        &[
+            "copy",
+            "--insecure",
+            &format!("{}/app:v11", a.addr()),
+            &format!("{}/app:v11", b.addr()),
+            "--output",
+            "json",
+        ],
+        &[("DOCKER_CONFIG", dir.path().to_str().unwrap().to_string())],
+    );
+    assert_eq!(outcome(&o)["digest"], d.as_str());
+    assert_eq!(b.skopeo_digest("app", "v11").as_deref(), Some(d.as_str()));
+}
