@@ -223,6 +223,17 @@ fn resolve_trigger(args: &TriggerArgs) -> Result<Resolved> {
     }
 }
 
+/// The release to act on, or `None` (said on stderr) when the event asks for nothing.
+fn release_to_act_on(args: &TriggerArgs) -> Result<Option<ferry::trigger::Trigger>> {
+    match resolve_trigger(args)? {
+        Resolved::Deploy(t) => Ok(Some(t)),
+        Resolved::Nothing(msg) => {
+            tracing::info!("{msg}");
+            Ok(None)
+        }
+    }
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plan { trigger, offline } => {
@@ -290,12 +301,8 @@ async fn plan(
     args: &TriggerArgs,
     offline: bool,
 ) -> Result<()> {
-    let trigger = match resolve_trigger(args)? {
-        Resolved::Deploy(t) => t,
-        Resolved::Nothing(msg) => {
-            tracing::info!("{msg}");
-            return Ok(());
-        }
+    let Some(trigger) = release_to_act_on(args)? else {
+        return Ok(());
     };
     let plan = ferry::plan::plan(&trigger, envs, ferry::plan::PlanOptions { offline }).await?;
     match output {
@@ -318,12 +325,8 @@ async fn deploy(
     wait_for_idle: bool,
     commit: Option<String>,
 ) -> Result<()> {
-    let trigger = match resolve_trigger(args)? {
-        Resolved::Deploy(t) => t,
-        Resolved::Nothing(msg) => {
-            tracing::info!("{msg}");
-            return Ok(());
-        }
+    let Some(trigger) = release_to_act_on(args)? else {
+        return Ok(());
     };
     let plan = ferry::plan::plan(
         &trigger,

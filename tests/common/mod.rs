@@ -388,6 +388,18 @@ impl EcsSim {
             .await
     }
 
+    /// Another service (same shape as [`EcsSim::service`]) in a cluster that already exists.
+    pub async fn service_in_existing_cluster(
+        &self,
+        cluster: &str,
+        service: &str,
+        container: &str,
+        image: &str,
+    ) -> String {
+        self.service_with(cluster, service, container, image, false)
+            .await
+    }
+
     async fn service_with(
         &self,
         cluster: &str,
@@ -556,18 +568,4 @@ pub async fn create_repository(account: &str, name: &str) {
         .send()
         .await
         .unwrap();
-}
-
-impl EcsSim {
-    /// Another service (same shape as [`EcsSim::service`]) in a cluster that already exists.
-    pub async fn service_in_existing_cluster(
-        &self,
-        cluster: &str,
-        service: &str,
-        container: &str,
-        image: &str,
-    ) -> String {
-        self.service_with(cluster, service, container, image, false)
-            .await
-    }
 }
