@@ -1,21 +1,34 @@
 //! ferry: turns a GitHub release into a safe deploy on AWS ECS.
 //!
-//! The flow of one run: [`trigger`] (what started it) → [`tag`] (which environment) →
-//! [`config`] (that environment's file) → [`aws::sts`] (its role) → [`plan`] (everything that
-//! will happen, computed first) → promote / deploy / smoke → [`report`].
+//! The flow of one run, module by module (the README's "How the code is laid out" is the
+//! same map): [`cli`] parses, [`commands`] gathers inputs → `github::event` (what started
+//! it) → `tag` (which environment) → `config` (that environment's file) → `aws::sts` (its
+//! role) → `plan` (everything that will happen, computed first) → `run` executes it:
+//! `promote` (copy the verified digest, `registry`) → `deploy` (register, update, follow,
+//! roll back) → `smoke` → `report` (data) → `render` (words) and `github::actions`.
+//!
+//! The library's public surface is what the `ferry` binary needs; everything else is
+//! internal, so it can change freely behind the CLI contract (exit codes, JSON shapes).
 
-pub mod aws;
-pub mod config;
-pub mod deploy;
+pub mod cli;
+pub mod commands;
 pub mod error;
-pub mod plan;
-pub mod promote;
-pub mod registry;
-pub mod report;
-pub mod smoke;
-pub mod status;
-pub mod tag;
-pub mod trigger;
-pub mod validate;
+pub mod logging;
+
+mod aws;
+mod config;
+mod deploy;
+mod github;
+mod plan;
+mod poll;
+mod promote;
+mod registry;
+mod render;
+mod report;
+mod run;
+mod smoke;
+mod status;
+mod tag;
+mod validate;
 
 pub use error::{Failure, FailureKind};

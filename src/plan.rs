@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::aws::sts::{self, AuthMode};
 use crate::config::{Environment, Environments, ServiceConfig, SmokeCheck};
 use crate::error::Failure;
+use crate::github::event::{self, Trigger, TriggerSource};
 use crate::tag::{self, Channel, ReleaseTag};
-use crate::trigger::{Trigger, TriggerSource};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -32,7 +32,7 @@ pub struct Plan {
     pub promote: bool,
     pub services: Vec<ServiceConfig>,
     /// What deploy would change on each service (read live; empty when it could not be read).
-    pub changes: Vec<crate::deploy::ServicePreview>,
+    pub changes: Vec<crate::deploy::taskdef::ServicePreview>,
     pub smoke: Vec<SmokeCheck>,
     /// Things the plan could not find out, each with its reason.
     pub unresolved: Vec<String>,
@@ -91,7 +91,7 @@ pub fn classify(trigger: &Trigger, envs: &Environments) -> Result<ReleaseTag> {
         let forms = e.accepted_forms();
         Failure::invalid(e.to_string()).hint(forms)
     })?;
-    crate::trigger::check_prerelease_flag(trigger, &tag)?;
+    event::check_prerelease_flag(trigger, &tag)?;
     Ok(tag)
 }
 
@@ -150,10 +150,10 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: PlanOptions) -> Resu
             env.registry_host(),
             env.file.image.repository
         );
-        let tags = crate::deploy::ferry_tags(&plan.tag, &plan.version, &digest, None);
+        let tags = crate::deploy::taskdef::ferry_tags(&plan.tag, &plan.version, &digest, None);
         let preview = async {
             let sdk = sts::environment_config(env).await?;
-            crate::deploy::preview(&sdk, env, &image, &tags).await
+            crate::deploy::taskdef::preview(&sdk, env, &image, &tags).await
         };
         match preview.await {
             Ok(p) => plan.changes = p,

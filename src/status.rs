@@ -1,30 +1,15 @@
-//! `ferry status`: what each environment's services run now, and which release that is
-//! (read from the tags ferry put on the task definition).
+//! `ferry status`: what each environment's services run now, and which release that is (read
+//! from the tags ferry put on the task definition).
 
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use serde::Serialize;
 
-use crate::aws::describe_sdk_error;
-use crate::aws::ecs::{TAG_DIGEST, TAG_RELEASE};
-use crate::report::OutputFormat;
+use crate::aws::ecs::{self, short_td, TAG_DIGEST};
+use crate::report::ServiceStatus;
 
-#[derive(Debug, Serialize)]
-pub struct ServiceStatus {
-    pub environment: String,
-    pub cluster: String,
-    pub service: String,
-    pub task_definition: String,
-    pub release: Option<String>,
-    pub digest: Option<String>,
-    pub image: Option<String>,
-    pub running: i32,
-    pub desired: i32,
-    pub deployments: Vec<String>,
-}
-
-pub async fn run(dir: &Path, only: Option<&str>, output: OutputFormat) -> Result<()> {
+/// One row per configured service of `only` (or of every environment).
+pub async fn read(dir: &Path, only: Option<&str>) -> Result<Vec<ServiceStatus>> {
     let envs = crate::config::load(dir)?;
     let selected: Vec<_> = match only {
         Some(name) => vec![envs.get(name)?],
@@ -33,45 +18,27 @@ pub async fn run(dir: &Path, only: Option<&str>, output: OutputFormat) -> Result
     let mut rows = Vec::new();
     for env in selected {
         let sdk = crate::aws::sts::environment_config(env).await?;
-        let ecs = aws_sdk_ecs::Client::new(&sdk);
+        let client = aws_sdk_ecs::Client::new(&sdk);
         for s in &env.file.services {
-            let out = ecs
-                .describe_services()
-                .cluster(&s.cluster)
-                .services(&s.service)
-                .send()
-                .await
-                .map_err(|e| {
+            let svc = ecs::find_service(&client, &s.cluster, &s.service)
+                .await?
+                .ok_or_else(|| {
                     anyhow!(
-                        "ecs:DescribeServices {}/{}: {}",
+                        "service {}/{} not found (or not ACTIVE) in {}",
                         s.cluster,
                         s.service,
-                        describe_sdk_error(&e)
+                        env.name
                     )
                 })?;
-            let Some(svc) = out.services().first() else {
-                return Err(anyhow!(
-                    "service {}/{} not found in {}",
-                    s.cluster,
-                    s.service,
-                    env.name
-                ));
-            };
             let td_arn = svc.task_definition().unwrap_or_default().to_string();
-            let (td, tags) = crate::deploy::describe_task_definition(&ecs, &td_arn).await?;
-            let tag = |k: &str| {
-                tags.iter()
-                    .find(|t| t.key() == Some(k))
-                    .and_then(|t| t.value())
-                    .map(str::to_string)
-            };
+            let (td, tags) = ecs::describe_task_definition(&client, &td_arn).await?;
             rows.push(ServiceStatus {
                 environment: env.name.clone(),
                 cluster: s.cluster.clone(),
                 service: s.service.clone(),
-                release: tag(TAG_RELEASE),
-                digest: tag(TAG_DIGEST),
-                image: crate::aws::ecs::container_image(&td, &s.container).map(str::to_string),
+                release: ecs::release_of(&tags).map(str::to_string),
+                digest: ecs::tag_value(&tags, TAG_DIGEST).map(str::to_string),
+                image: ecs::container_image(&td, &s.container).map(str::to_string),
                 task_definition: td_arn,
                 running: svc.running_count(),
                 desired: svc.desired_count(),
@@ -82,7 +49,7 @@ pub async fn run(dir: &Path, only: Option<&str>, output: OutputFormat) -> Result
                         format!(
                             "{} {} {}",
                             d.status().unwrap_or("?"),
-                            crate::deploy::short_td(d.task_definition().unwrap_or("?")),
+                            short_td(d.task_definition().unwrap_or("?")),
                             d.rollout_state().map(|r| r.as_str()).unwrap_or("?")
                         )
                     })
@@ -90,23 +57,5 @@ pub async fn run(dir: &Path, only: Option<&str>, output: OutputFormat) -> Result
             });
         }
     }
-    match output {
-        OutputFormat::Json => crate::report::print_json(&rows)?,
-        OutputFormat::Human => {
-            for r in &rows {
-                println!(
-                    "{:<12} {}/{}: {} ({}), {}/{} running [{}]",
-                    r.environment,
-                    r.cluster,
-                    r.service,
-                    r.release.as_deref().unwrap_or("not deployed by ferry"),
-                    crate::deploy::short_td(&r.task_definition),
-                    r.running,
-                    r.desired,
-                    r.deployments.join("; ")
-                );
-            }
-        }
-    }
-    Ok(())
+    Ok(rows)
 }

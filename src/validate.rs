@@ -3,21 +3,13 @@
 use std::path::Path;
 
 use anyhow::Result;
-use serde::Serialize;
 
 use crate::config::{Environment, MatchKind};
 use crate::error::Failure;
-use crate::report::OutputFormat;
+use crate::report::Check;
 
-#[derive(Debug, Serialize)]
-struct Check {
-    environment: String,
-    check: String,
-    ok: bool,
-    detail: String,
-}
-
-pub async fn run(dir: &Path, online: bool, output: OutputFormat) -> Result<()> {
+/// Every check of every environment: the files always, the AWS resources with `online`.
+pub async fn run(dir: &Path, online: bool) -> Result<Vec<Check>> {
     let envs = crate::config::load(dir)?;
     let mut checks = Vec::new();
     for env in envs.envs.values() {
@@ -31,20 +23,11 @@ pub async fn run(dir: &Path, online: bool, output: OutputFormat) -> Result<()> {
             online_checks(env, &mut checks).await;
         }
     }
-    match output {
-        OutputFormat::Json => crate::report::print_json(&checks)?,
-        OutputFormat::Human => {
-            for c in &checks {
-                println!(
-                    "{} {:<12} {:<28} {}",
-                    if c.ok { "ok  " } else { "FAIL" },
-                    c.environment,
-                    c.check,
-                    c.detail
-                );
-            }
-        }
-    }
+    Ok(checks)
+}
+
+/// Exit 2, naming every failed check, when any failed.
+pub fn result_of(checks: &[Check]) -> Result<()> {
     let failed: Vec<&Check> = checks.iter().filter(|c| !c.ok).collect();
     if failed.is_empty() {
         return Ok(());
@@ -119,10 +102,11 @@ async fn online_checks(env: &Environment, checks: &mut Vec<Check>) {
         });
     push(format!("repository {repo}"), res);
     for s in &env.file.services {
-        let res = crate::aws::ecs::service_exists(&sdk, &s.cluster, &s.service)
+        let client = aws_sdk_ecs::Client::new(&sdk);
+        let res = crate::aws::ecs::find_service(&client, &s.cluster, &s.service)
             .await
-            .and_then(|exists| {
-                if exists {
+            .and_then(|found| {
+                if found.is_some() {
                     Ok("active".to_string())
                 } else {
                     Err(anyhow::anyhow!(

@@ -1,44 +1,42 @@
-//! ECS task definitions and services: rendering a new revision from the live one (only the
-//! image and ferry's tags change), and the small lookups other modules need.
-//!
-//! `DescribeTaskDefinition` returns fields `RegisterTaskDefinition` rejects, and tools that
-//! copy the JSON with a block- or allow-list have dropped fields in the wild. So the typed
-//! struct is mapped field by field, and `tests::every_field_is_accounted_for` fails when the
-//! pinned SDK gains a field this mapping does not know.
+//! The ECS calls ferry makes, one thin wrapper each: every error names the operation and the
+//! resource (see [`super::AwsResultExt`]), and nothing here decides anything.
 
-use anyhow::{anyhow, bail, Context, Result};
-use aws_config::SdkConfig;
-use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
-use aws_sdk_ecs::types::{Tag, TaskDefinition};
-use serde::Serialize;
+use std::time::SystemTime;
 
-use super::describe_sdk_error;
+use anyhow::{anyhow, Result};
+use aws_sdk_ecs::types::{
+    CreatedAt, DesiredStatus, Service, ServiceDeployment, ServiceDeploymentBrief,
+    StopServiceDeploymentStopType, Tag, Task, TaskDefinition, TaskDefinitionField,
+};
+use aws_smithy_types::DateTime;
 
-/// Tags ferry puts on every revision it registers.
+use super::AwsResultExt;
+use crate::error::Failure;
+
+/// Tag ferry puts on every revision it registers: the release tag (`v1.4.0`).
 pub const TAG_RELEASE: &str = "ferry:release";
+/// Tag: the release's version (`1.4.0`).
 pub const TAG_VERSION: &str = "ferry:version";
+/// Tag: the image digest the revision pins.
 pub const TAG_DIGEST: &str = "ferry:digest";
+/// Tag: the commit the release was built from.
 pub const TAG_COMMIT: &str = "ferry:commit";
 
-/// One changed field between the live revision and the rendered one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldChange {
-    pub field: String,
-    pub from: Option<String>,
-    pub to: Option<String>,
+/// `family:revision` of a task-definition ARN.
+pub fn short_td(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
 }
 
-impl std::fmt::Display for FieldChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
-        write!(
-            f,
-            "{}: {} → {}",
-            self.field,
-            show(&self.from),
-            show(&self.to)
-        )
-    }
+/// The value of tag `key`.
+pub fn tag_value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// The release a task definition belongs to, from the tag ferry put on it.
+pub fn release_of(tags: &[Tag]) -> Option<&str> {
+    tag_value(tags, TAG_RELEASE)
 }
 
 /// The image of `container` in `td`.
@@ -49,366 +47,190 @@ pub fn container_image<'a>(td: &'a TaskDefinition, container: &str) -> Option<&'
         .and_then(|c| c.image())
 }
 
-/// The register request for a copy of `td` whose `container` runs `image`, with `tags`
-/// (the revision's own tags, ferry's overriding). Returns the request and the field diff.
-pub fn render(
-    client: &aws_sdk_ecs::Client,
-    td: &TaskDefinition,
-    own_tags: &[Tag],
-    container: &str,
-    image: &str,
-    ferry_tags: &[(&str, String)],
-) -> Result<(RegisterTaskDefinitionFluentBuilder, Vec<FieldChange>)> {
-    let family = td.family().unwrap_or_default();
-    let mut containers = td.container_definitions().to_vec();
-    let names: Vec<&str> = td
-        .container_definitions()
-        .iter()
-        .filter_map(|c| c.name())
-        .collect();
-    let Some(pos) = containers.iter().position(|c| c.name() == Some(container)) else {
-        bail!(
-            "task definition {} has no container named {container:?} (it has: {}); fix `container` in the environment's [[services]]",
-            td.task_definition_arn().unwrap_or(family),
-            names.join(", ")
-        );
-    };
-    let mut changes = Vec::new();
-    let old_image = containers[pos].image().map(str::to_string);
-    if old_image.as_deref() != Some(image) {
-        changes.push(FieldChange {
-            field: format!("containerDefinitions[{container}].image"),
-            from: old_image,
-            to: Some(image.to_string()),
-        });
-    }
-    containers[pos].image = Some(image.to_string());
-
-    let mut tags: Vec<Tag> = own_tags.to_vec();
-    for (k, v) in ferry_tags {
-        match tags.iter_mut().find(|t| t.key() == Some(*k)) {
-            Some(t) if t.value() == Some(v.as_str()) => {}
-            Some(t) => {
-                changes.push(FieldChange {
-                    field: format!("tags[{k}]"),
-                    from: t.value().map(str::to_string),
-                    to: Some(v.clone()),
-                });
-                *t = Tag::builder().key(*k).value(v).build();
-            }
-            None => {
-                changes.push(FieldChange {
-                    field: format!("tags[{k}]"),
-                    from: None,
-                    to: Some(v.clone()),
-                });
-                tags.push(Tag::builder().key(*k).value(v).build());
-            }
-        }
-    }
-
-    // Field by field; keep in step with CARRIED in the tests below. Elastic Inference is
-    // retired, but a revision that still names it must round-trip unchanged.
-    #[allow(deprecated)]
-    let req = client
-        .register_task_definition()
-        .set_family(td.family.clone())
-        .set_task_role_arn(td.task_role_arn.clone())
-        .set_execution_role_arn(td.execution_role_arn.clone())
-        .set_network_mode(td.network_mode.clone())
-        .set_container_definitions(Some(containers))
-        .set_volumes(td.volumes.clone())
-        .set_placement_constraints(td.placement_constraints.clone())
-        .set_requires_compatibilities(td.requires_compatibilities.clone())
-        .set_cpu(td.cpu.clone())
-        .set_memory(td.memory.clone())
-        .set_pid_mode(td.pid_mode.clone())
-        .set_ipc_mode(td.ipc_mode.clone())
-        .set_proxy_configuration(td.proxy_configuration.clone())
-        .set_inference_accelerators(td.inference_accelerators.clone())
-        .set_ephemeral_storage(td.ephemeral_storage.clone())
-        .set_runtime_platform(td.runtime_platform.clone())
-        .set_enable_fault_injection(td.enable_fault_injection)
-        .set_tags(if tags.is_empty() { None } else { Some(tags) });
-    Ok((req, changes))
-}
-
-/// Whether `cluster`/`service` exists and is ACTIVE.
-pub async fn service_exists(sdk: &SdkConfig, cluster: &str, service: &str) -> Result<bool> {
-    let out = aws_sdk_ecs::Client::new(sdk)
+/// The ACTIVE service `cluster`/`service`, or `None` when it (or its cluster) does not exist.
+pub async fn find_service(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+) -> Result<Option<Service>> {
+    let res = ecs
         .describe_services()
         .cluster(cluster)
         .services(service)
         .send()
         .await;
-    match out {
-        Ok(o) => Ok(o.services().iter().any(|s| s.status() == Some("ACTIVE"))),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_cluster_not_found_exception()) =>
+    if let Err(e) = &res {
+        if e.as_service_error()
+            .is_some_and(|s| s.is_cluster_not_found_exception())
         {
-            Ok(false)
+            return Ok(None);
         }
-        Err(e) => Err(anyhow!("{}", describe_sdk_error(&e)))
-            .with_context(|| format!("ecs:DescribeServices {cluster}/{service}")),
     }
+    let out = res.aws("ecs:DescribeServices", format!("{cluster}/{service}"))?;
+    Ok(out
+        .services()
+        .iter()
+        .find(|s| s.status() == Some("ACTIVE"))
+        .cloned())
+}
+
+/// The ACTIVE service `cluster`/`service`; its absence is invalid configuration (exit 2).
+pub async fn describe_service(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+) -> Result<Service> {
+    find_service(ecs, cluster, service).await?.ok_or_else(|| {
+        Failure::invalid(format!("ECS service {cluster}/{service} does not exist or is not ACTIVE"))
+            .hint("create the service first (ferry deploys to existing services), or fix [[services]] in the environment file")
+            .into()
+    })
+}
+
+/// The task definition `arn` with its tags.
+pub async fn describe_task_definition(
+    ecs: &aws_sdk_ecs::Client,
+    arn: &str,
+) -> Result<(TaskDefinition, Vec<Tag>)> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(arn)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .aws("ecs:DescribeTaskDefinition", arn)?;
+    let td = out
+        .task_definition()
+        .cloned()
+        .ok_or_else(|| anyhow!("ecs:DescribeTaskDefinition {arn} returned nothing"))?;
+    Ok((td, out.tags().to_vec()))
+}
+
+/// `UpdateService` to `task_definition` (a full ARN); returns the service as ECS answered,
+/// the only read that is certain to include the new deployment.
+pub async fn update_service(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+    task_definition: &str,
+) -> Result<Service> {
+    let out = ecs
+        .update_service()
+        .cluster(cluster)
+        .service(service)
+        .task_definition(task_definition)
+        .send()
+        .await
+        .aws("ecs:UpdateService", format!("{cluster}/{service}"))?;
+    out.service()
+        .cloned()
+        .ok_or_else(|| anyhow!("ecs:UpdateService {cluster}/{service} returned no service"))
+}
+
+/// Service deployments of `cluster`/`service` created after `since`, newest first.
+pub async fn list_service_deployments(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+    since: SystemTime,
+) -> Result<Vec<ServiceDeploymentBrief>> {
+    let out = ecs
+        .list_service_deployments()
+        .cluster(cluster)
+        .service(service)
+        .created_at(CreatedAt::builder().after(DateTime::from(since)).build())
+        .send()
+        .await
+        .aws("ecs:ListServiceDeployments", format!("{cluster}/{service}"))?;
+    Ok(out.service_deployments().to_vec())
+}
+
+/// One service deployment by ARN; `None` when ECS does not (yet) know it.
+pub async fn describe_service_deployment(
+    ecs: &aws_sdk_ecs::Client,
+    arn: &str,
+) -> Result<Option<ServiceDeployment>> {
+    let out = ecs
+        .describe_service_deployments()
+        .service_deployment_arns(arn)
+        .send()
+        .await
+        .aws("ecs:DescribeServiceDeployments", arn)?;
+    Ok(out.service_deployments().first().cloned())
+}
+
+/// The task definitions a service revision runs.
+pub async fn service_revision_task_definitions(
+    ecs: &aws_sdk_ecs::Client,
+    revision_arn: &str,
+) -> Result<Vec<String>> {
+    let out = ecs
+        .describe_service_revisions()
+        .service_revision_arns(revision_arn)
+        .send()
+        .await
+        .aws("ecs:DescribeServiceRevisions", revision_arn)?;
+    Ok(out
+        .service_revisions()
+        .iter()
+        .filter_map(|r| r.task_definition().map(str::to_string))
+        .collect())
+}
+
+/// `StopServiceDeployment` with `ROLLBACK`.
+pub async fn stop_with_rollback(ecs: &aws_sdk_ecs::Client, arn: &str) -> Result<()> {
+    ecs.stop_service_deployment()
+        .service_deployment_arn(arn)
+        .stop_type(StopServiceDeploymentStopType::Rollback)
+        .send()
+        .await
+        .aws("ecs:StopServiceDeployment", arn)?;
+    Ok(())
+}
+
+/// Up to 100 stopped tasks of the service, described.
+pub async fn stopped_tasks(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+) -> Result<Vec<Task>> {
+    let listed = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(service)
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .aws("ecs:ListTasks", format!("{cluster}/{service}"))?;
+    let arns: Vec<String> = listed.task_arns().iter().take(100).cloned().collect();
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(arns))
+        .send()
+        .await
+        .aws("ecs:DescribeTasks", format!("{cluster}/{service}"))?;
+    Ok(out.tasks().to_vec())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_ecs::types::*;
-
-    /// Fields of `TaskDefinition` carried into the register request.
-    const CARRIED: &[&str] = &[
-        "family",
-        "task_role_arn",
-        "execution_role_arn",
-        "network_mode",
-        "container_definitions",
-        "volumes",
-        "placement_constraints",
-        "requires_compatibilities",
-        "cpu",
-        "memory",
-        "pid_mode",
-        "ipc_mode",
-        "proxy_configuration",
-        "inference_accelerators",
-        "ephemeral_storage",
-        "runtime_platform",
-        "enable_fault_injection",
-    ];
-    /// Fields that describe a registered revision and that RegisterTaskDefinition rejects.
-    const READ_ONLY: &[&str] = &[
-        "task_definition_arn",
-        "revision",
-        "status",
-        "requires_attributes",
-        "compatibilities",
-        "registered_at",
-        "deregistered_at",
-        "delete_requested_at",
-        "registered_by",
-    ];
-
-    /// Field names of a struct from its derived `Debug` (top level only).
-    fn debug_fields(debug: &str) -> Vec<String> {
-        let inner = &debug[debug.find('{').unwrap() + 1..debug.rfind('}').unwrap()];
-        let mut depth = 0;
-        let mut fields = Vec::new();
-        let mut current = String::new();
-        for ch in inner.chars() {
-            match ch {
-                '{' | '[' | '(' => depth += 1,
-                '}' | ']' | ')' => depth -= 1,
-                ',' if depth == 0 => {
-                    fields.push(current.clone());
-                    current.clear();
-                    continue;
-                }
-                _ => {}
-            }
-            current.push(ch);
-        }
-        fields.push(current);
-        fields
-            .iter()
-            .filter_map(|f| f.split(':').next().map(|n| n.trim().to_string()))
-            .filter(|n| !n.is_empty())
-            .collect()
-    }
 
     #[test]
-    fn every_field_is_accounted_for() {
-        let described = debug_fields(&format!("{:?}", TaskDefinition::builder().build()));
-        for f in &described {
-            assert!(
-                CARRIED.contains(&f.as_str()) || READ_ONLY.contains(&f.as_str()),
-                "the pinned SDK's TaskDefinition has a field `{f}` that render() neither carries over nor knows to drop: map it"
-            );
-        }
-        let register = debug_fields(&format!(
-            "{:?}",
-            aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput::builder(
-            )
-            .build()
-            .unwrap()
-        ));
-        for f in &register {
-            assert!(
-                CARRIED.contains(&f.as_str()) || f == "tags",
-                "RegisterTaskDefinition accepts `{f}`, which render() does not set"
-            );
-        }
-        for f in CARRIED {
-            assert!(
-                described.contains(&f.to_string()),
-                "CARRIED lists `{f}`, which TaskDefinition no longer has"
-            );
-        }
-    }
-
-    #[allow(deprecated)]
-    fn full_task_definition() -> TaskDefinition {
-        let c = |name: &str, image: &str| {
-            ContainerDefinition::builder()
-                .name(name)
-                .image(image)
-                .essential(true)
-                .environment(KeyValuePair::builder().name("A").value("1").build())
-                .build()
-        };
-        TaskDefinition::builder()
-            .task_definition_arn("arn:aws:ecs:us-east-1:111111111111:task-definition/web:7")
-            .family("web")
-            .task_role_arn("arn:aws:iam::111111111111:role/task")
-            .execution_role_arn("arn:aws:iam::111111111111:role/exec")
-            .network_mode(NetworkMode::Awsvpc)
-            .container_definitions(c("web", "repo@sha256:old"))
-            .container_definitions(c("sidecar", "envoy:1"))
-            .volumes(Volume::builder().name("data").build())
-            .placement_constraints(
-                TaskDefinitionPlacementConstraint::builder()
-                    .r#type(TaskDefinitionPlacementConstraintType::MemberOf)
-                    .expression("attribute:x == y")
-                    .build(),
-            )
-            .requires_compatibilities(Compatibility::Fargate)
-            .cpu("256")
-            .memory("512")
-            .pid_mode(PidMode::Task)
-            .ipc_mode(IpcMode::None)
-            .proxy_configuration(
-                ProxyConfiguration::builder()
-                    .container_name("sidecar")
-                    .build()
-                    .unwrap(),
-            )
-            .inference_accelerators(
-                InferenceAccelerator::builder()
-                    .device_name("d")
-                    .device_type("t")
-                    .build()
-                    .unwrap(),
-            )
-            .ephemeral_storage(EphemeralStorage::builder().size_in_gib(30).build())
-            .runtime_platform(
-                RuntimePlatform::builder()
-                    .cpu_architecture(CpuArchitecture::Arm64)
-                    .build(),
-            )
-            .enable_fault_injection(true)
-            .revision(7)
-            .status(TaskDefinitionStatus::Active)
-            .requires_attributes(
-                Attribute::builder()
-                    .name("ecs.capability.x")
-                    .build()
-                    .unwrap(),
-            )
-            .compatibilities(Compatibility::Ec2)
-            .registered_by("someone")
-            .build()
-    }
-
-    fn client() -> aws_sdk_ecs::Client {
-        let conf = aws_sdk_ecs::Config::builder()
-            .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-            .region(aws_sdk_ecs::config::Region::new("us-east-1"))
-            .build();
-        aws_sdk_ecs::Client::from_conf(conf)
-    }
-
-    #[test]
-    #[allow(deprecated)]
-    fn render_changes_only_the_image_and_tags() {
-        let td = full_task_definition();
-        let own = vec![
+    fn lookups() {
+        assert_eq!(
+            short_td("arn:aws:ecs:us-east-1:1:task-definition/web:7"),
+            "web:7"
+        );
+        let tags = vec![
             Tag::builder().key("team").value("shop").build(),
             Tag::builder().key(TAG_RELEASE).value("v1.0.0").build(),
         ];
-        let (req, changes) = render(
-            &client(),
-            &td,
-            &own,
-            "web",
-            "repo@sha256:new",
-            &[
-                (TAG_RELEASE, "v1.1.0".into()),
-                (TAG_VERSION, "1.1.0".into()),
-            ],
-        )
-        .unwrap();
-        let input = req.as_input();
-        assert_eq!(input.get_family(), &td.family);
-        assert_eq!(input.get_task_role_arn(), &td.task_role_arn);
-        assert_eq!(input.get_execution_role_arn(), &td.execution_role_arn);
-        assert_eq!(input.get_network_mode(), &td.network_mode);
-        assert_eq!(input.get_volumes(), &td.volumes);
-        assert_eq!(input.get_placement_constraints(), &td.placement_constraints);
-        assert_eq!(
-            input.get_requires_compatibilities(),
-            &td.requires_compatibilities
-        );
-        assert_eq!(input.get_cpu(), &td.cpu);
-        assert_eq!(input.get_memory(), &td.memory);
-        assert_eq!(input.get_pid_mode(), &td.pid_mode);
-        assert_eq!(input.get_ipc_mode(), &td.ipc_mode);
-        assert_eq!(input.get_proxy_configuration(), &td.proxy_configuration);
-        assert_eq!(
-            input.get_inference_accelerators(),
-            &td.inference_accelerators
-        );
-        assert_eq!(input.get_ephemeral_storage(), &td.ephemeral_storage);
-        assert_eq!(input.get_runtime_platform(), &td.runtime_platform);
-        assert_eq!(
-            input.get_enable_fault_injection(),
-            &td.enable_fault_injection
-        );
-        let cs = input.get_container_definitions().as_ref().unwrap();
-        assert_eq!(cs[0].image(), Some("repo@sha256:new"));
-        assert_eq!(
-            cs[0].environment(),
-            td.container_definitions()[0].environment(),
-            "other container fields kept"
-        );
-        assert_eq!(
-            cs[1],
-            td.container_definitions()[1],
-            "other containers untouched"
-        );
-        let tags = input.get_tags().as_ref().unwrap();
-        assert!(
-            tags.iter()
-                .any(|t| t.key() == Some("team") && t.value() == Some("shop")),
-            "own tags kept"
-        );
-        assert!(tags
-            .iter()
-            .any(|t| t.key() == Some(TAG_RELEASE) && t.value() == Some("v1.1.0")));
-        assert_eq!(
-            tags.iter().filter(|t| t.key() == Some(TAG_RELEASE)).count(),
-            1
-        );
-        let shown: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
-        assert_eq!(
-            shown,
-            vec![
-                "containerDefinitions[web].image: repo@sha256:old → repo@sha256:new",
-                "tags[ferry:release]: v1.0.0 → v1.1.0",
-                "tags[ferry:version]: (none) → 1.1.0",
-            ]
-        );
-    }
-
-    #[test]
-    fn render_names_missing_container() {
-        let err = render(&client(), &full_task_definition(), &[], "api", "x", &[]).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("no container named \"api\"") && msg.contains("web, sidecar"),
-            "{msg}"
-        );
+        assert_eq!(release_of(&tags), Some("v1.0.0"));
+        assert_eq!(tag_value(&tags, TAG_DIGEST), None);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{
@@ -13,9 +13,10 @@ use aws_credential_types::provider::{
 use aws_credential_types::Credentials;
 use serde::Serialize;
 
-use super::{describe_sdk_error, Secret};
+use super::describe_sdk_error;
 use crate::config::Environment;
 use crate::error::Failure;
+use crate::github::oidc::OidcSource;
 
 /// How ferry authenticates to an environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,79 +26,6 @@ pub enum AuthMode {
     AssumeRole,
     /// GitHub Actions OIDC token → `AssumeRoleWithWebIdentity`.
     GithubOidc,
-}
-
-/// Where the GitHub Actions OIDC token comes from.
-#[derive(Clone)]
-pub struct OidcSource {
-    pub request_url: String,
-    pub request_token: Secret,
-}
-
-impl OidcSource {
-    /// From `ACTIONS_ID_TOKEN_REQUEST_URL` / `ACTIONS_ID_TOKEN_REQUEST_TOKEN` (set by GitHub
-    /// Actions when the job has `permissions: id-token: write`).
-    pub fn from_env() -> Option<Self> {
-        let url = std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL")
-            .ok()
-            .filter(|s| !s.is_empty())?;
-        let token = std::env::var("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-            .ok()
-            .filter(|s| !s.is_empty())?;
-        Some(OidcSource {
-            request_url: url,
-            request_token: Secret::new(token),
-        })
-    }
-
-    /// Fetches a fresh ID token for the STS audience.
-    pub async fn fetch(&self) -> Result<Secret> {
-        let mut url = url::Url::parse(&self.request_url)
-            .context("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL")?;
-        url.query_pairs_mut()
-            .append_pair("audience", "sts.amazonaws.com");
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            value: String,
-        }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        let resp = client
-            .get(url.clone())
-            .header(
-                "Authorization",
-                format!("bearer {}", self.request_token.expose()),
-            )
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .with_context(|| {
-                format!(
-                    "requesting the GitHub OIDC token from {}",
-                    redact_query(&url)
-                )
-            })?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(anyhow::anyhow!(
-                "the GitHub OIDC token endpoint {} answered {status}",
-                redact_query(&url)
-            ))
-            .context("does the job have `permissions: id-token: write`?");
-        }
-        let answer: Answer = resp
-            .json()
-            .await
-            .context("the GitHub OIDC token answer is not {\"value\": …}")?;
-        Ok(Secret::new(answer.value))
-    }
-}
-
-fn redact_query(url: &url::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.to_string()
 }
 
 /// Which authentication an environment will use in this process.
@@ -190,14 +118,6 @@ struct WebIdentityProvider {
     role_arn: String,
     session_name: String,
     duration: Option<u32>,
-}
-
-impl std::fmt::Debug for OidcSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OidcSource")
-            .field("request_url", &"…")
-            .finish_non_exhaustive()
-    }
 }
 
 impl WebIdentityProvider {

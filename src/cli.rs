@@ -1,0 +1,136 @@
+//! The command line: clap types only. `commands` turns each subcommand into work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `ferry`
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Turns a GitHub release into a safe, verified deploy on AWS ECS",
+    long_about = "Turns a GitHub release into a safe, verified deploy on AWS ECS.\n\n\
+        A tag vX.Y.Z-rc.N deploys to the pre-release (staging) environment, vX.Y.Z promotes the \
+        exact digest verified there to production. Environments are described in \
+        environments/<name>.toml.",
+    after_help = "Examples:\n  ferry validate\n  ferry plan --tag v1.4.0-rc.2\n  ferry deploy            # in GitHub Actions, reads $GITHUB_EVENT_PATH\n\n\
+        Exit codes: 0 done or nothing to do, 1 error before anything changed, 2 invalid input, \
+        3 refused by a safety gate, 4 failed and rolled back, 5 failed and needs a person."
+)]
+pub struct Cli {
+    /// Directory of environment files.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_ENVIRONMENTS",
+        default_value = "environments"
+    )]
+    pub environments: PathBuf,
+    /// How results are printed on stdout (progress always goes to stderr).
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    pub output: OutputFormat,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--output`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Text for a person.
+    Human,
+    /// Pretty JSON for machines.
+    Json,
+}
+
+/// What names the release to act on.
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// Release tag to act on, e.g. v1.4.0-rc.2 (wins over the event, so a person can name
+    /// a tag inside GitHub Actions, where $GITHUB_EVENT_PATH is always set).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// GitHub event payload (release or workflow_dispatch with a `tag` input);
+    /// defaults to $GITHUB_EVENT_PATH.
+    #[arg(long, env = "GITHUB_EVENT_PATH")]
+    pub event: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what a release would do, without changing anything.
+    #[command(after_help = "Example:\n  ferry plan --tag v1.4.0-rc.2 --output json")]
+    Plan {
+        /// The release.
+        #[command(flatten)]
+        trigger: TriggerArgs,
+        /// Do not contact AWS or registries (no digests).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Deploy a release (in GitHub Actions: the published release of $GITHUB_EVENT_PATH).
+    #[command(after_help = "Example:\n  ferry deploy --tag v1.4.0")]
+    Deploy {
+        /// The release.
+        #[command(flatten)]
+        trigger: TriggerArgs,
+        /// Wait for a deployment already in flight to finish instead of refusing (exit 3).
+        #[arg(long)]
+        wait_for_idle: bool,
+        /// Commit the release was built from, recorded as a task-definition tag.
+        #[arg(long, env = "GITHUB_SHA")]
+        commit: Option<String>,
+    },
+    /// Show what each environment's services run now, and which release that is.
+    #[command(after_help = "Example:\n  ferry status production")]
+    Status {
+        /// Only this environment (default: all).
+        environment: Option<String>,
+    },
+    /// Copy one image by digest between registries (the promotion engine on its own).
+    #[command(
+        after_help = "Examples:\n  ferry copy 111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/api:v1.4.0-rc.2 \\\n             222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api:v1.4.0\n  REGISTRY_USER=u REGISTRY_PASSWORD=p ferry copy --insecure 127.0.0.1:5001/app:v1 127.0.0.1:5002/app:v1\n\n\
+        ECR hosts use AWS credentials (default chain, or --source-role/--target-role); other registries use \
+        SRC_/DST_REGISTRY_USER and _PASSWORD, REGISTRY_USER/REGISTRY_PASSWORD, or the docker config file."
+    )]
+    Copy {
+        /// Source: host[:port]/repository:tag or …@sha256:…
+        source: String,
+        /// Destination: host[:port]/repository:tag
+        destination: String,
+        /// Plain http, for registries on loopback only.
+        #[arg(long)]
+        insecure: bool,
+        /// Role to assume for an ECR source.
+        #[arg(long)]
+        source_role: Option<String>,
+        /// Role to assume for an ECR destination.
+        #[arg(long)]
+        target_role: Option<String>,
+    },
+    /// Check the environment files; with --online also that roles, repositories and services exist.
+    #[command(after_help = "Example:\n  ferry validate --online")]
+    Validate {
+        /// Also assume each role and look up each repository, cluster and service.
+        #[arg(long)]
+        online: bool,
+    },
+}
+
+impl Command {
+    /// Whether this command changes environments (an interruption then needs explaining).
+    pub fn changes_things(&self) -> bool {
+        matches!(self, Command::Deploy { .. } | Command::Copy { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

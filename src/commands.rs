@@ -1,0 +1,183 @@
+//! One function per subcommand: gather the inputs, call the core, render the result (stdout,
+//! and in GitHub Actions the step summary, outputs and annotations). The only layer that
+//! prints results; everything below returns values.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, OutputFormat, TriggerArgs};
+use crate::error::{Failure, FailureKind};
+use crate::github::actions;
+use crate::github::event::{self, Resolved, Trigger};
+use crate::render;
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let envs = cli.environments.as_path();
+    match cli.command {
+        Command::Plan { trigger, offline } => plan(envs, cli.output, &trigger, offline).await,
+        Command::Deploy {
+            trigger,
+            wait_for_idle,
+            commit,
+        } => {
+            let opts = crate::deploy::DeployOptions {
+                wait_for_idle,
+                commit,
+            };
+            deploy(envs, cli.output, &trigger, &opts).await
+        }
+        Command::Status { environment } => {
+            let rows = crate::status::read(envs, environment.as_deref()).await?;
+            emit(cli.output, &rows, || render::status_text(&rows))
+        }
+        Command::Copy {
+            source,
+            destination,
+            insecure,
+            source_role,
+            target_role,
+        } => {
+            let opts = crate::promote::CopyOptions {
+                insecure,
+                source_role,
+                target_role,
+            };
+            let out = crate::promote::copy_images(&source, &destination, &opts).await?;
+            emit(cli.output, &out, || {
+                render::copy_text(&source, &destination, &out)
+            })
+        }
+        Command::Validate { online } => {
+            let checks = crate::validate::run(envs, online).await?;
+            emit(cli.output, &checks, || render::checks_text(&checks))?;
+            crate::validate::result_of(&checks)
+        }
+    }
+}
+
+/// Writes a result to stdout: pretty JSON, or the human text.
+fn emit<T: Serialize>(
+    output: OutputFormat,
+    value: &T,
+    human: impl FnOnce() -> String,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, value).context("writing JSON to stdout")?;
+            writeln!(out)?;
+        }
+        OutputFormat::Human => out.write_all(human().as_bytes())?,
+    }
+    Ok(())
+}
+
+/// The release to act on, or `None` (said on stderr) when the event asks for nothing.
+fn release_to_act_on(args: &TriggerArgs) -> Result<Option<Trigger>> {
+    let resolved = match (&args.tag, &args.event) {
+        (Some(tag), _) => event::from_tag(tag),
+        (None, Some(path)) => event::from_event_file(path)?,
+        (None, None) => return Err(Failure::invalid("no release to act on: neither --tag nor an event was given")
+            .hint("pass --tag vX.Y.Z[-rc.N], or --event PATH (in GitHub Actions $GITHUB_EVENT_PATH is used)")
+            .into()),
+    };
+    match resolved {
+        Resolved::Deploy(t) => Ok(Some(t)),
+        Resolved::Nothing(msg) => {
+            tracing::info!("{msg}");
+            Ok(None)
+        }
+    }
+}
+
+async fn plan(envs: &Path, output: OutputFormat, args: &TriggerArgs, offline: bool) -> Result<()> {
+    let Some(trigger) = release_to_act_on(args)? else {
+        return Ok(());
+    };
+    let plan = crate::plan::plan(&trigger, envs, crate::plan::PlanOptions { offline }).await?;
+    emit(output, &plan, || render::plan_text(&plan))?;
+    actions::github_summary(&render::plan_markdown(&plan))?;
+    actions::github_outputs(&[
+        ("environment", &plan.environment),
+        ("version", &plan.version),
+        ("digest", plan.source.digest.as_deref().unwrap_or("")),
+    ])?;
+    Ok(())
+}
+
+async fn deploy(
+    envs_dir: &Path,
+    output: OutputFormat,
+    args: &TriggerArgs,
+    opts: &crate::deploy::DeployOptions,
+) -> Result<()> {
+    let Some(trigger) = release_to_act_on(args)? else {
+        return Ok(());
+    };
+    let plan = crate::plan::plan(
+        &trigger,
+        envs_dir,
+        crate::plan::PlanOptions { offline: false },
+    )
+    .await?;
+    tracing::info!(
+        "deploying {} to {} (account {}, {}): {}",
+        plan.tag,
+        plan.environment,
+        plan.account_id,
+        plan.region,
+        plan.source.display()
+    );
+    let envs = crate::config::load(envs_dir)?;
+    let env = envs.get(&plan.environment)?;
+    let source_env = envs.get(&plan.source.environment)?;
+    let report = crate::run::deploy(&plan, env, source_env, opts).await?;
+    emit(output, &report, || render::report_text(&report))?;
+    actions::github_summary(&render::report_markdown(&report))?;
+    actions::github_outputs(&[
+        ("environment", &report.environment),
+        ("version", &report.version),
+        ("image", &report.image),
+        ("outcome", &format!("{:?}", report.outcome).to_lowercase()),
+    ])?;
+    crate::run::result_of(&report)
+}
+
+/// What an interruption (Ctrl-C, or SIGTERM from a cancelled job) leaves behind, said plainly.
+pub fn interrupted(signal: &str, changes_things: bool) -> anyhow::Error {
+    if changes_things {
+        Failure::needs_attention(format!(
+            "stopped by {signal} while changing the environment: a registered revision or service \
+             deployment may be in flight, and ECS carries it on (its circuit breaker still rolls \
+             back failures), but ferry no longer watches it and no smoke check has run"
+        ))
+        .hint("run `ferry status` to see what each service runs, then re-run the deploy (it is safe: finished steps say \"already done\")")
+        .into()
+    } else {
+        Failure::new(
+            FailureKind::Error,
+            format!("stopped by {signal}; nothing was changed"),
+        )
+        .into()
+    }
+}
+
+/// Prints an error on stderr: the whole cause chain, then the fix hint; and in GitHub
+/// Actions an `::error` annotation.
+pub fn report_error(err: &anyhow::Error) {
+    let mut chain = err.chain();
+    if let Some(top) = chain.next() {
+        eprintln!("error: {top}");
+    }
+    for cause in chain {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(hint) = crate::error::classify(err).and_then(|f| f.hint.as_deref()) {
+        eprintln!("hint: {hint}");
+    }
+    actions::github_error_annotation("ferry failed", &format!("{err:#}"));
+}

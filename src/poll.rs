@@ -1,0 +1,90 @@
+//! The one schedule for waiting on something that changes by itself (a rollout, a rollback,
+//! a smoke endpoint, a busy service): quick first looks, then a steady pace, with jitter so
+//! that several services followed at once do not poll in lockstep.
+//!
+//! Retrying a failed *request* is a different thing (`crate::retry`); this paces *looks*.
+
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+/// Poll pacing: starts at `first`, grows by half each time up to `cap`, ±20 % jitter.
+#[derive(Debug, Clone)]
+pub struct Poll {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Poll {
+    /// The default pace for following ECS: 250 ms, then up to every 2 s, so an end is noticed
+    /// within about 2 s.
+    pub fn new() -> Self {
+        Self::with(Duration::from_millis(250), Duration::from_secs(2))
+    }
+
+    /// A pace from `first` up to `cap`.
+    pub fn with(first: Duration, cap: Duration) -> Self {
+        Poll {
+            next: first,
+            cap: cap.max(first),
+        }
+    }
+
+    /// The next delay (jittered), advancing the schedule.
+    pub fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 3 / 2).min(self.cap);
+        jitter(base)
+    }
+
+    /// Sleeps for the next delay.
+    pub async fn wait(&mut self) {
+        tokio::time::sleep(self.next_delay()).await;
+    }
+
+    /// Slows down after a throttle: the next looks come at the cap.
+    pub fn back_off(&mut self) {
+        self.next = self.cap;
+    }
+}
+
+impl Default for Poll {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `d` ± 20 %, from the standard library's per-process random hasher keys.
+fn jitter(d: Duration) -> Duration {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(d.as_nanos() as u64);
+    let r = (h.finish() % 401) as f64 / 1000.0; // 0.0 ..= 0.4
+    d.mul_f64(0.8 + r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_to_the_cap_with_bounded_jitter() {
+        let mut p = Poll::with(Duration::from_millis(100), Duration::from_millis(400));
+        let delays: Vec<Duration> = (0..8).map(|_| p.next_delay()).collect();
+        for (d, base) in delays
+            .iter()
+            .zip([100u64, 150, 225, 337, 400, 400, 400, 400])
+        {
+            let lo = Duration::from_millis(base * 8 / 10);
+            let hi = Duration::from_millis(base * 12 / 10 + 1);
+            assert!(*d >= lo && *d <= hi, "{d:?} not within {lo:?}..{hi:?}");
+        }
+        p.back_off();
+        assert!(p.next_delay() >= Duration::from_millis(320));
+    }
+
+    #[test]
+    fn jitter_varies() {
+        let all: std::collections::HashSet<Duration> =
+            (0..20).map(|_| jitter(Duration::from_secs(1))).collect();
+        assert!(all.len() > 1, "jitter never varied");
+    }
+}

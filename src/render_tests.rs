@@ -1,0 +1,364 @@
+//! Every human text and every `--output json` shape, whole, as snapshots
+//! (`src/snapshots/`): a change to wording or to a JSON field shows up in review.
+//! Update them with `cargo insta review` (or `INSTA_UPDATE=always cargo test`) and read the diff.
+
+use super::*;
+use crate::aws::sts::AuthMode;
+use crate::config::{ServiceConfig, SmokeCheck};
+use crate::deploy::taskdef::{FieldChange, ServicePreview};
+use crate::github::event::TriggerSource;
+use crate::plan::{ImageRef, Plan};
+use crate::report::ServiceReport;
+
+const DIGEST: &str = "sha256:4f0e5c1d2b3a49586776655443322110ffeeddccbbaa99887766554433221100";
+const TD: &str = "arn:aws:ecs:eu-west-1:222222222222:task-definition/shop-api";
+
+fn image(env: &str, account: &str, tag: &str, digest: Option<&str>) -> ImageRef {
+    ImageRef {
+        environment: env.into(),
+        registry: format!("{account}.dkr.ecr.eu-west-1.amazonaws.com"),
+        repository: "shop/api".into(),
+        tag: Some(tag.into()),
+        digest: digest.map(str::to_string),
+        media_type: digest.map(|_| "application/vnd.oci.image.index.v1+json".into()),
+    }
+}
+
+fn production_plan(with_changes: bool) -> Plan {
+    Plan {
+        tag: "v1.4.0".into(),
+        version: "1.4.0".into(),
+        channel: crate::tag::Channel::Final,
+        environment: "production".into(),
+        config_file: "environments/production.toml".into(),
+        account_id: "222222222222".into(),
+        region: "eu-west-1".into(),
+        role_arn: "arn:aws:iam::222222222222:role/ferry-deploy".into(),
+        auth: AuthMode::GithubOidc,
+        trigger: TriggerSource::Release,
+        source: image("staging", "111111111111", "v1.4.0-rc.3", Some(DIGEST)),
+        target: image("production", "222222222222", "v1.4.0", None),
+        promote: true,
+        services: vec![ServiceConfig {
+            cluster: "shop".into(),
+            service: "api".into(),
+            container: "api".into(),
+        }],
+        changes: if with_changes {
+            vec![ServicePreview {
+                cluster: "shop".into(),
+                service: "api".into(),
+                current_task_definition: format!("{TD}:41"),
+                current_release: Some("v1.3.2".into()),
+                changes: vec![FieldChange {
+                    field: "containerDefinitions[api].image".into(),
+                    from: Some(format!(
+                        "222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api@sha256:{}",
+                        "9".repeat(64)
+                    )),
+                    to: Some(format!(
+                        "222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api@{DIGEST}"
+                    )),
+                }],
+                in_flight: None,
+                rollout_timeout_seconds: 720,
+            }]
+        } else {
+            Vec::new()
+        },
+        smoke: vec![SmokeCheck {
+            name: None,
+            url: "https://shop.example.com/healthz".into(),
+            expect_status: 200,
+            version_field: Some("version".into()),
+            deadline_seconds: 120,
+            timeout_seconds: 5,
+            follow_redirects: false,
+        }],
+        unresolved: Vec::new(),
+    }
+}
+
+fn staging_plan_offline() -> Plan {
+    Plan {
+        tag: "v1.4.0-rc.3".into(),
+        version: "1.4.0-rc.3".into(),
+        channel: crate::tag::Channel::Prerelease {
+            word: "rc".into(),
+            number: 3,
+        },
+        environment: "staging".into(),
+        config_file: "environments/staging.toml".into(),
+        account_id: "111111111111".into(),
+        region: "eu-west-1".into(),
+        role_arn: "arn:aws:iam::111111111111:role/ferry-deploy".into(),
+        auth: AuthMode::AssumeRole,
+        trigger: TriggerSource::Cli,
+        source: image("staging", "111111111111", "v1.4.0-rc.3", None),
+        target: image("staging", "111111111111", "v1.4.0-rc.3", None),
+        promote: false,
+        services: vec![ServiceConfig {
+            cluster: "shop-staging".into(),
+            service: "api".into(),
+            container: "api".into(),
+        }],
+        changes: Vec::new(),
+        smoke: Vec::new(),
+        unresolved: vec!["digests not read (--offline)".into()],
+    }
+}
+
+fn service(state: ServiceState, evidence: &[&str]) -> ServiceReport {
+    let (new, fin) = match state {
+        ServiceState::Deployed => (Some(format!("{TD}:42")), Some(format!("{TD}:42"))),
+        ServiceState::AlreadyDeployed => (None, Some(format!("{TD}:42"))),
+        ServiceState::Unknown => (Some(format!("{TD}:42")), None),
+        _ => (Some(format!("{TD}:42")), Some(format!("{TD}:41"))),
+    };
+    ServiceReport {
+        cluster: "shop".into(),
+        service: "api".into(),
+        previous_task_definition: format!("{TD}:41"),
+        detail: service_detail(state, &format!("{TD}:41"), new.as_deref(), Some("v1.3.2")),
+        task_definition: new,
+        final_task_definition: fin,
+        previous_release: Some("v1.3.2".into()),
+        changes: Vec::new(),
+        state,
+        evidence: evidence.iter().map(|s| s.to_string()).collect(),
+        rollout_seconds: 42.5,
+        rollout_noticed_at: Some(1_790_000_000.0),
+        timeout_seconds: 720,
+    }
+}
+
+fn report(outcome: Outcome, state: ServiceState, evidence: &[&str]) -> DeployReport {
+    let mut r = DeployReport {
+        tag: "v1.4.0".into(),
+        version: "1.4.0".into(),
+        environment: "production".into(),
+        image: format!("222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api@{DIGEST}"),
+        promotion: Some(CopyOutcome {
+            digest: DIGEST.into(),
+            media_type: "application/vnd.oci.image.index.v1+json".into(),
+            manifests: 3,
+            manifests_pushed: 3,
+            blobs: 7,
+            blobs_copied: 5,
+            blobs_skipped: 2,
+            bytes_copied: 52_428_800,
+            bytes_total: 62_914_560,
+            requests: 31,
+            seconds: 4.25,
+            ..Default::default()
+        }),
+        services: vec![service(state, evidence)],
+        smoke: vec![SmokeResult {
+            name: "https://shop.example.com/healthz".into(),
+            url: "https://shop.example.com/healthz".into(),
+            ok: outcome != Outcome::RolledBack,
+            attempts: 2,
+            detail: if outcome == Outcome::RolledBack {
+                "status 500, expected 200".into()
+            } else {
+                "status 200, version = 1.4.0-rc.3".into()
+            },
+            seconds: 1.5,
+        }],
+        outcome,
+        verdict: String::new(),
+    };
+    r.verdict = match outcome {
+        Outcome::Deployed | Outcome::AlreadyDeployed => success_verdict(&r, DIGEST),
+        Outcome::RolledBack => failure_verdict(
+            &r,
+            &["smoke check https://shop.example.com/healthz failed after 2 attempt(s): status 500, expected 200".into()],
+            true,
+        ),
+        Outcome::NeedsAttention => failure_verdict(
+            &r,
+            &["shop/api: ECS rolled the deployment back (circuit breaker: 3 failed task(s), threshold 3); the automatic rollback FAILED too".into()],
+            false,
+        ),
+    };
+    r
+}
+
+#[test]
+fn plan_text_production() {
+    insta::assert_snapshot!(plan_text(&production_plan(true)));
+}
+
+#[test]
+fn plan_text_production_before_any_read() {
+    insta::assert_snapshot!(plan_text(&production_plan(false)));
+}
+
+#[test]
+fn plan_text_staging_offline() {
+    insta::assert_snapshot!(plan_text(&staging_plan_offline()));
+}
+
+#[test]
+fn plan_markdown_wraps_the_text() {
+    insta::assert_snapshot!(plan_markdown(&staging_plan_offline()));
+}
+
+#[test]
+fn plan_json() {
+    insta::assert_json_snapshot!(production_plan(true));
+}
+
+#[test]
+fn report_text_deployed() {
+    insta::assert_snapshot!(report_text(&report(
+        Outcome::Deployed,
+        ServiceState::Deployed,
+        &[]
+    )));
+}
+
+#[test]
+fn report_text_already_deployed() {
+    let mut r = report(Outcome::AlreadyDeployed, ServiceState::AlreadyDeployed, &[]);
+    if let Some(p) = r.promotion.as_mut() {
+        p.already_done = true;
+    }
+    insta::assert_snapshot!(report_text(&r));
+}
+
+#[test]
+fn report_text_rolled_back() {
+    insta::assert_snapshot!(report_text(&report(
+        Outcome::RolledBack,
+        ServiceState::RolledBack,
+        &["event: (service api) has reached a steady state."]
+    )));
+}
+
+#[test]
+fn report_text_needs_attention() {
+    insta::assert_snapshot!(report_text(&report(
+        Outcome::NeedsAttention,
+        ServiceState::Unknown,
+        &[
+            "event: (service api) (deployment ecs-svc/1) deployment failed: tasks failed to start.",
+            "stopped task: Essential container in task exited (EssentialContainerExited); container api exit 1",
+        ]
+    )));
+}
+
+#[test]
+fn report_markdown() {
+    insta::assert_snapshot!(super::report_markdown(&report(
+        Outcome::RolledBack,
+        ServiceState::RolledBack,
+        &[]
+    )));
+}
+
+#[test]
+fn report_json() {
+    insta::assert_json_snapshot!(report(
+        Outcome::RolledBack,
+        ServiceState::RolledBack,
+        &["stopped task: Task failed container health checks"]
+    ));
+}
+
+fn status_rows() -> Vec<ServiceStatus> {
+    vec![
+        ServiceStatus {
+            environment: "production".into(),
+            cluster: "shop".into(),
+            service: "api".into(),
+            task_definition: format!("{TD}:42"),
+            release: Some("v1.4.0".into()),
+            digest: Some(DIGEST.into()),
+            image: Some(format!(
+                "222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api@{DIGEST}"
+            )),
+            running: 3,
+            desired: 3,
+            deployments: vec!["PRIMARY shop-api:42 COMPLETED".into()],
+        },
+        ServiceStatus {
+            environment: "staging".into(),
+            cluster: "shop-staging".into(),
+            service: "api".into(),
+            task_definition: format!("{TD}:7"),
+            release: None,
+            digest: None,
+            image: Some("nginx:1.27".into()),
+            running: 1,
+            desired: 2,
+            deployments: vec![
+                "PRIMARY shop-api:7 IN_PROGRESS".into(),
+                "ACTIVE shop-api:6 COMPLETED".into(),
+            ],
+        },
+    ]
+}
+
+#[test]
+fn status_text_and_json() {
+    insta::assert_snapshot!(status_text(&status_rows()));
+    insta::assert_json_snapshot!(status_rows());
+}
+
+fn checks() -> Vec<Check> {
+    vec![
+        Check {
+            environment: "production".into(),
+            check: "config".into(),
+            ok: true,
+            detail: "vX.Y.Z → account 222222222222 eu-west-1, 1 service(s), 1 smoke check(s), promotes from staging".into(),
+        },
+        Check {
+            environment: "production".into(),
+            check: "service shop/api".into(),
+            ok: false,
+            detail: "ECS service shop/api not found (or not ACTIVE) in eu-west-1".into(),
+        },
+    ]
+}
+
+#[test]
+fn checks_text_and_json() {
+    insta::assert_snapshot!(checks_text(&checks()));
+    insta::assert_json_snapshot!(checks());
+}
+
+#[test]
+fn copy_text_and_json() {
+    let out = report(Outcome::Deployed, ServiceState::Deployed, &[])
+        .promotion
+        .unwrap_or_default();
+    insta::assert_snapshot!(copy_text("a.example/app:v1", "b.example/app:v1", &out));
+    let noop = CopyOutcome {
+        already_done: true,
+        requests: 2,
+        ..out.clone()
+    };
+    insta::assert_snapshot!(
+        "copy_text_noop",
+        copy_text("a.example/app:v1", "b.example/app:v1", &noop)
+    );
+    insta::assert_json_snapshot!(out);
+}
+
+#[test]
+fn every_service_state_has_words_and_a_detail() {
+    for s in [
+        ServiceState::AlreadyDeployed,
+        ServiceState::Deployed,
+        ServiceState::Failed,
+        ServiceState::RolledBack,
+        ServiceState::Unchanged,
+        ServiceState::Superseded,
+        ServiceState::Unknown,
+    ] {
+        assert!(!state_words(s).is_empty());
+        assert!(!service_detail(s, "td/web:1", Some("td/web:2"), None).is_empty());
+    }
+}

@@ -1,0 +1,266 @@
+//! Executing a plan: promote → roll out → smoke → (on failure) roll back → report.
+//!
+//! 1. Refuse early: a promoted release tag must not already mean other bytes, every service
+//!    must be ready (`deploy::prepare`), and nothing is changed until all are.
+//! 2. Promote: copy the verified digest into this environment's repository (`promote`).
+//! 3. Roll out every service concurrently and follow each deployment to its real end
+//!    (`deploy::rollout`).
+//! 4. Smoke: the environment's HTTP checks must pass against the new release (`smoke`).
+//! 5. On any failure: explain it (`deploy::evidence`), roll back every service this run
+//!    changed (`deploy::rollback`), and say exactly where each one stands.
+//! 6. Report: a [`DeployReport`]; the command layer renders it and maps it to an exit code.
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::aws::ecs;
+use crate::config::Environment;
+use crate::deploy::{self, taskdef, DeployOptions, Ended, Running, ServiceState};
+use crate::error::{Failure, FailureKind};
+use crate::plan::Plan;
+use crate::render;
+use crate::report::{DeployReport, Outcome, ServiceReport};
+
+/// Executes `plan` on `env`, promoting from `source_env` when the plan says so.
+pub async fn deploy(
+    plan: &Plan,
+    env: &Environment,
+    source_env: &Environment,
+    opts: &DeployOptions,
+) -> Result<DeployReport> {
+    let digest = plan.source.digest.clone().ok_or_else(|| {
+        anyhow!(
+            "the source digest of {} could not be read: {}",
+            plan.source.display(),
+            plan.unresolved.join("; ")
+        )
+    })?;
+    refuse_moved_tag(plan, &digest)?;
+    let sdk = crate::aws::sts::environment_config(env).await?;
+    crate::aws::sts::verify_identity(env, &sdk).await?;
+    let client = aws_sdk_ecs::Client::new(&sdk);
+    let image = format!(
+        "{}/{}@{}",
+        env.registry_host(),
+        env.file.image.repository,
+        digest
+    );
+
+    // Read everything and refuse early: nothing is changed until every service is ready.
+    let mut prepared = Vec::new();
+    for cfg in &env.file.services {
+        prepared.push(deploy::prepare::prepare(&client, env, cfg, &image, opts).await?);
+    }
+
+    let promotion = if plan.promote {
+        let source_tag = plan.source.tag.clone().unwrap_or_default();
+        tracing::info!(
+            "promoting {} to {}/{}:{}",
+            plan.source.display(),
+            env.registry_host(),
+            env.file.image.repository,
+            plan.tag
+        );
+        let out = crate::promote::promote(source_env, env, &source_tag, &digest, &plan.tag)
+            .await
+            .with_context(|| {
+                format!(
+                    "promoting {digest} from {} to {}",
+                    source_env.name, env.name
+                )
+            })?;
+        Some(out)
+    } else {
+        None
+    };
+
+    let tags = taskdef::ferry_tags(&plan.tag, &plan.version, &digest, opts.commit.as_deref());
+    let mut runs = futures_util::future::join_all(
+        prepared
+            .into_iter()
+            .map(|p| deploy::rollout(&client, p, &image, &tags)),
+    )
+    .await;
+    let nothing_changed = runs.iter().all(|r| r.new_td.is_none());
+    // Nothing changed anywhere: the start error is the whole story (exit 1, or its own code).
+    if nothing_changed {
+        if let Some(e) = runs.iter_mut().find_map(|r| r.start_error.take()) {
+            return Err(e);
+        }
+    }
+
+    let rollout_ok = runs
+        .iter()
+        .all(|r| matches!(r.ended, Some(Ended::Succeeded) | None));
+    let smoke = if rollout_ok && !env.file.smoke.is_empty() {
+        tracing::info!(
+            "rollout complete; running {} smoke check(s)",
+            env.file.smoke.len()
+        );
+        crate::smoke::run(&env.file.smoke, &accepted_versions(plan)).await
+    } else {
+        Vec::new()
+    };
+    let smoke_ok = smoke.iter().all(|s| s.ok);
+
+    let mut report = DeployReport {
+        tag: plan.tag.clone(),
+        version: plan.version.clone(),
+        environment: env.name.clone(),
+        image,
+        promotion,
+        services: Vec::new(),
+        smoke,
+        outcome: Outcome::Deployed,
+        verdict: String::new(),
+    };
+
+    if rollout_ok && smoke_ok {
+        report.outcome = if nothing_changed {
+            Outcome::AlreadyDeployed
+        } else {
+            Outcome::Deployed
+        };
+        for r in runs.iter_mut() {
+            r.final_td = r.new_td.clone().or(Some(r.prep.previous_td.clone()));
+        }
+        report.services = runs.iter().map(|r| service_report(r, None)).collect();
+        report.verdict = render::success_verdict(&report, &digest);
+        return Ok(report);
+    }
+
+    let why = render::failure_reasons(&runs, &report.smoke);
+    if nothing_changed {
+        report.outcome = Outcome::NeedsAttention;
+        report.services = runs
+            .iter()
+            .map(|r| service_report(r, Some(ServiceState::Unknown)))
+            .collect();
+        report.verdict = render::failing_already_verdict(&report, &why);
+        return Ok(report);
+    }
+
+    for r in runs.iter_mut() {
+        if r.new_td.is_some() && r.evidence.is_empty() {
+            r.evidence = deploy::evidence::explain(&client, r).await;
+        }
+    }
+    let mut states = Vec::new();
+    for r in runs.iter_mut() {
+        states.push(deploy::rollback::roll_back(&client, r).await);
+    }
+    confirm_final_revisions(&client, &mut runs).await;
+    let all_back = states.iter().all(|s| {
+        matches!(
+            s,
+            ServiceState::Failed
+                | ServiceState::RolledBack
+                | ServiceState::AlreadyDeployed
+                | ServiceState::Unchanged
+        )
+    });
+    report.services = runs
+        .iter()
+        .zip(&states)
+        .map(|(r, s)| service_report(r, Some(*s)))
+        .collect();
+    report.outcome = if all_back {
+        Outcome::RolledBack
+    } else {
+        Outcome::NeedsAttention
+    };
+    report.verdict = render::failure_verdict(&report, &why, all_back);
+    Ok(report)
+}
+
+/// A release tag is immutable: production's tag must not already mean other bytes.
+fn refuse_moved_tag(plan: &Plan, digest: &str) -> Result<()> {
+    if let (true, Some(existing)) = (plan.promote, &plan.target.digest) {
+        if existing != digest {
+            return Err(Failure::refused(format!(
+                "{}/{}:{} already exists with digest {existing}, but the verified {} candidate is {digest}; refusing to move the tag",
+                plan.target.registry,
+                plan.target.repository,
+                plan.tag,
+                plan.source.tag.as_deref().unwrap_or("?")
+            ))
+            .hint("a released version never changes: publish a new version (and release candidate) instead")
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Reads what each service this run touched runs now, where the rollback did not already
+/// confirm it, so the report states what ECS says rather than what ferry hoped.
+async fn confirm_final_revisions(client: &aws_sdk_ecs::Client, runs: &mut [Running]) {
+    for r in runs.iter_mut().filter(|r| r.final_td.is_none()) {
+        if let Ok(Some(svc)) =
+            ecs::find_service(client, &r.prep.cfg.cluster, &r.prep.cfg.service).await
+        {
+            r.final_td = svc.task_definition().map(str::to_string);
+        }
+    }
+}
+
+/// What the smoke checks' version field may say: this release, or for a promotion the release
+/// candidate whose bytes these are.
+fn accepted_versions(plan: &Plan) -> Vec<String> {
+    let mut v = vec![plan.version.clone(), plan.tag.clone()];
+    if let (true, Some(src)) = (plan.promote, &plan.source.tag) {
+        v.push(src.trim_start_matches('v').to_string());
+        v.push(src.clone());
+    }
+    v
+}
+
+fn service_report(r: &Running, state: Option<ServiceState>) -> ServiceReport {
+    let state = state.unwrap_or(if r.new_td.is_none() {
+        ServiceState::AlreadyDeployed
+    } else {
+        ServiceState::Deployed
+    });
+    let previous_release = ecs::release_of(&r.prep.tags).map(str::to_string);
+    ServiceReport {
+        cluster: r.prep.cfg.cluster.clone(),
+        service: r.prep.cfg.service.clone(),
+        detail: render::service_detail(
+            state,
+            &r.prep.previous_td,
+            r.new_td.as_deref(),
+            previous_release.as_deref(),
+        ),
+        previous_task_definition: r.prep.previous_td.clone(),
+        task_definition: r.new_td.clone(),
+        final_task_definition: r.final_td.clone(),
+        previous_release,
+        changes: r.changes.clone(),
+        state,
+        evidence: r.evidence.clone(),
+        rollout_seconds: r.seconds,
+        rollout_noticed_at: r
+            .noticed_at
+            .and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs_f64()),
+        timeout_seconds: r.prep.timeout.as_secs(),
+    }
+}
+
+/// The error to return for a finished report (`Ok` for success): decides the exit code.
+pub fn result_of(report: &DeployReport) -> Result<()> {
+    match report.outcome {
+        Outcome::Deployed | Outcome::AlreadyDeployed => Ok(()),
+        Outcome::RolledBack => Err(
+            Failure::new(FailureKind::RolledBack, report.verdict.clone())
+                .hint("the evidence above says why; fix the release and publish a new rc")
+                .into(),
+        ),
+        Outcome::NeedsAttention => Err(Failure::new(
+            FailureKind::NeedsAttention,
+            report.verdict.clone(),
+        )
+        .hint(
+            "check the services named above in the ECS console; `ferry status` shows what runs now",
+        )
+        .into()),
+    }
+}
