@@ -22,6 +22,7 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The process exit code.
     pub fn exit_code(self) -> u8 {
         match self {
             FailureKind::Error => 1,
@@ -37,12 +38,16 @@ impl FailureKind {
 /// (`Err(Failure::invalid(..))?`) and add context around it as usual.
 #[derive(Debug)]
 pub struct Failure {
+    /// Which exit code.
     pub kind: FailureKind,
+    /// What went wrong, naming the resource.
     pub message: String,
+    /// How to fix it, when there is a way.
     pub hint: Option<String>,
 }
 
 impl Failure {
+    /// A failure of `kind`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Failure {
             kind,
@@ -50,18 +55,23 @@ impl Failure {
             hint: None,
         }
     }
+    /// Exit 2: invalid input.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(FailureKind::Invalid, message)
     }
+    /// Exit 3: refused by a safety gate.
     pub fn refused(message: impl Into<String>) -> Self {
         Self::new(FailureKind::Refused, message)
     }
+    /// Exit 4: failed and rolled back.
     pub fn rolled_back(message: impl Into<String>) -> Self {
         Self::new(FailureKind::RolledBack, message)
     }
+    /// Exit 5: failed, and a person must look.
     pub fn needs_attention(message: impl Into<String>) -> Self {
         Self::new(FailureKind::NeedsAttention, message)
     }
+    /// Adds the fix hint.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

@@ -220,7 +220,7 @@ impl Follower<'_> {
             }
             let tds = ecs::service_revision_task_definitions(self.client, rev).await?;
             self.checked.insert(arn.to_string());
-            if tds.iter().any(|t| *t == self.ours.task_definition) {
+            if tds.contains(&self.ours.task_definition) {
                 return Ok(Some(arn.to_string()));
             }
         }

@@ -2,9 +2,7 @@
 //! ECS rollout simulator (tests/ecs_sim) whose app endpoint answers with the version that
 //! really runs, so the smoke gate sees what a user would.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// A staging environment whose service runs a healthy baseline release.

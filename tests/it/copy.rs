@@ -1,11 +1,9 @@
 //! `ferry copy` and promotion against two real registries (Debian `docker-registry`), with
 //! skopeo — a tool we did not write — as the judge of every digest.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Runs `ferry copy --insecure SRC DST --output json` with basic credentials for both sides.

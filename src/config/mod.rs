@@ -1,0 +1,414 @@
+//! Environment files: `environments/<name>.toml`, one per environment.
+//!
+//! Parsed with serde (`deny_unknown_fields`, so a typo is an error, not a silently ignored
+//! key), then validated field by field and across files. Every error names the file and the
+//! field and says how to fix it.
+
+mod check;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Failure;
+use crate::tag::{Channel, ReleaseTag, DEFAULT_PRERELEASE_WORDS};
+pub use check::{is_account_id, validate};
+
+/// One `environments/<name>.toml`, as written.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentFile {
+    /// The 12-digit AWS account this environment lives in.
+    pub account_id: String,
+    /// AWS region, e.g. `eu-west-1`.
+    pub region: String,
+    /// The role ferry assumes in that account.
+    pub role: RoleConfig,
+    /// Which release tags deploy here.
+    pub release: ReleaseMatch,
+    /// The ECR repository holding this environment's images.
+    pub image: ImageConfig,
+    /// For environments that never build: where verified images come from.
+    pub promote: Option<PromoteConfig>,
+    /// The ECS services to deploy (one or more).
+    #[serde(default)]
+    pub services: Vec<ServiceConfig>,
+    /// HTTP checks that gate success.
+    #[serde(default)]
+    pub smoke: Vec<SmokeCheck>,
+    /// Rollout tuning.
+    #[serde(default)]
+    pub deploy: DeployConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// `arn:aws:iam::<account_id>:role/<name>`
+    pub arn: String,
+    /// Sent as `ExternalId` when the role's trust policy requires one.
+    pub external_id: Option<String>,
+    /// 900..=43200; the role's own maximum still applies.
+    pub session_duration_seconds: Option<u32>,
+    /// Defaults to `ferry-<environment>`.
+    pub session_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchKind {
+    /// `vX.Y.Z-rc.N` (or another allowed word)
+    Prerelease,
+    /// `vX.Y.Z`
+    Final,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseMatch {
+    /// `"prerelease"` or `"final"`.
+    #[serde(rename = "match")]
+    pub kind: MatchKind,
+    /// Pre-release words accepted in tags (default `["rc"]`); only for `match = "prerelease"`.
+    pub prerelease_words: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageConfig {
+    /// ECR repository name, e.g. `shop/api`.
+    pub repository: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteConfig {
+    /// Name of the environment whose verified images this one deploys.
+    pub from: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub cluster: String,
+    pub service: String,
+    /// The container in the task definition whose image ferry replaces.
+    pub container: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeCheck {
+    /// Shown in output; defaults to the URL.
+    pub name: Option<String>,
+    pub url: String,
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+    /// Dotted path of a JSON field that must equal the release version (e.g. `version` or
+    /// `build.version`), so an old task still answering does not pass.
+    pub version_field: Option<String>,
+    /// Keep retrying until this many seconds after the rollout ended.
+    #[serde(default = "default_deadline")]
+    pub deadline_seconds: u64,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default)]
+    pub follow_redirects: bool,
+}
+
+fn default_status() -> u16 {
+    200
+}
+fn default_deadline() -> u64 {
+    120
+}
+fn default_timeout() -> u64 {
+    5
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Overrides the rollout timeout ferry derives from the service.
+    pub rollout_timeout_seconds: Option<u64>,
+}
+
+/// A loaded, validated environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub file: EnvironmentFile,
+}
+
+impl Environment {
+    /// Pre-release words this environment accepts.
+    pub fn prerelease_words(&self) -> Vec<String> {
+        match (&self.file.release.kind, &self.file.release.prerelease_words) {
+            (MatchKind::Prerelease, Some(w)) => w.clone(),
+            (MatchKind::Prerelease, None) => DEFAULT_PRERELEASE_WORDS
+                .iter()
+                .map(|w| w.to_string())
+                .collect(),
+            (MatchKind::Final, _) => Vec::new(),
+        }
+    }
+
+    /// `<account>.dkr.ecr.<region>.amazonaws.com[.cn]`
+    pub fn registry_host(&self) -> String {
+        let suffix = if self.file.region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        format!(
+            "{}.dkr.ecr.{}.{suffix}",
+            self.file.account_id, self.file.region
+        )
+    }
+
+    pub fn session_name(&self) -> String {
+        self.file
+            .role
+            .session_name
+            .clone()
+            .unwrap_or_else(|| format!("ferry-{}", self.name))
+    }
+
+    fn matches(&self, tag: &ReleaseTag) -> bool {
+        match (&tag.channel, self.file.release.kind) {
+            (Channel::Final, MatchKind::Final) => true,
+            (Channel::Prerelease { word, .. }, MatchKind::Prerelease) => {
+                self.prerelease_words().contains(word)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// All environments of a directory.
+#[derive(Debug, Clone)]
+pub struct Environments {
+    pub dir: PathBuf,
+    pub envs: BTreeMap<String, Environment>,
+}
+
+impl Environments {
+    /// Reads and validates every `*.toml` in `dir`; all problems of all files are reported at once.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Failure::invalid(format!("cannot read the environments directory {}: {e}", dir.display()))
+                .hint("create it with one <name>.toml per environment (see README, \"Configuration\"), or pass --environments DIR")
+        })?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(Failure::invalid(format!(
+                "no environment files (*.toml) in {}",
+                dir.display()
+            ))
+            .hint("add e.g. staging.toml and production.toml (see README, \"Configuration\")")
+            .into());
+        }
+        let mut envs = BTreeMap::new();
+        let mut problems = Vec::new();
+        for path in paths {
+            match load_file(&path) {
+                Ok(env) => {
+                    envs.insert(env.name.clone(), env);
+                }
+                Err(p) => problems.extend(p),
+            }
+        }
+        let loaded = Environments {
+            dir: dir.to_path_buf(),
+            envs,
+        };
+        if problems.is_empty() {
+            problems.extend(loaded.cross_check());
+        }
+        if !problems.is_empty() {
+            let mut msg = format!(
+                "{} problem(s) in environment configuration:",
+                problems.len()
+            );
+            for p in &problems {
+                msg.push_str("\n  - ");
+                msg.push_str(p);
+            }
+            return Err(Failure::invalid(msg)
+                .hint("fix the fields named above; README \"Configuration\" lists every field")
+                .into());
+        }
+        Ok(loaded)
+    }
+
+    /// Checks that need more than one file.
+    fn cross_check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut finals = Vec::new();
+        let mut words: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for env in self.envs.values() {
+            match env.file.release.kind {
+                MatchKind::Final => finals.push(env.name.as_str()),
+                MatchKind::Prerelease => {
+                    for w in env.prerelease_words() {
+                        words.entry(w).or_default().push(&env.name);
+                    }
+                }
+            }
+            if let Some(p) = &env.file.promote {
+                match self.envs.get(&p.from) {
+                    None => problems.push(format!(
+                        "{}: field `promote.from`: no environment named {:?} in {} (known: {})",
+                        env.path.display(),
+                        p.from,
+                        self.dir.display(),
+                        self.names().join(", ")
+                    )),
+                    Some(src) if src.name == env.name => problems.push(format!(
+                        "{}: field `promote.from`: an environment cannot promote from itself",
+                        env.path.display()
+                    )),
+                    Some(src) if src.file.release.kind != MatchKind::Prerelease => problems.push(format!(
+                        "{}: field `promote.from`: {:?} is not a pre-release environment; promote from the environment that deploys vX.Y.Z-rc.N",
+                        env.path.display(),
+                        p.from
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+        if finals.len() > 1 {
+            problems.push(format!(
+                "environments {} all have `release.match = \"final\"`; a tag must select exactly one environment",
+                finals.join(", ")
+            ));
+        }
+        for (w, names) in words {
+            if names.len() > 1 {
+                problems.push(format!(
+                    "environments {} all accept pre-release word {w:?}; a tag must select exactly one environment",
+                    names.join(", ")
+                ));
+            }
+        }
+        problems
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.envs.keys().cloned().collect()
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Environment> {
+        self.envs.get(name).ok_or_else(|| {
+            Failure::invalid(format!(
+                "no environment named {name:?} in {} (known: {})",
+                self.dir.display(),
+                self.names().join(", ")
+            ))
+            .into()
+        })
+    }
+
+    /// Every pre-release word some environment accepts (what the tag parser allows).
+    pub fn prerelease_words(&self) -> Vec<String> {
+        let mut w: Vec<String> = self
+            .envs
+            .values()
+            .flat_map(Environment::prerelease_words)
+            .collect();
+        w.sort();
+        w.dedup();
+        if w.is_empty() {
+            w = DEFAULT_PRERELEASE_WORDS
+                .iter()
+                .map(|w| w.to_string())
+                .collect();
+        }
+        // "rc" first: it is the form shown in messages.
+        w.sort_by_key(|x| x != "rc");
+        w
+    }
+
+    /// The one environment a tag deploys to.
+    pub fn select(&self, tag: &ReleaseTag) -> Result<&Environment> {
+        let matching: Vec<&Environment> = self.envs.values().filter(|e| e.matches(tag)).collect();
+        match matching.as_slice() {
+            [one] => Ok(one),
+            [] => {
+                let want = if tag.is_prerelease() {
+                    "prerelease"
+                } else {
+                    "final"
+                };
+                Err(Failure::invalid(format!(
+                    "no environment in {} deploys tag {} (a {want} release)",
+                    self.dir.display(),
+                    tag.tag
+                ))
+                .hint(format!(
+                    "set `[release] match = \"{want}\"` in the environment that should receive it"
+                ))
+                .into())
+            }
+            many => Err(Failure::invalid(format!(
+                "tag {} matches several environments: {}",
+                tag.tag,
+                many.iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into()),
+        }
+    }
+}
+
+/// Parses and validates one file; returns every problem found in it.
+fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
+    let file: EnvironmentFile = toml::from_str(&text).map_err(|e| {
+        // toml's message already names the key and shows the line.
+        vec![format!(
+            "{}: {}",
+            path.display(),
+            e.to_string().trim_end().replace('\n', "\n      ")
+        )]
+    })?;
+    let env = Environment {
+        name,
+        path: path.to_path_buf(),
+        file,
+    };
+    let problems = validate(&env);
+    if problems.is_empty() {
+        Ok(env)
+    } else {
+        Err(problems
+            .into_iter()
+            .map(|p| format!("{}: {p}", path.display()))
+            .collect())
+    }
+}
+
+/// Loads the environments and says which file to fix; used by every subcommand.
+pub fn load(dir: &Path) -> Result<Environments> {
+    Environments::load(dir).with_context(|| format!("loading environments from {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests;

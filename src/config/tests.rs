@@ -1,0 +1,247 @@
+//! Parsing and validation of environment files.
+
+use super::check::{is_region, is_repository_name, parse_role_arn};
+
+use super::*;
+
+const STAGING: &str = r#"
+account_id = "111111111111"
+region = "eu-west-1"
+[role]
+arn = "arn:aws:iam::111111111111:role/ferry-deploy"
+[release]
+match = "prerelease"
+[image]
+repository = "shop/api"
+[[services]]
+cluster = "shop"
+service = "api"
+container = "api"
+[[smoke]]
+url = "https://staging.example.com/healthz"
+version_field = "version"
+"#;
+
+const PRODUCTION: &str = r#"
+account_id = "222222222222"
+region = "eu-west-1"
+[role]
+arn = "arn:aws:iam::222222222222:role/ferry-deploy"
+external_id = "shop-prod"
+[release]
+match = "final"
+[promote]
+from = "staging"
+[image]
+repository = "shop/api"
+[[services]]
+cluster = "shop"
+service = "api"
+container = "api"
+[[services]]
+cluster = "shop"
+service = "worker"
+container = "worker"
+"#;
+
+fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (n, t) in files {
+        std::fs::write(d.path().join(n), t).unwrap();
+    }
+    d
+}
+
+fn load_err(files: &[(&str, &str)]) -> String {
+    let d = dir_with(files);
+    let e = Environments::load(d.path()).unwrap_err();
+    let f = crate::error::classify(&e).expect("config errors are classified");
+    assert_eq!(f.kind, crate::error::FailureKind::Invalid);
+    format!("{e:#}")
+}
+
+#[test]
+fn loads_and_selects() {
+    let d = dir_with(&[("staging.toml", STAGING), ("production.toml", PRODUCTION)]);
+    let envs = Environments::load(d.path()).unwrap();
+    let words = envs.prerelease_words();
+    let rc = crate::tag::parse("v1.0.0-rc.1", &words).unwrap();
+    let fin = crate::tag::parse("v1.0.0", &words).unwrap();
+    assert_eq!(envs.select(&rc).unwrap().name, "staging");
+    let prod = envs.select(&fin).unwrap();
+    assert_eq!(prod.name, "production");
+    assert_eq!(prod.file.services.len(), 2);
+    assert_eq!(
+        prod.registry_host(),
+        "222222222222.dkr.ecr.eu-west-1.amazonaws.com"
+    );
+    let staging = envs.get("staging").unwrap();
+    assert_eq!(staging.file.smoke[0].expect_status, 200);
+    assert_eq!(staging.file.smoke[0].deadline_seconds, 120);
+    assert_eq!(staging.session_name(), "ferry-staging");
+}
+
+/// (name, replace this, with this, expected message fragment)
+const BROKEN: &[(&str, &str, &str, &str)] = &[
+    (
+        "typo field",
+        "account_id =",
+        "acount_id =",
+        "unknown field `acount_id`",
+    ),
+    (
+        "short account",
+        "\"111111111111\"\nregion",
+        "\"11111\"\nregion",
+        "field `account_id`",
+    ),
+    ("bad region", "eu-west-1", "europe", "field `region`"),
+    (
+        "role other account",
+        "arn:aws:iam::111111111111:role",
+        "arn:aws:iam::999999999999:role",
+        "role is in account 999999999999",
+    ),
+    (
+        "not a role",
+        "arn:aws:iam::111111111111:role/ferry-deploy",
+        "ferry-deploy",
+        "not an IAM role ARN",
+    ),
+    (
+        "bad match",
+        "match = \"prerelease\"",
+        "match = \"staging\"",
+        "unknown variant `staging`",
+    ),
+    (
+        "bad repo",
+        "shop/api",
+        "Shop/API",
+        "field `image.repository`",
+    ),
+    (
+        "bad word",
+        "match = \"prerelease\"",
+        "match = \"prerelease\"\nprerelease_words = [\"RC\"]",
+        "prerelease_words",
+    ),
+    (
+        "bad smoke url",
+        "https://staging.example.com/healthz",
+        "ftp://x",
+        "field `smoke[0].url`",
+    ),
+    (
+        "promote on staging",
+        "[image]",
+        "[promote]\nfrom = \"production\"\n[image]",
+        "only final-release environments promote",
+    ),
+    (
+        "short duration",
+        "role/ferry-deploy\"",
+        "role/ferry-deploy\"\nsession_duration_seconds = 60",
+        "session_duration_seconds",
+    ),
+    (
+        "no services",
+        "[[services]]\ncluster = \"shop\"\nservice = \"api\"\ncontainer = \"api\"\n",
+        "",
+        "field `services`",
+    ),
+    (
+        "wrong type",
+        "\"111111111111\"\nregion",
+        "111111111111\nregion",
+        "account_id",
+    ),
+];
+
+#[test]
+fn broken_files_name_file_and_field() {
+    for (name, from, to, want) in BROKEN {
+        assert!(STAGING.contains(from), "{name}: fixture lacks {from:?}");
+        let broken = STAGING.replacen(from, to, 1);
+        let msg = load_err(&[("staging.toml", &broken), ("production.toml", PRODUCTION)]);
+        assert!(msg.contains(want), "{name}: {msg}");
+        assert!(msg.contains("staging.toml"), "{name}: no file in {msg}");
+    }
+}
+
+#[test]
+fn cross_file_problems() {
+    let msg = load_err(&[
+        ("staging.toml", STAGING),
+        (
+            "production.toml",
+            &PRODUCTION.replace("from = \"staging\"", "from = \"stage\""),
+        ),
+    ]);
+    assert!(msg.contains("no environment named \"stage\""), "{msg}");
+    let msg = load_err(&[
+        ("staging.toml", STAGING),
+        ("qa.toml", STAGING),
+        ("production.toml", PRODUCTION),
+    ]);
+    assert!(msg.contains("all accept pre-release word \"rc\""), "{msg}");
+    let msg = load_err(&[
+        ("staging.toml", STAGING),
+        (
+            "production.toml",
+            &PRODUCTION.replace("[promote]\nfrom = \"staging\"\n", ""),
+        ),
+    ]);
+    assert!(msg.contains("promote.from"), "{msg}");
+}
+
+#[test]
+fn empty_or_missing_dir() {
+    let d = tempfile::tempdir().unwrap();
+    let e = Environments::load(d.path()).unwrap_err();
+    assert!(format!("{e:#}").contains("no environment files"));
+    let e = Environments::load(&d.path().join("nope")).unwrap_err();
+    assert!(format!("{e:#}").contains("cannot read the environments directory"));
+}
+
+#[test]
+fn no_matching_environment() {
+    let d = dir_with(&[("staging.toml", STAGING)]);
+    let envs = Environments::load(d.path()).unwrap();
+    let fin = crate::tag::parse("v1.0.0", &envs.prerelease_words()).unwrap();
+    let e = envs.select(&fin).unwrap_err();
+    assert!(format!("{e:#}").contains("no environment"));
+}
+
+#[test]
+fn name_checks() {
+    assert!(is_repository_name("shop/api"));
+    assert!(is_repository_name("a.b_c-d/e2"));
+    assert!(!is_repository_name("shop//api"));
+    assert!(!is_repository_name("shop/api-"));
+    assert!(is_region("us-gov-west-1"));
+    assert!(!is_region("us-east"));
+    assert_eq!(
+        parse_role_arn("arn:aws-cn:iam::123456789012:role/a/b"),
+        Some("123456789012")
+    );
+    assert_eq!(parse_role_arn("arn:aws:iam::123456789012:user/a"), None);
+}
+
+#[test]
+fn role_arn_partitions_are_exactly_the_real_ones() {
+    for ok in ["aws", "aws-cn", "aws-us-gov"] {
+        assert_eq!(
+            parse_role_arn(&format!("arn:{ok}:iam::123456789012:role/deploy")),
+            Some("123456789012"),
+            "{ok}"
+        );
+    }
+    for bad in ["aws-evil", "awsx", "", "AWS"] {
+        assert_eq!(
+            parse_role_arn(&format!("arn:{bad}:iam::123456789012:role/deploy")),
+            None,
+            "{bad}"
+        );
+    }
+}
