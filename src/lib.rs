@@ -26,6 +26,7 @@ mod registry;
 mod render;
 mod report;
 mod run;
+mod secret;
 mod smoke;
 mod status;
 mod tag;

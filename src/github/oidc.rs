@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::aws::Secret;
+use crate::secret::Secret;
 
 /// Where the GitHub Actions OIDC token comes from.
 #[derive(Clone)]
