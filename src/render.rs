@@ -116,9 +116,14 @@ pub fn plan_text(plan: &Plan) -> String {
                 .as_ref()
                 .map(|f| format!(", JSON `{f}` == {}", plan.version))
                 .unwrap_or_default();
+            let in_a_row = if c.consecutive > 1 {
+                format!(", {} answers in a row", c.consecutive)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "    - GET {} expects {}{version} within {}s",
+                "    - GET {} expects {}{version}{in_a_row} within {}s",
                 c.url, c.expect_status, c.deadline_seconds
             );
         }

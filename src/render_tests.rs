@@ -74,6 +74,7 @@ fn production_plan(with_changes: bool) -> Plan {
             deadline_seconds: 120,
             timeout_seconds: 5,
             follow_redirects: false,
+            consecutive: 3,
         }],
         unresolved: Vec::new(),
     }
