@@ -138,11 +138,21 @@ async fn deploy(
     let report = crate::run::deploy(&plan, env, source_env, opts).await?;
     emit(output, &report, || render::report_text(&report))?;
     actions::github_summary(&render::report_markdown(&report))?;
+    let digest = report.image.split_once('@').map_or("", |(_, d)| d);
+    let task_definitions = report
+        .services
+        .iter()
+        .filter_map(|s| s.final_task_definition.as_deref())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let outcome = serde_json::to_value(report.outcome)?;
     actions::github_outputs(&[
         ("environment", &report.environment),
         ("version", &report.version),
         ("image", &report.image),
-        ("outcome", &format!("{:?}", report.outcome).to_lowercase()),
+        ("digest", digest),
+        ("outcome", outcome.as_str().unwrap_or_default()),
+        ("task-definitions", &task_definitions),
     ])?;
     crate::run::result_of(&report)
 }

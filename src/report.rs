@@ -18,6 +18,10 @@ pub struct DeployReport {
     pub version: String,
     /// The environment deployed to.
     pub environment: String,
+    /// Its AWS region.
+    pub region: String,
+    /// The GitHub Actions run, when ferry ran in one.
+    pub run_url: Option<String>,
     /// The image every service is pinned to (`registry/repo@sha256:…`).
     pub image: String,
     /// The promotion copy, when the image was promoted from another environment.

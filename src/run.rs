@@ -106,6 +106,8 @@ pub async fn deploy(
         tag: plan.tag.clone(),
         version: plan.version.clone(),
         environment: env.name.clone(),
+        region: env.file.region.clone(),
+        run_url: crate::github::actions::run_url(),
         image,
         promotion,
         services: Vec::new(),
