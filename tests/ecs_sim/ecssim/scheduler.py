@@ -67,6 +67,7 @@ class Scheduler:
         sd["_source"] = {"td": previous["taskDefinition"], "rev": previous["_rev"]} if previous else None
         d = self.new_deployment(svc, td, sd["serviceDeploymentArn"], rev)
         sd["_target"] = d["id"]
+        self.resolved(svc, "throttle")   # a new task definition is not throttled
         return d
 
     def new_service_deployment(self, svc, rev, sources):
