@@ -392,7 +392,7 @@ def test_rate_limit_answers_throttling(sim):
 # ---------- 2. service deployment lifecycle
 def test_service_deployment_lifecycle_and_stop_during_rollback(sim):
     c, td1 = setup_service(sim)
-    control(sim, "timing", {"pending_seconds": 0.4})
+    control(sim, "timing", {"pending_seconds": 1.0})
     td2 = new_revision(c, sim, "repo@sha256:" + "a" * 64, "10.0.0", "healthy")
     c.update_service(cluster="shop", service="web", taskDefinition=td2)
     arn = wait(lambda: service_deployment(c, td2))
@@ -419,7 +419,7 @@ def test_service_deployment_lifecycle_and_stop_during_rollback(sim):
 
 def test_stop_with_abort_ends_stopped(sim):
     c, td1 = setup_service(sim)
-    control(sim, "timing", {"pending_seconds": 0.3})
+    control(sim, "timing", {"pending_seconds": 1.0})
     td2 = new_revision(c, sim, "repo@sha256:" + "c" * 64, "12.0.0", "slow")
     c.update_service(cluster="shop", service="web", taskDefinition=td2)
     arn = wait(lambda: service_deployment(c, td2))
@@ -456,6 +456,7 @@ def test_health_check_replacements_count_and_stop_with_scheduler_code(sim):
 
 def test_failure_count_resets_when_a_task_turns_healthy(sim):
     c, _ = setup_service(sim)
+    control(sim, "timing", {"restart_backoff_seconds": 1.0})   # a longer look at the count of 2
     # The first two tasks of this image crash at start; later ones are healthy.
     image = "repo@sha256:" + "e" * 64
     control(sim, "images", {"image": image, "version": "14.0.0", "behavior": "crash", "failures": 2})
@@ -500,9 +501,9 @@ def test_tasks_that_never_start_are_restarted_with_growing_delays(sim):
     td2 = new_revision(c, sim, "repo@sha256:" + "9" * 64, "16.0.0", "crash")
     c.update_service(cluster="shop", service="web", taskDefinition=td2)
     wait(lambda: len(tasks_of(c, td2)) >= 8, timeout=15)
-    created = sorted({round(t["createdAt"].timestamp(), 1) for t in tasks_of(c, td2)})
-    gaps = [b - a for a, b in zip(created, created[1:])]
-    assert all(b > a for a, b in zip(gaps, gaps[1:])), f"launch batches ever further apart: {gaps}"
+    created = sorted({round(t["createdAt"].timestamp(), 2) for t in tasks_of(c, td2)})
+    gaps = [round(b - a, 2) for a, b in zip(created, created[1:])]
+    assert gaps[-1] >= 3 * gaps[0], f"launches ever further apart: {gaps}"
     throttled = [m for m in messages(c) if m == "(service web) is unable to consistently start tasks successfully."]
     assert len(throttled) == 1, "the repeated event is omitted until the cause is resolved"
     d = describe(c)["deployments"][0]
@@ -540,21 +541,21 @@ def test_without_a_completed_deployment_the_breaker_stalls(sim):
 
 # ---------- 5. load balancer
 def test_load_balancer_mixes_versions_and_drains_old_targets(sim):
-    c, td1 = setup_service(sim, loadBalancers=LB)
+    # maximumPercent 150: one new task at a time, so one old target serves beside the first new one.
+    c, td1 = setup_service(sim, loadBalancers=LB, deploymentConfiguration={"maximumPercent": 150})
     control(sim, "timing", {"deregistration_delay_seconds": 1.0})
     td2 = new_revision(c, sim, "repo@sha256:" + "4" * 64, "4.0.0", "healthy")
     c.update_service(cluster="shop", service="web", taskDefinition=td2)
     arn = wait(lambda: service_deployment(c, td2))
-    versions, draining_seen = set(), False
+    mixed, draining_seen = False, False
     while sd_status(c, arn)["status"] != "SUCCESSFUL":
-        status, body = health(sim, "shop", "web")
-        if status == 200:
-            versions.add(body["version"])
+        burst = {health(sim, "shop", "web")[1].get("version") for _ in range(4)}
+        mixed = mixed or burst == {"1.0.0", "4.0.0"}
         deps = describe(c)["deployments"]
         if len(deps) == 2 and deps[0]["runningCount"] == 2 and deps[1]["status"] == "ACTIVE":
             draining_seen = True     # the new tasks run, the old deployment stays ACTIVE while its targets drain
         time.sleep(0.02)
-    assert versions == {"1.0.0", "4.0.0"}, "during the rollout the load balancer answers from both"
+    assert mixed, "during the rollout the load balancer answers from old and new targets at once"
     assert draining_seen
     assert {health(sim, "shop", "web")[1]["version"] for _ in range(4)} == {"4.0.0"}
     ms = messages(c)

@@ -10,6 +10,7 @@ ROLLBACK_IN_PROGRESS -> ROLLBACK_SUCCESSFUL | ROLLBACK_FAILED, and STOP_REQUESTE
 """
 import copy
 import math
+import random
 import uuid
 
 from .util import ApiError, digits, now, short_id
@@ -139,10 +140,13 @@ class Scheduler:
         return t
 
     def start_delay(self, t):
+        """Tasks launched together do not start together: up to 30% later than the nominal time."""
         b = t["_params"]
         if b.get("start_seconds") is not None:
-            return float(b["start_seconds"]) * self.scale
-        return self.t("slow_start_seconds" if t["_behavior"] == "slow" else "task_start_seconds")
+            nominal = float(b["start_seconds"]) * self.scale
+        else:
+            nominal = self.t("slow_start_seconds" if t["_behavior"] == "slow" else "task_start_seconds")
+        return nominal * random.uniform(1.0, 1.3)
 
     def try_place(self, svc, t, tnow):
         if t["_behavior"] == "unplaceable" or svc["clusterName"] in self.no_capacity:
