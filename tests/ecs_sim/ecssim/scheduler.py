@@ -16,7 +16,8 @@ import uuid
 from .util import ApiError, digits, now, short_id
 from .world import ENDED
 
-STOPPED_TASK_RETENTION = 3600.0   # ECS shows stopped tasks for about an hour
+STOPPED_TASK_RETENTION = 3600.0   # ECS shows stopped tasks for about an hour...
+STOPPED_TASKS_KEPT = 2000         # ...the simulator keeps at most this many of them
 
 
 class Scheduler:
@@ -338,10 +339,14 @@ class Scheduler:
             self.prune(tnow)
 
     def prune(self, tnow):
-        old = [a for a, t in self.tasks.items()
-               if t["lastStatus"] == "STOPPED" and tnow - t["stoppedAt"] > STOPPED_TASK_RETENTION]
-        for a in old:
-            del self.tasks[a]
+        if tnow - self.pruned_at < 1.0:
+            return
+        self.pruned_at = tnow
+        stopped = sorted((t["stoppedAt"], a) for a, t in self.tasks.items() if t["lastStatus"] == "STOPPED")
+        excess = len(stopped) - STOPPED_TASKS_KEPT
+        for i, (stopped_at, a) in enumerate(stopped):
+            if i < excess or tnow - stopped_at > STOPPED_TASK_RETENTION:
+                del self.tasks[a]
 
     def tick_service(self, svc, tnow):
         if not svc["deployments"]:

@@ -56,6 +56,7 @@ class World:
         self.throttles = {}             # operation -> TokenBucket
         self.alarms = {}                # CloudWatch alarm name -> OK | ALARM | INSUFFICIENT_DATA
         self.no_capacity = set()        # clusters where no task can be placed
+        self.pruned_at = 0.0            # when stopped tasks were last pruned
 
     # ---------- naming and time
     def arn(self, kind, rest):
