@@ -175,7 +175,8 @@ class Scheduler:
     def tick_task(self, svc, d, t, tnow):
         if t["_stop_at"] is not None:
             if tnow >= t["_stop_at"]:
-                self.stop_task(svc, d, t, t["_stop_code"], t["_stop_reason"], exit_code=0)
+                ran = t["lastStatus"] == "RUNNING"   # only a container that ran has an exit code
+                self.stop_task(svc, d, t, t["_stop_code"], t["_stop_reason"], exit_code=0 if ran else None)
         elif not t["_placed"]:
             self.try_place(svc, t, tnow)
         elif t["lastStatus"] in ("PROVISIONING", "PENDING"):
