@@ -71,6 +71,9 @@ pub struct Prepared {
     pub timeout: Duration,
     /// Why that long.
     pub timeout_why: String,
+    /// How long bringing the service back may take: derived from the service, never less
+    /// than the rollout timeout (a short override for the release must not cut a rollback).
+    pub rollback_timeout: Duration,
     /// Service events that existed before this run: not ours to report.
     pub known_events: HashSet<String>,
     /// Deployment ids that existed before this run.

@@ -9,3 +9,4 @@ mod common;
 mod copy;
 mod deploy;
 mod plan;
+mod verdicts;
