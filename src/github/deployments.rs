@@ -27,6 +27,7 @@
 //! let mut gh = github::deployments::Session::from_env(trigger.repository.as_deref());
 //! gh.check_dispatch_release(&mut trigger, &tag).await?;       // after the tag is parsed, before planning
 //! gh.start(&DeploymentRequest::new(&tag, env_name, &digest)).await;   // just before the rollout
+//! gh.progress("smoke failed; rolling back to v1.0.0").await;  // optional, any number of times
 //! gh.finish(Outcome::from_result(&result), &summary).await;   // after rollout/smoke/rollback
 //! report.github = Some(gh.report().clone());                   // the JSON result's "github" field
 //! ```
@@ -358,6 +359,8 @@ struct DeploymentAnswer {
 
 #[derive(Deserialize)]
 struct StatusAnswer {
+    #[serde(default)]
+    id: u64,
     state: String,
 }
 
@@ -430,6 +433,7 @@ impl Session {
             return Err(Failure::invalid(format!("tag {tag:?} cannot name a release")).into());
         }
         let started = Instant::now();
+        let allowed = deadline.saturating_duration_since(started);
         let answer = tokio::time::timeout_at(
             deadline,
             client.repos(&owner, &repo).releases().get_by_tag(&tag.tag),
@@ -456,7 +460,7 @@ impl Session {
                 return Ok(());
             }
             Err(_) => {
-                let e = CallError::Timeout(self.step_limit_hint());
+                let e = CallError::Timeout(allowed);
                 self.warn(format!(
                     "release {tag} could not be looked up: {e}; deploying on the tag alone"
                 ));
@@ -562,6 +566,28 @@ impl Session {
         self.spent += started.elapsed();
     }
 
+    /// Posts another `in_progress` with a new description (e.g. "smoke test failed; rolling
+    /// back to v1.0.0"), so the deployment page says what the run is doing now.
+    pub async fn progress(&mut self, description: &str) {
+        if self.report.deployment_id.is_none() {
+            return;
+        }
+        let Some((client, deadline)) = self.step("updating the deployment").await else {
+            return;
+        };
+        let started = Instant::now();
+        let status = CreateStatus {
+            state: "in_progress",
+            log_url: self.report.log_url.as_deref(),
+            description: limit(description),
+            environment_url: None,
+            auto_inactive: None,
+        };
+        let posted = self.post_status(&client, deadline, &status).await;
+        self.record_status("in_progress", posted);
+        self.spent += started.elapsed();
+    }
+
     /// Posts the final state with the log URL; after a production success, marks the older
     /// production deployments of the environment inactive. Call once, at the end of the run.
     pub async fn finish(&mut self, outcome: Outcome, description: &str) {
@@ -622,7 +648,7 @@ impl Session {
             .take(OLDER_LOOKED_AT)
         {
             let route = format!(
-                "/repos/{owner}/{repo}/deployments/{}/statuses?per_page=1",
+                "/repos/{owner}/{repo}/deployments/{}/statuses?per_page=100",
                 d.id
             );
             let latest = match call::<()>(client, deadline, Verb::Get, &route, None).await {
@@ -631,7 +657,8 @@ impl Session {
                 Err(e) => Err(e),
             };
             let latest = match latest {
-                Ok(list) => list.into_iter().next().map(|s| s.state),
+                // The latest status is the highest id, whatever order the list comes in.
+                Ok(list) => list.into_iter().max_by_key(|s| s.id).map(|s| s.state),
                 Err(e) => {
                     self.warn(format!("deployment {} was not marked inactive: {e}", d.id));
                     continue;
@@ -728,12 +755,6 @@ impl Session {
             }
         }
         self.client.clone().map(|c| (c, deadline))
-    }
-
-    fn step_limit_hint(&self) -> Duration {
-        self.settings
-            .as_ref()
-            .map_or(STEP_LIMIT, |s| s.budget.min(STEP_LIMIT))
     }
 
     fn repository(&self) -> (String, String) {

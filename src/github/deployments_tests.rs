@@ -333,6 +333,7 @@ async fn a_failed_run_posts_failure_with_the_log_url_and_retires_nothing() {
         DIGEST,
     ))
     .await;
+    s.progress("smoke failed; rolling back to v1.9.0").await;
     let result: Result<()> =
         Err(Failure::rolled_back("smoke failed; rolled back to v1.9.0").into());
     s.finish(
@@ -343,13 +344,18 @@ async fn a_failed_run_posts_failure_with_the_log_url_and_retires_nothing() {
     gh.assert_clean().await;
 
     let report = s.report().clone();
-    assert_eq!(report.states, ["in_progress", "failure"]);
+    assert_eq!(report.states, ["in_progress", "in_progress", "failure"]);
     let requests = gh.requests().await;
     let statuses = posted_statuses(&requests, report.deployment_id.unwrap());
-    assert_eq!(statuses[1]["state"], "failure");
-    assert_eq!(statuses[1]["log_url"], LOG_URL);
+    assert_eq!(statuses[1]["state"], "in_progress");
     assert_eq!(
         statuses[1]["description"],
+        "smoke failed; rolling back to v1.9.0"
+    );
+    assert_eq!(statuses[2]["state"], "failure");
+    assert_eq!(statuses[2]["log_url"], LOG_URL);
+    assert_eq!(
+        statuses[2]["description"],
         "smoke failed; rolled back to v1.9.0"
     );
     assert!(requests.iter().all(|r| r["method"] == "POST"));
@@ -607,8 +613,39 @@ async fn github_api_url_is_honoured_for_github_enterprise() {
     gh.assert_clean().await; // a request outside /api/v3 would be a violation
 }
 
+/// Everything logged (debug and up, any target, any thread) by this test binary. A process-wide
+/// subscriber: a scoped one misses events when tests run in parallel (callsite interest cache).
+fn captured_logs() -> String {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink(buf.clone());
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .try_init()
+            .expect("no other global subscriber in the lib tests");
+        buf
+    });
+    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+}
+
 #[tokio::test]
 async fn the_token_never_appears_in_output() {
+    captured_logs(); // start capturing
     let gh = Double::start("");
     // 422: the tag is unknown to GitHub (no release, no tag).
     let mut s = session(&gh.api_url);
@@ -634,6 +671,12 @@ async fn the_token_never_appears_in_output() {
         Settings::from_vars(|k| vars(&gh.api_url).get(k).cloned(), None).unwrap()
     );
     assert!(!everything.contains(TOKEN), "{everything}");
+    let printed = captured_logs();
+    assert!(
+        printed.contains("github: no GitHub deployment for v9.0.0"),
+        "{printed}"
+    );
+    assert!(!printed.contains(TOKEN), "{printed}");
     // It was sent, though, on every request.
     let requests = gh.requests().await;
     assert_eq!(requests.len(), 2);
@@ -643,6 +686,9 @@ async fn the_token_never_appears_in_output() {
     let mut s = session(&gh.api_url);
     s.warn(format!("GitHub said: bad credentials {TOKEN}"));
     assert_eq!(s.report().warnings[0], "GitHub said: bad credentials ***");
+    let printed = captured_logs();
+    assert!(printed.contains("bad credentials ***"), "{printed}");
+    assert!(!printed.contains(TOKEN), "{printed}");
 }
 
 #[tokio::test]
