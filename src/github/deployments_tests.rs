@@ -869,3 +869,33 @@ fn descriptions_and_untrusted_text_are_bounded() {
         Outcome::Error
     );
 }
+
+#[test]
+fn the_report_json_shape() {
+    let skipped = Session::new(Err("GITHUB_TOKEN is not set".into()));
+    assert_eq!(
+        serde_json::to_value(skipped.report()).unwrap(),
+        json!({"skipped": "GITHUB_TOKEN is not set", "states": [], "warnings": []})
+    );
+    let report = GithubReport {
+        skipped: None,
+        deployment_id: Some(1004),
+        deployment_url: Some("https://api.github.com/repos/acme/shop/deployments/1004".into()),
+        states: vec!["in_progress".into(), "success".into()],
+        inactivated: vec![1002],
+        log_url: Some(LOG_URL.into()),
+        release_url: None,
+        warnings: vec![],
+    };
+    assert_eq!(
+        serde_json::to_value(&report).unwrap(),
+        json!({
+            "deployment_id": 1004,
+            "deployment_url": "https://api.github.com/repos/acme/shop/deployments/1004",
+            "states": ["in_progress", "success"],
+            "inactivated": [1002],
+            "log_url": LOG_URL,
+            "warnings": []
+        })
+    );
+}

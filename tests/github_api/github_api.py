@@ -354,8 +354,12 @@ def not_found():
 
 
 def page(items, query):
-    per_page = int(query.get("per_page", ["30"])[0] or 30)
-    number = int(query.get("page", ["1"])[0] or 1)
+    def number_of(name, default):
+        text = query.get(name, [str(default)])[0]
+        return int(text) if re.fullmatch(r"\d{1,6}", text) else default  # bad ones are findings already
+
+    per_page = number_of("per_page", 30)
+    number = number_of("page", 1)
     per_page = max(1, min(per_page, 100))
     start = (max(number, 1) - 1) * per_page
     return items[start:start + per_page]
@@ -422,7 +426,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def read_body(self):
-        length = int(self.headers.get("Content-Length") or 0)
+        text = self.headers.get("Content-Length") or "0"
+        length = int(text) if text.isdigit() else MAX_BODY + 1
         if length > MAX_BODY:
             raise ValueError("body too large")
         return self.rfile.read(length) if length else b""
