@@ -15,7 +15,7 @@ use super::*;
 use crate::error::exit_code;
 use crate::github::event::{from_tag, Resolved};
 
-const TOKEN: &str = "ghs_Fa1KeT0kenForTests0nly";
+const TOKEN: &str = "test-token-Zq81-not-a-secret";
 const OWNER: &str = "acme";
 const REPO: &str = "shop";
 
