@@ -418,7 +418,8 @@ impl Session {
             return Ok(());
         }
         let Some((client, deadline)) = self.step("looking up the release").await else {
-            let why = self.report.skipped.clone().unwrap_or_default();
+            let why = (self.report.skipped.clone())
+                .unwrap_or_else(|| "no time left for GitHub".to_string());
             self.warn(format!(
                 "release {tag} was not looked up on GitHub ({why}); deploying on the tag alone"
             ));
@@ -430,7 +431,9 @@ impl Session {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
         {
-            return Err(Failure::invalid(format!("tag {tag:?} cannot name a release")).into());
+            return Err(
+                Failure::invalid(format!("tag {:?} cannot name a release", tag.tag)).into(),
+            );
         }
         let started = Instant::now();
         let allowed = deadline.saturating_duration_since(started);
@@ -661,6 +664,9 @@ impl Session {
                 Ok(list) => list.into_iter().max_by_key(|s| s.id).map(|s| s.state),
                 Err(e) => {
                     self.warn(format!("deployment {} was not marked inactive: {e}", d.id));
+                    if matches!(e, CallError::Timeout(_)) {
+                        return; // the step's time is up: one warning, not one per deployment
+                    }
                     continue;
                 }
             };
