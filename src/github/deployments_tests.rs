@@ -899,3 +899,37 @@ fn the_report_json_shape() {
         })
     );
 }
+
+#[tokio::test]
+async fn time_running_out_while_retiring_older_deployments_is_one_warning() {
+    let gh = Double::start("");
+    gh.release("v1.5.0", false, false).await;
+    for t in ["v1.2.0", "v1.3.0", "v1.4.0"] {
+        gh.earlier(t, "production", true, &["success"]).await;
+    }
+    gh.fault(json!({"delay": 5, "match": "GET /repos/acme/shop/deployments/"}))
+        .await;
+    let mut s = session_with(vars(&gh.api_url), Some(Duration::from_secs(2)));
+    let started = std::time::Instant::now();
+    s.start(&DeploymentRequest::new(
+        &tag("v1.5.0"),
+        "production",
+        DIGEST,
+    ))
+    .await;
+    s.finish(Outcome::Success, "live").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let report = s.report();
+    assert_eq!(report.states, ["in_progress", "success"]);
+    assert!(report.inactivated.is_empty());
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    assert!(
+        report.warnings[0].contains("did not answer"),
+        "{:?}",
+        report.warnings
+    );
+}
