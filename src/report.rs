@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::deploy::taskdef::FieldChange;
 use crate::deploy::ServiceState;
+use crate::github::deployments::GithubReport;
 use crate::registry::copy::CopyOutcome;
 use crate::smoke::SmokeResult;
 
@@ -34,6 +35,9 @@ pub struct DeployReport {
     pub outcome: Outcome,
     /// One paragraph: what failed, the evidence, and what state the environment is in now.
     pub verdict: String,
+    /// The run's GitHub deployment, when ferry had a token (never fails the deploy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github: Option<GithubReport>,
 }
 
 /// How a deploy ended; decides the exit code.

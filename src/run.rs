@@ -16,6 +16,7 @@ use crate::aws::ecs;
 use crate::config::Environment;
 use crate::deploy::{self, taskdef, DeployOptions, Ended, Running, ServiceState};
 use crate::error::{Failure, FailureKind};
+use crate::github::deployments::{DeploymentRequest, Session};
 use crate::plan::Plan;
 use crate::render;
 use crate::report::{DeployReport, Outcome, ServiceReport};
@@ -26,6 +27,8 @@ pub async fn deploy(
     env: &Environment,
     source_env: &Environment,
     opts: &DeployOptions,
+    gh: &mut Session,
+    gh_request: &DeploymentRequest,
 ) -> Result<DeployReport> {
     let digest = plan.source.digest.clone().ok_or_else(|| {
         anyhow!(
@@ -50,6 +53,9 @@ pub async fn deploy(
     for cfg in &env.file.services {
         prepared.push(deploy::prepare::prepare(&client, env, cfg, &image, opts).await?);
     }
+
+    // Everything is ready and nothing changed yet: from here on, GitHub shows a deployment.
+    gh.start(gh_request).await;
 
     let promotion = if plan.promote {
         let source_tag = plan.source.tag.clone().unwrap_or_default();
@@ -114,6 +120,7 @@ pub async fn deploy(
         smoke,
         outcome: Outcome::Deployed,
         verdict: String::new(),
+        github: None,
     };
 
     if rollout_ok && smoke_ok {
@@ -141,6 +148,8 @@ pub async fn deploy(
         return Ok(report);
     }
 
+    gh.progress(&format!("failed; rolling back: {}", why.join("; ")))
+        .await;
     for r in runs.iter_mut() {
         if r.new_td.is_some() && r.evidence.is_empty() {
             r.evidence = deploy::evidence::explain(&client, r).await;

@@ -33,7 +33,6 @@
 //! ```
 
 // Not called by the run yet: the lead wires it in (see above); drop this allow then.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
