@@ -8,6 +8,8 @@ pub mod aws;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod iam;
+pub mod notify;
 pub mod plan;
 pub mod promote;
 pub mod registry;
