@@ -68,6 +68,9 @@ pub const ECS_SERVICE_DEPLOYMENT: &[&str] = &[
     "ecs:StopServiceDeployment",
 ];
 
+/// ECS actions on a service's revisions (which task definition a deployment ran).
+pub const ECS_SERVICE_REVISION: &[&str] = &["ecs:DescribeServiceRevisions"];
+
 /// What ferry learns from the live services of one environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LiveServices {
@@ -202,6 +205,19 @@ pub fn role_policy(env: &Environment, live: Option<&LiveServices>) -> Value {
                 })
                 .collect(),
         );
+        let revisions = uniq(
+            env.file
+                .services
+                .iter()
+                .map(|s| {
+                    arn(
+                        env,
+                        "ecs",
+                        &format!("service-revision/{}/{}/*", s.cluster, s.service),
+                    )
+                })
+                .collect(),
+        );
         let clusters = uniq(
             env.file
                 .services
@@ -221,6 +237,11 @@ pub fn role_policy(env: &Environment, live: Option<&LiveServices>) -> Value {
             "EcsServiceDeployments",
             ECS_SERVICE_DEPLOYMENT,
             deployments,
+        ));
+        st.push(statement(
+            "EcsServiceRevisions",
+            ECS_SERVICE_REVISION,
+            revisions,
         ));
         // ListTasks is authorised on the cluster through a condition key.
         let mut list_tasks = statement("EcsListTasks", &["ecs:ListTasks"], vec!["*".into()]);
