@@ -115,10 +115,16 @@ async fn slack_and_webhook_receive_the_event() {
 
     let s = slack.lock().unwrap().clone();
     assert_eq!(s.len(), 1);
-    assert_eq!(s[0].request_line, "POST /services/T000/B000/s3cretpath HTTP/1.1");
+    assert_eq!(
+        s[0].request_line,
+        "POST /services/T000/B000/s3cretpath HTTP/1.1"
+    );
     assert!(s[0].content_type.starts_with("application/json"));
     let text = s[0].body["text"].as_str().unwrap();
-    assert!(text.contains("*v2.0.0* rolled back — *production*"), "{text}");
+    assert!(
+        text.contains("*v2.0.0* rolled back — *production*"),
+        "{text}"
+    );
     assert!(text.contains("`sha256:c0ffee00…`"), "{text}");
     assert!(text.contains("<https://github.com/acme/shop/actions/runs/99|the run>"));
 
@@ -169,15 +175,18 @@ async fn failing_slow_and_missing_receivers_never_stop_the_caller() {
     ];
     let started = Instant::now();
     let out =
-        notify::send_with_timeout(&targets, &event(EventKind::Start), Duration::from_secs(1))
-            .await;
+        notify::send_with_timeout(&targets, &event(EventKind::Start), Duration::from_secs(1)).await;
     let took = started.elapsed();
     // Concurrent, each bounded by the timeout: the slow receiver costs ~1 s, not more.
     assert!(took < Duration::from_secs(4), "took {took:?}");
     assert_eq!(out.len(), 5);
     assert!(out.iter().all(|d| !d.ok), "{out:?}");
     assert_eq!(out[0].detail, "answered HTTP 500");
-    assert_eq!(bad.lock().unwrap().len(), 1, "the failing receiver was asked once");
+    assert_eq!(
+        bad.lock().unwrap().len(),
+        1,
+        "the failing receiver was asked once"
+    );
     assert!(out[1].detail.contains("no answer within 1s"), "{out:?}");
     assert!(
         out[2].detail.contains("FERRY_TEST_UNSET_URL is not set"),
