@@ -1,5 +1,5 @@
-//! One trust store for every connection: a registry and a smoke endpoint on TLS signed by a
-//! private CA made in the test. With `SSL_CERT_FILE` naming that CA, ferry reads the registry
+//! One trust store for every connection: a registry, a smoke endpoint and the AWS API (moto
+//! behind a TLS proxy) on TLS signed by a private CA made in the test. With `SSL_CERT_FILE` naming that CA, ferry reads the registry
 //! and passes the smoke check over https; without it, both are refused for the certificate,
 //! which shows the CA is trusted only through the platform store's standard variable (the same
 //! one the AWS SDK's HTTPS client honours), not by some bundled list or by accident.
@@ -92,8 +92,8 @@ fn ferry_trusting(
     cmd.output().expect("running ferry")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn registry_and_smoke_endpoint_behind_a_private_ca() {
+/// A new private CA and a server certificate for 127.0.0.1 signed by it.
+fn private_ca() -> tempfile::TempDir {
     let pki = tempfile::tempdir().unwrap();
     let out = Command::new("python3")
         .arg(fixture("tls.py"))
@@ -106,6 +106,53 @@ async fn registry_and_smoke_endpoint_behind_a_private_ca() {
         "tls.py ca: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    pki
+}
+
+/// The AWS SDK's calls (STS, ECR) go through the same trust store: moto behind the CA.
+#[test]
+fn aws_calls_trust_the_same_store() {
+    let pki = private_ca();
+    let ca = pki.path().join("ca.pem");
+    let (_aws, port) = tls_proxy(pki.path(), &moto_url());
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let registry = Registry::for_account(&spec.staging_account);
+    let digest = registry.push_image(&spec.repo, "v3.0.0-rc.1", &[]);
+    let env = [
+        ("AWS_ENDPOINT_URL", format!("https://127.0.0.1:{port}")),
+        ("FERRY_REGISTRY_ENDPOINTS", registry.endpoint_entry()),
+    ];
+    let args = [
+        "plan",
+        "--environments",
+        dir.path().to_str().unwrap(),
+        "--tag",
+        "v3.0.0-rc.1",
+        "--output",
+        "json",
+    ];
+
+    // Not trusted: AssumeRole over TLS is refused for the certificate.
+    let o = ferry_trusting(&args, &env, None);
+    let all = format!("{}\n{}", stdout(&o), stderr(&o));
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap_or(Value::Null);
+    assert!(plan["source"]["digest"].is_null(), "{all}");
+    assert!(
+        all.to_lowercase().contains("certificate") || all.contains("UnknownIssuer"),
+        "the refusal should be about the certificate:\n{all}"
+    );
+
+    // Trusted through SSL_CERT_FILE: STS and ECR over TLS, then the registry.
+    let o = ferry_trusting(&args, &env, Some(&ca));
+    assert_exit(&o, 0);
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(plan["source"]["digest"], digest.as_str(), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_and_smoke_endpoint_behind_a_private_ca() {
+    let pki = private_ca();
     let ca = pki.path().join("ca.pem");
 
     let mut spec = EnvSpec::new();
