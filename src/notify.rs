@@ -16,7 +16,7 @@
 //!
 //! The API the run calls, once per event:
 //!
-//! - [`Event`] says what happened: [`EventKind::Start`] before anything changes,
+//! - [`Event`] (built with [`Event::new`]) says what happened: [`EventKind::Start`] before anything changes,
 //!   [`EventKind::Success`], [`EventKind::Failure`] (the environment is not known to be good)
 //!   or [`EventKind::Rollback`] (the release failed and the environment is back on its previous
 //!   release), with the release tag, version, environment, digest, a one-line verdict and the
@@ -90,6 +90,29 @@ pub struct Event {
     pub verdict: String,
     /// Link to the run that did it ([`run_url_from_env`]).
     pub run_url: Option<String>,
+}
+
+impl Event {
+    /// An event of this run: `run_url` comes from the GitHub Actions environment
+    /// ([`run_url_from_env`]), `None` outside Actions.
+    pub fn new(
+        kind: EventKind,
+        release: impl Into<String>,
+        version: impl Into<String>,
+        environment: impl Into<String>,
+        digest: Option<String>,
+        verdict: impl Into<String>,
+    ) -> Event {
+        Event {
+            kind,
+            release: release.into(),
+            version: version.into(),
+            environment: environment.into(),
+            digest,
+            verdict: verdict.into(),
+            run_url: run_url_from_env(),
+        }
+    }
 }
 
 /// The link to the current GitHub Actions run (attempt included when it is a re-run), from
