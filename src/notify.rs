@@ -395,6 +395,35 @@ mod tests {
     }
 
     #[test]
+    fn an_environment_file_takes_notify_targets_but_no_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "account_id = \"111111111111\"\nregion = \"eu-west-1\"\n[role]\narn = \"arn:aws:iam::111111111111:role/r\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"app\"\n[[services]]\ncluster = \"c\"\nservice = \"s\"\ncontainer = \"k\"\n";
+        let path = dir.path().join("staging.toml");
+        std::fs::write(
+            &path,
+            format!("{base}[[notify]]\nkind = \"slack\"\nurl_env = \"SLACK_URL\"\n"),
+        )
+        .unwrap();
+        let envs = crate::config::load(dir.path()).unwrap();
+        let env = envs.get("staging").unwrap();
+        assert_eq!(
+            env.file.notify,
+            vec![NotifyTarget {
+                kind: NotifyKind::Slack,
+                url_env: "SLACK_URL".into(),
+                on: None
+            }]
+        );
+        std::fs::write(
+            &path,
+            format!("{base}[[notify]]\nkind = \"slack\"\nurl = \"https://hooks.example/x\"\n"),
+        )
+        .unwrap();
+        let err = format!("{:#}", crate::config::load(dir.path()).unwrap_err());
+        assert!(err.contains("unknown field `url`"), "{err}");
+    }
+
+    #[test]
     fn run_urls() {
         assert_eq!(
             run_url(None, Some("acme/shop"), Some("7"), Some("1")).as_deref(),
