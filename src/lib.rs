@@ -19,6 +19,8 @@ mod aws;
 mod config;
 mod deploy;
 mod github;
+pub mod iam;
+pub mod notify;
 mod plan;
 mod poll;
 mod promote;

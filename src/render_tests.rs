@@ -170,6 +170,7 @@ fn report(outcome: Outcome, state: ServiceState, evidence: &[&str]) -> DeployRep
         }],
         outcome,
         verdict: String::new(),
+        github: None,
     };
     r.verdict = match outcome {
         Outcome::Deployed | Outcome::AlreadyDeployed => success_verdict(&r, DIGEST),
