@@ -575,7 +575,8 @@ fn is_region(s: &str) -> bool {
 pub fn parse_role_arn(arn: &str) -> Option<&str> {
     let rest = arn.strip_prefix("arn:")?;
     let (partition, rest) = rest.split_once(':')?;
-    if !partition.starts_with("aws") {
+    // Exactly the partitions ECR and ECS run in: `arn:aws-evil:` is not AWS.
+    if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") {
         return None;
     }
     let rest = rest.strip_prefix("iam::")?;
@@ -828,5 +829,17 @@ container = "worker"
             Some("123456789012")
         );
         assert_eq!(parse_role_arn("arn:aws:iam::123456789012:user/a"), None);
+        assert_eq!(
+            parse_role_arn("arn:aws-us-gov:iam::123456789012:role/a"),
+            Some("123456789012")
+        );
+        for bad in [
+            "arn:aws-evil:iam::123456789012:role/a",
+            "arn:awsx:iam::123456789012:role/a",
+            "arn:AWS:iam::123456789012:role/a",
+            "arn::iam::123456789012:role/a",
+        ] {
+            assert_eq!(parse_role_arn(bad), None, "{bad}");
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! The `ferry` command: parses arguments, sets up logging, runs the library, maps the result
 //! to the documented exit code.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -91,9 +90,15 @@ enum Command {
         source: String,
         /// Destination: host[:port]/repository:tag
         destination: String,
-        /// Plain http, for registries on loopback only.
+        /// Plain http for both sides, for registries on loopback only.
         #[arg(long)]
         insecure: bool,
+        /// Plain http for the source only (loopback only).
+        #[arg(long)]
+        src_insecure: bool,
+        /// Plain http for the destination only (loopback only).
+        #[arg(long)]
+        dst_insecure: bool,
         /// Role to assume for an ECR source.
         #[arg(long)]
         source_role: Option<String>,
@@ -111,8 +116,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ferry::panic::install_hook();
     let cli = Cli::parse();
-    init_logging();
+    ferry::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -183,21 +189,6 @@ fn interrupted(signal: &str, changes_things: bool) -> anyhow::Error {
     }
 }
 
-fn init_logging() {
-    let color = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
-    });
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(color)
-        .with_target(false)
-        .without_time()
-        .with_env_filter(filter)
-        .init();
-}
-
 /// The whole cause chain, then the fix hint.
 fn print_error(err: &anyhow::Error) {
     let mut chain = err.chain();
@@ -260,11 +251,15 @@ async fn run(cli: Cli) -> Result<()> {
             source,
             destination,
             insecure,
+            src_insecure,
+            dst_insecure,
             source_role,
             target_role,
         } => {
             let opts = ferry::promote::CopyOptions {
                 insecure,
+                src_insecure,
+                dst_insecure,
                 source_role,
                 target_role,
             };

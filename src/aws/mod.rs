@@ -7,45 +7,10 @@ pub mod ecr;
 pub mod ecs;
 pub mod sts;
 
-use std::fmt;
-
-/// A string that must never reach a log or an error message.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// Renders an SDK error with its whole cause chain (the SDK's `Display` alone says only
 /// "service error").
 pub fn describe_sdk_error<E: std::error::Error + 'static>(err: &E) -> String {
     aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn secret_is_hidden() {
-        let s = super::Secret::new("hunter2");
-        assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
-        assert_eq!(s.expose(), "hunter2");
-    }
 }
