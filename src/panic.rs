@@ -14,14 +14,14 @@ pub const TEST_PANIC_ENV: &str = "FERRY_TEST_PANIC";
 /// Records what ferry is doing now, for the panic message.
 pub fn set_activity(what: impl Into<String>) {
     let what = what.into();
-    if let Ok(prefix) = std::env::var(TEST_PANIC_ENV) {
-        if !prefix.is_empty() && what.starts_with(&prefix) {
-            panic!("{TEST_PANIC_ENV} asked for a panic while {what}");
-        }
-    }
+    let test_panic = std::env::var(TEST_PANIC_ENV)
+        .is_ok_and(|prefix| !prefix.is_empty() && what.starts_with(&prefix));
     *ACTIVITY
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(what);
+    if test_panic {
+        panic!("{TEST_PANIC_ENV} asked for a panic");
+    }
 }
 
 /// The message printed for a panic at `location` with `payload`, given the activity.

@@ -233,6 +233,7 @@ impl RegistryClient {
                 rb = rb.body(b.clone());
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!("{method} {}", redact::url(&url));
             let wait = match rb.send().await {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !reauthed => {
                     reauthed = true;
@@ -258,26 +259,24 @@ impl RegistryClient {
                     }
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
-                    match schedule.next_delay(None) {
-                        Some(d) => {
-                            tracing::debug!(
-                                "{method} {}: {}; retrying in {d:?}",
-                                redact::url(&url),
-                                redact::reqwest_error(&e)
-                            );
-                            d
-                        }
-                        None => {
-                            return Err(anyhow!(
-                                "{method} {}: {} (after {} attempts)",
-                                redact::url(&url),
-                                redact::reqwest_error(&e),
-                                schedule.attempts()
-                            ))
-                        }
+                Err(e) if transient(&e) => match schedule.next_delay(None) {
+                    Some(d) => {
+                        tracing::debug!(
+                            "{method} {}: {}; retrying in {d:?}",
+                            redact::url(&url),
+                            redact::reqwest_error(&e)
+                        );
+                        d
                     }
-                }
+                    None => {
+                        return Err(anyhow!(
+                            "{method} {}: {} (after {} attempts)",
+                            redact::url(&url),
+                            redact::reqwest_error(&e),
+                            schedule.attempts()
+                        ))
+                    }
+                },
                 Err(e) => {
                     return Err(anyhow!(
                         "{method} {}: {}",
@@ -667,6 +666,23 @@ pub fn resolve_location(request: &url::Url, value: &str) -> Result<url::Url> {
     auth::redirect_allowed(request, &url).map_err(|e| anyhow!(e))?;
     anyhow::ensure!(url.host().is_some(), "the location has no host");
     Ok(url)
+}
+
+/// Whether a failed request may succeed when repeated: dropped connections, timeouts and
+/// refused connections are; a name that does not resolve or a TLS handshake that fails are not.
+fn transient(e: &reqwest::Error) -> bool {
+    if !(e.is_connect() || e.is_timeout() || e.is_request()) {
+        return false;
+    }
+    let text = redact::reqwest_error(e).to_ascii_lowercase();
+    ![
+        "dns error",
+        "certificate",
+        "invalidcontenttype",
+        "tls handshake",
+    ]
+    .iter()
+    .any(|p| text.contains(p))
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
