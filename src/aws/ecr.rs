@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use anyhow::{anyhow, Context, Result};
 use aws_config::SdkConfig;
 
-use super::{describe_sdk_error, Secret};
+use super::{SdkErrorExt, Secret};
 
 /// An ECR authorization token, still encoded: base64 `AWS:<password>`
 /// (`crate::registry::auth` decodes it).
@@ -24,11 +24,11 @@ pub struct EcrToken {
 /// reaches a log: the SDK's wire logs are filtered (`crate::logging`).
 pub async fn authorization(sdk: &SdkConfig) -> Result<EcrToken> {
     let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-    let out = aws_sdk_ecr::Client::new(sdk)
+    let out = super::sts::ecr_client(sdk)
         .get_authorization_token()
         .send()
         .await
-        .map_err(|e| anyhow!("{}", describe_sdk_error(&e)))
+        .map_err(|e| anyhow!("{}", e.human_line()))
         .with_context(|| format!("ecr:GetAuthorizationToken in {region}"))?;
     let data = out.authorization_data().first().ok_or_else(|| {
         anyhow!("ecr:GetAuthorizationToken in {region} returned no authorization data")
@@ -44,7 +44,7 @@ pub async fn authorization(sdk: &SdkConfig) -> Result<EcrToken> {
 
 /// Whether `repository` exists in the SDK config's account.
 pub async fn repository_exists(sdk: &SdkConfig, repository: &str) -> Result<bool> {
-    let res = aws_sdk_ecr::Client::new(sdk)
+    let res = super::sts::ecr_client(sdk)
         .describe_repositories()
         .repository_names(repository)
         .send()
@@ -57,7 +57,7 @@ pub async fn repository_exists(sdk: &SdkConfig, repository: &str) -> Result<bool
         {
             Ok(false)
         }
-        Err(e) => Err(anyhow!("{}", describe_sdk_error(&e)))
+        Err(e) => Err(anyhow!("{}", e.human_line()))
             .with_context(|| format!("ecr:DescribeRepositories {repository}")),
     }
 }
