@@ -120,9 +120,30 @@ pub fn auth_mode() -> AuthMode {
 }
 
 /// The default chain, pinned to `region`.
+/// The SDK's retries follow [`crate::retry::Policy::REQUESTS`] (its backoff, and its attempts
+/// unless `AWS_MAX_ATTEMPTS` says otherwise); every call has a deadline.
 pub async fn base_config(region: &str) -> SdkConfig {
+    let policy = crate::retry::Policy::REQUESTS;
+    let attempts = std::env::var("AWS_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(policy.max_attempts);
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
+        .retry_config(
+            aws_smithy_types::retry::RetryConfig::standard()
+                .with_max_attempts(attempts)
+                .with_initial_backoff(policy.first_delay)
+                .with_max_backoff(policy.max_delay),
+        )
+        .timeout_config(
+            aws_smithy_types::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .operation_timeout(policy.budget + Duration::from_secs(30))
+                .build(),
+        )
         .load()
         .await
 }
