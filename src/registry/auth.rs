@@ -283,6 +283,71 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
     })
 }
 
+/// A token service's answer, at most.
+const MAX_TOKEN_BODY: usize = 64 * 1024;
+
+/// Asks the token `realm` of `registry`'s Bearer challenge (`(realm, service, scope)`) for a
+/// token. The registry's Basic credentials go along only where [`realm_may_receive_basic`]
+/// allows; anywhere else the realm is asked for an anonymous token.
+pub(super) async fn fetch_token(
+    http: &reqwest::Client,
+    registry: &url::Url,
+    credentials: &Credentials,
+    (realm, service, scope): (&str, Option<&str>, Option<&str>),
+    deadline: std::time::Duration,
+) -> Result<Secret> {
+    use crate::redact;
+    let mut url = url::Url::parse(realm)
+        .map_err(|_| anyhow!("the token realm {} is not a URL", redact::url_str(realm)))?;
+    redirect_allowed(registry, &url).map_err(|e| anyhow!("token realm: {e}"))?;
+    for (k, v) in [("service", service), ("scope", scope)] {
+        if let Some(v) = v {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+    }
+    let mut rb = http.get(url.clone()).timeout(deadline);
+    match realm_may_receive_basic(registry, &url) {
+        Ok(()) => {
+            if let Credentials::Basic { username, password } = credentials {
+                rb = rb.basic_auth(username, Some(password.expose()));
+            }
+        }
+        Err(why) => tracing::warn!(
+            "{}: {why}; asking it for an anonymous token, without credentials",
+            redact::url(registry)
+        ),
+    }
+    let resp = rb.send().await.map_err(|e| {
+        anyhow!(
+            "token service {}: {}",
+            redact::url(&url),
+            redact::reqwest_error(&e)
+        )
+    })?;
+    if !resp.status().is_success() {
+        bail!(
+            "token service {} answered {}: credentials rejected",
+            redact::url(&url),
+            resp.status()
+        );
+    }
+    let body = super::body::read_limited(resp, MAX_TOKEN_BODY)
+        .await
+        .with_context(|| format!("reading the answer of {}", redact::url(&url)))?;
+    #[derive(serde::Deserialize)]
+    struct Token {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let t: Token = serde_json::from_slice(&body)
+        .map_err(|_| anyhow!("the token service's answer is not a token"))?;
+    t.token
+        .or(t.access_token)
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| anyhow!("the token service returned no token"))
+}
+
 /// `auths.<host>.auth` from the docker config file (`$DOCKER_CONFIG/config.json`, else
 /// `~/.docker/config.json`), when there is one.
 pub fn docker_config_credentials(host: &str) -> Option<Credentials> {

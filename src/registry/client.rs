@@ -9,14 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use futures_util::StreamExt;
+use anyhow::{anyhow, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 
 use super::auth::{self, Challenge, Credentials};
+use super::body::{header, read_limited, status_error, transient, Access};
 use super::digest::Digest;
+pub use super::location::resolve_location;
 use super::manifest::{MAX_MANIFEST_BYTES, MEDIA_TYPES};
+use super::names::{check_reference, check_repository};
 use crate::redact;
 use crate::retry::{self, Policy};
 use crate::secret::Secret;
@@ -44,10 +46,6 @@ pub struct Manifest {
 
 /// Deadline of one metadata request (manifests, HEADs, tokens, tag pages), body included.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
-/// Error answers are read up to this much (and shown shorter).
-const MAX_ERROR_BODY: usize = 16 * 1024;
-/// A token service's answer.
-const MAX_TOKEN_BODY: usize = 64 * 1024;
 /// One page of a tag list.
 const MAX_TAG_PAGE: usize = 4 * 1024 * 1024;
 /// Pages of a tag list followed at most.
@@ -81,38 +79,6 @@ impl std::fmt::Debug for RegistryClient {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Tags: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`; everything else that reaches a URL is a
-/// [`Digest`].
-fn check_reference(reference: &str) -> Result<()> {
-    if Digest::parse(reference).is_ok() {
-        return Ok(());
-    }
-    let ok = (1..=128).contains(&reference.len())
-        && reference
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && reference
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    anyhow::ensure!(ok, "{reference:?} is neither a tag nor a digest");
-    Ok(())
-}
-
-/// Repository names: lowercase path components of `[a-z0-9._-]`.
-fn check_repository(repository: &str) -> Result<()> {
-    let ok = (1..=256).contains(&repository.len())
-        && repository.split('/').all(|c| {
-            !c.is_empty()
-                && c != "."
-                && c != ".."
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        });
-    anyhow::ensure!(ok, "{repository:?} is not a repository name");
-    Ok(())
 }
 
 impl RegistryClient {
@@ -327,56 +293,16 @@ impl RegistryClient {
         service: Option<&str>,
         scope: Option<&str>,
     ) -> Result<Secret> {
-        let mut url = url::Url::parse(realm)
-            .map_err(|_| anyhow!("the token realm {} is not a URL", redact::url_str(realm)))?;
-        auth::redirect_allowed(&self.base, &url).map_err(|e| anyhow!("token realm: {e}"))?;
-        for (k, v) in [("service", service), ("scope", scope)] {
-            if let Some(v) = v {
-                url.query_pairs_mut().append_pair(k, v);
-            }
-        }
-        let mut rb = self.http.get(url.clone()).timeout(REQUEST_DEADLINE);
-        match auth::realm_may_receive_basic(&self.base, &url) {
-            Ok(()) => {
-                if let Credentials::Basic { username, password } = &*lock(&self.credentials) {
-                    rb = rb.basic_auth(username, Some(password.expose()));
-                }
-            }
-            Err(why) => tracing::warn!(
-                "{}: {why}; asking it for an anonymous token, without credentials",
-                self.host()
-            ),
-        }
+        let credentials = lock(&self.credentials).clone();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = rb.send().await.map_err(|e| {
-            anyhow!(
-                "token service {}: {}",
-                redact::url(&url),
-                redact::reqwest_error(&e)
-            )
-        })?;
-        if !resp.status().is_success() {
-            bail!(
-                "token service {} answered {}: credentials rejected",
-                redact::url(&url),
-                resp.status()
-            );
-        }
-        let body = read_limited(resp, MAX_TOKEN_BODY)
-            .await
-            .with_context(|| format!("reading the answer of {}", redact::url(&url)))?;
-        #[derive(serde::Deserialize)]
-        struct Token {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let t: Token = serde_json::from_slice(&body)
-            .map_err(|_| anyhow!("the token service's answer is not a token"))?;
-        t.token
-            .or(t.access_token)
-            .filter(|t| !t.is_empty())
-            .map(Secret::new)
-            .ok_or_else(|| anyhow!("the token service returned no token"))
+        auth::fetch_token(
+            &self.http,
+            &self.base,
+            &credentials,
+            (realm, service, scope),
+            REQUEST_DEADLINE,
+        )
+        .await
     }
 
     /// GET a manifest by tag or digest with every supported media type accepted; at most
@@ -656,181 +582,13 @@ impl RegistryClient {
 #[error("{0}")]
 pub struct SourceCorrupt(pub String);
 
-/// Resolves a `Location` (or `Link`) value per RFC 3986 against the URL of the request that
-/// received it; only http(s), never https → http, at most 8 KiB.
-pub fn resolve_location(request: &url::Url, value: &str) -> Result<url::Url> {
-    anyhow::ensure!(value.len() <= 8 * 1024, "the location is over 8 KiB");
-    let url = request
-        .join(value.trim())
-        .map_err(|_| anyhow!("{} is not a URL reference", redact::url_str(value)))?;
-    auth::redirect_allowed(request, &url).map_err(|e| anyhow!(e))?;
-    anyhow::ensure!(url.host().is_some(), "the location has no host");
-    Ok(url)
-}
-
-/// Whether a failed request may succeed when repeated: dropped connections, timeouts and
-/// refused connections are; a name that does not resolve or a TLS handshake that fails are not.
-fn transient(e: &reqwest::Error) -> bool {
-    if !(e.is_connect() || e.is_timeout() || e.is_request()) {
-        return false;
-    }
-    let text = redact::reqwest_error(e).to_ascii_lowercase();
-    ![
-        "dns error",
-        "certificate",
-        "invalidcontenttype",
-        "tls handshake",
-    ]
-    .iter()
-    .any(|p| text.contains(p))
-}
-
-fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// Reads a whole body of at most `limit` bytes; more is an error, found out without holding
-/// more than `limit` bytes.
-pub async fn read_limited(resp: reqwest::Response, limit: usize) -> Result<bytes::Bytes> {
-    if let Some(n) = resp.content_length() {
-        anyhow::ensure!(
-            n <= limit as u64,
-            "the answer is {n} bytes, over the limit of {limit}"
-        );
-    }
-    let mut buf = bytes::BytesMut::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| anyhow!(redact::reqwest_error(&e)))?;
-        anyhow::ensure!(
-            buf.len() + chunk.len() <= limit,
-            "the answer is over the limit of {limit} bytes"
-        );
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
-/// The first `limit` bytes of a body (an error answer), the rest dropped unread.
-async fn read_prefix(resp: reqwest::Response, limit: usize) -> String {
-    let mut buf = Vec::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(Ok(chunk)) = stream.next().await {
-        let take = (limit - buf.len()).min(chunk.len());
-        buf.extend_from_slice(&chunk[..take]);
-        if buf.len() >= limit {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-#[derive(Clone, Copy)]
-enum Access {
-    Read,
-    Write,
-}
-
-async fn status_error(
-    status: StatusCode,
-    what: &str,
-    resp: reqwest::Response,
-    access: Access,
-) -> anyhow::Error {
-    let body = tokio::time::timeout(Duration::from_secs(10), read_prefix(resp, MAX_ERROR_BODY))
-        .await
-        .unwrap_or_default();
-    let body: String = body.chars().filter(|c| !c.is_control()).take(300).collect();
-    let hint = match (status, access) {
-        (StatusCode::UNAUTHORIZED, _) => " (credentials rejected)".to_string(),
-        (StatusCode::FORBIDDEN, Access::Read) => {
-            " (access denied: the role needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on this repository, and the repository policy must allow it)".to_string()
-        }
-        (StatusCode::FORBIDDEN, Access::Write) => " (access denied: the role needs ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload, ecr:BatchCheckLayerAvailability and ecr:PutImage on this repository)".to_string(),
-        _ => String::new(),
-    };
-    anyhow!("{what}: registry answered {status}{hint}: {}", body.trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn locations_resolve_against_the_request_url() {
-        let post = url::Url::parse("http://127.0.0.1:5000/v2/app/blobs/uploads/").unwrap();
-        let r = |v: &str| resolve_location(&post, v).map(|u| u.to_string());
-        assert_eq!(
-            r("/v2/app/blobs/uploads/u1?_state=x").unwrap(),
-            "http://127.0.0.1:5000/v2/app/blobs/uploads/u1?_state=x"
-        );
-        assert_eq!(
-            r("u2?_state=y").unwrap(),
-            "http://127.0.0.1:5000/v2/app/blobs/uploads/u2?_state=y",
-            "relative to the POST URL, not the registry root"
-        );
-        assert_eq!(
-            r("../other/u3").unwrap(),
-            "http://127.0.0.1:5000/v2/app/blobs/other/u3"
-        );
-        assert_eq!(
-            r("https://uploads.example/u4").unwrap(),
-            "https://uploads.example/u4"
-        );
-        let https = url::Url::parse("https://r.example/v2/app/blobs/uploads/").unwrap();
-        assert!(resolve_location(&https, "http://r.example/u").is_err());
-        assert!(resolve_location(&post, "file:///etc/passwd").is_err());
-        assert!(resolve_location(&post, &"a".repeat(9000)).is_err());
-    }
-
-    #[test]
-    fn references_and_repositories() {
-        for ok in [
-            "v1.2.3",
-            "latest",
-            "_x",
-            &format!("sha256:{}", "a".repeat(64)),
-        ] {
-            assert!(check_reference(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            ".x",
-            "-x",
-            "a/b",
-            "a?b",
-            "sha256:../x",
-            &"a".repeat(129),
-        ] {
-            assert!(check_reference(bad).is_err(), "{bad}");
-        }
-        assert!(check_repository("shop/api").is_ok());
-        for bad in ["", "a//b", "../x", "a/./b", "A", "a?b"] {
-            assert!(check_repository(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn blob_deadlines_grow_with_size() {
         assert_eq!(blob_deadline(0), Duration::from_secs(120));
         assert_eq!(blob_deadline(200 << 20), Duration::from_secs(320));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn location_never_panics(s in "\\PC{0,100}") {
-            let post = url::Url::parse("https://r.example/v2/app/blobs/uploads/").unwrap();
-            if let Ok(u) = resolve_location(&post, &s) {
-                proptest::prop_assert!(u.scheme() == "https");
-            }
-        }
-        #[test]
-        fn references_never_panic(s in "\\PC{0,140}") {
-            let _ = check_reference(&s);
-            let _ = check_repository(&s);
-        }
     }
 }

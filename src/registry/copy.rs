@@ -16,31 +16,25 @@
 //!    digest is never moved.
 //! 4. Read the copy back (the tag's bytes, every child and blob present).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::pin::Pin;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::client::{Manifest, RegistryClient, SourceCorrupt};
 use super::digest::{Digest, Hasher};
-use super::manifest::{self, Parsed};
+use super::graph::{walk, Blob, Graph};
+use super::verify::{State, Verify};
 use crate::error::Failure;
 
 /// Blobs copied at once.
 const CONCURRENCY: usize = 6;
 /// HEADs and small manifest requests at once: latency-bound, so wider.
-const LOOKUPS: usize = 32;
-/// Manifests in one image graph, at most.
-const MAX_MANIFESTS: usize = 1000;
-/// Depth of nested indexes, at most.
-const MAX_DEPTH: usize = 8;
+pub(super) const LOOKUPS: usize = 32;
 
 /// One side of a copy.
 pub struct Side<'a> {
@@ -68,178 +62,6 @@ pub struct CopyOutcome {
     /// HTTP requests made to both registries.
     pub requests: u64,
     pub seconds: f64,
-}
-
-/// A blob the graph needs.
-#[derive(Debug, Clone)]
-struct Blob {
-    size: u64,
-    /// A foreign / non-distributable layer, with where its bytes are said to live.
-    foreign: Option<Vec<String>>,
-}
-
-/// One manifest of the graph, with what it references.
-struct Node {
-    manifest: Manifest,
-    /// Longest path down to a leaf manifest: 0 for an image manifest.
-    height: usize,
-}
-
-/// The image graph below a top manifest.
-struct Graph {
-    /// By height (children before parents); the top manifest last.
-    manifests: Vec<Node>,
-    blobs: BTreeMap<Digest, Blob>,
-}
-
-impl Graph {
-    fn children(&self) -> &[Node] {
-        &self.manifests[..self.manifests.len() - 1]
-    }
-    fn top(&self) -> &Node {
-        &self.manifests[self.manifests.len() - 1]
-    }
-}
-
-fn parse_manifest(src: &Side<'_>, m: &Manifest) -> Result<Parsed> {
-    manifest::parse(&m.bytes).map_err(|e| {
-        anyhow!(
-            "manifest {} in {}/{}: {e}",
-            m.digest,
-            src.client.host(),
-            src.repository
-        )
-    })
-}
-
-/// Reads every manifest below `top` from the source (each level's children concurrently),
-/// verifying each child's digest and size, and orders them children first.
-async fn walk(src: &Side<'_>, top: Manifest) -> Result<Graph> {
-    let mut blobs = BTreeMap::new();
-    let mut children_of: HashMap<Digest, Vec<Digest>> = HashMap::new();
-    let mut nodes: HashMap<Digest, Manifest> = HashMap::new();
-    let mut seen = HashSet::from([top.digest.clone()]);
-    let top_digest = top.digest.clone();
-    let mut level = vec![top];
-    let mut depth = 0;
-    while !level.is_empty() {
-        depth += 1;
-        if depth > MAX_DEPTH {
-            bail!(
-                "{}/{}: indexes nested more than {MAX_DEPTH} deep",
-                src.client.host(),
-                src.repository
-            );
-        }
-        let mut wanted = Vec::new();
-        for m in &level {
-            let parsed = parse_manifest(src, m)?;
-            for d in parsed.config.iter().chain(parsed.layers.iter()) {
-                blobs.insert(
-                    d.digest.clone(),
-                    Blob {
-                        size: d.size,
-                        foreign: d.is_foreign().then(|| d.urls.clone()),
-                    },
-                );
-            }
-            let kids = children_of.entry(m.digest.clone()).or_default();
-            for c in &parsed.manifests {
-                kids.push(c.digest.clone());
-                if seen.insert(c.digest.clone()) {
-                    wanted.push(c.clone());
-                }
-            }
-        }
-        if seen.len() > MAX_MANIFESTS {
-            bail!(
-                "{}/{}: more than {MAX_MANIFESTS} manifests in one image",
-                src.client.host(),
-                src.repository
-            );
-        }
-        for m in level.drain(..) {
-            nodes.insert(m.digest.clone(), m);
-        }
-        level = futures_util::stream::iter(wanted)
-            .map(|child| async move {
-                let cm = src
-                    .client
-                    .get_manifest(src.repository, child.digest.as_str())
-                    .await?
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "{}/{}: the index lists {}, which the registry does not have",
-                            src.client.host(),
-                            src.repository,
-                            child.digest
-                        )
-                    })?;
-                if cm.bytes.len() as u64 != child.size {
-                    return Err(SourceCorrupt(format!(
-                        "{}/{}@{}: the manifest is {} bytes, its index says {}",
-                        src.client.host(),
-                        src.repository,
-                        child.digest,
-                        cm.bytes.len(),
-                        child.size
-                    ))
-                    .into());
-                }
-                Ok::<_, anyhow::Error>(cm)
-            })
-            .buffered(LOOKUPS)
-            .try_collect()
-            .await?;
-    }
-    // Heights, children first (the graph is acyclic: a manifest cannot contain its own hash).
-    fn height(
-        d: &Digest,
-        children_of: &HashMap<Digest, Vec<Digest>>,
-        memo: &mut HashMap<Digest, usize>,
-    ) -> usize {
-        if let Some(h) = memo.get(d) {
-            return *h;
-        }
-        let h = children_of
-            .get(d)
-            .into_iter()
-            .flatten()
-            .map(|c| 1 + height(c, children_of, memo))
-            .max()
-            .unwrap_or(0);
-        memo.insert(d.clone(), h);
-        h
-    }
-    let mut memo = HashMap::new();
-    let mut manifests: Vec<Node> = nodes
-        .into_values()
-        .map(|m| Node {
-            height: height(&m.digest, &children_of, &mut memo),
-            manifest: with_media_type(m),
-        })
-        .collect();
-    manifests.sort_by(|a, b| {
-        (
-            a.manifest.digest == top_digest,
-            a.height,
-            &a.manifest.digest,
-        )
-            .cmp(&(
-                b.manifest.digest == top_digest,
-                b.height,
-                &b.manifest.digest,
-            ))
-    });
-    Ok(Graph { manifests, blobs })
-}
-
-/// The media type to push with: the manifest's own `mediaType`, else what the source said.
-fn with_media_type(m: Manifest) -> Manifest {
-    match manifest::parse(&m.bytes).ok().and_then(|p| p.media_type) {
-        Some(t) if t.len() <= 255 => Manifest { media_type: t, ..m },
-        _ => m,
-    }
 }
 
 /// HEADs every child manifest and blob at the destination in one concurrent wave; returns
@@ -600,99 +422,6 @@ async fn stream_blob(
     let n = counter.load(Ordering::Relaxed);
     done.fetch_add(n, Ordering::Relaxed);
     Ok(n)
-}
-
-enum State {
-    Streaming,
-    /// The source ended and the bytes check out: hand over the held chunk, then end.
-    Verified,
-    Done,
-}
-
-/// A blob body that hashes and counts what passes, and holds the last chunk back until the
-/// whole blob is proven: a short, long or corrupt source ends the upload with an error before
-/// the destination has every byte, so it cannot commit.
-struct Verify {
-    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
-    hasher: Option<Hasher>,
-    seen: u64,
-    size: u64,
-    digest: Digest,
-    held: Option<Bytes>,
-    state: State,
-    fault: Arc<Mutex<Option<String>>>,
-    counter: Arc<AtomicU64>,
-    from: String,
-}
-
-impl Verify {
-    fn fail(&mut self, msg: String) -> Poll<Option<Result<Bytes, std::io::Error>>> {
-        self.state = State::Done;
-        self.held = None;
-        *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = Some(format!(
-            "{}@{}: {msg}; the source's copy is corrupt (nothing was committed at the destination)",
-            self.from, self.digest
-        ));
-        Poll::Ready(Some(Err(std::io::Error::other(msg))))
-    }
-}
-
-impl Stream for Verify {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            match self.state {
-                State::Done => return Poll::Ready(None),
-                State::Verified => {
-                    self.state = State::Done;
-                    return Poll::Ready(self.held.take().map(Ok));
-                }
-                State::Streaming => {}
-            }
-            match self.inner.as_mut().poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    self.seen += chunk.len() as u64;
-                    if self.seen > self.size {
-                        let size = self.size;
-                        return self.fail(format!(
-                            "the source sent more than the {size} bytes the manifest says"
-                        ));
-                    }
-                    if let Some(h) = self.hasher.as_mut() {
-                        h.update(&chunk);
-                    }
-                    self.counter
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if let Some(prev) = self.held.replace(chunk) {
-                        return Poll::Ready(Some(Ok(prev)));
-                    }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    // A dropped source connection: transient, retried by the caller.
-                    self.state = State::Done;
-                    return Poll::Ready(Some(Err(std::io::Error::other(
-                        crate::redact::reqwest_error(&e),
-                    ))));
-                }
-                Poll::Ready(None) => {
-                    if self.seen != self.size {
-                        let (seen, size) = (self.seen, self.size);
-                        return self.fail(format!(
-                            "the source sent {seen} bytes, the manifest says {size}"
-                        ));
-                    }
-                    let got = self.hasher.take().map(Hasher::finish);
-                    if got.as_ref() != Some(&self.digest) {
-                        let got = got.map(|d| d.to_string()).unwrap_or_default();
-                        return self.fail(format!("the source's bytes hash to {got}"));
-                    }
-                    self.state = State::Verified;
-                }
-            }
-        }
-    }
 }
 
 /// Reads the copy back: the tag's bytes hash to the source digest with the same media type,

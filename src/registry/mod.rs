@@ -2,16 +2,24 @@
 //!
 //! ECR is reached here like any registry (basic auth with a `GetAuthorizationToken`
 //! password): that is the only way image bytes can move between repositories and accounts.
-//! [`auth`] decides which credentials go where, [`client`] speaks the protocol, [`manifest`]
-//! and [`digest`] are the typed values read from the network, [`link`] the pagination header,
-//! and [`copy`] moves a whole image graph.
+//! In the order data flows: [`auth`] decides which credentials go where (and gets ECR
+//! tokens); [`client`] speaks the protocol, with `names` (repositories and references checked
+//! before they reach a URL), `location` (RFC 3986 resolution of `Location` and `Link`) and
+//! `body` (bounded reads, error text); [`digest`], [`manifest`] and [`link`] are the typed
+//! values read from the network; [`copy`] moves a whole image graph, reading it through
+//! `graph` (children before parents) and streaming blobs through `verify` (hashed on the way).
 
 pub mod auth;
+mod body;
 pub mod client;
 pub mod copy;
 pub mod digest;
+mod graph;
 pub mod link;
+mod location;
 pub mod manifest;
+mod names;
+mod verify;
 
 use anyhow::{bail, Context, Result};
 
