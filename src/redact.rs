@@ -2,7 +2,7 @@
 //!
 //! Upload locations carry state tokens in their query, presigned blob URLs carry signatures,
 //! and a URL may carry `user:password@`. Everything ferry prints about a URL goes through
-//! [`url`] (or [`url_str`] for text that may not even parse), and every `reqwest` error through
+//! [`url()`] (or [`url_str`] for text that may not even parse), and every `reqwest` error through
 //! [`reqwest_error`], which also replaces the URL reqwest embeds in its message.
 
 /// `scheme://host[:port]/path`: no userinfo, no query, no fragment.
@@ -15,7 +15,7 @@ pub fn url(u: &url::Url) -> String {
     u.to_string()
 }
 
-/// [`url`] for text that may not be a URL; text that does not parse is replaced entirely.
+/// [`url()`] for text that may not be a URL; text that does not parse is replaced entirely.
 pub fn url_str(s: &str) -> String {
     match url::Url::parse(s) {
         Ok(u) => url(&u),
