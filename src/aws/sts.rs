@@ -75,14 +75,14 @@ impl OidcSource {
             .with_context(|| {
                 format!(
                     "requesting the GitHub OIDC token from {}",
-                    redact_query(&url)
+                    crate::redact::url(&url)
                 )
             })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(anyhow::anyhow!(
                 "the GitHub OIDC token endpoint {} answered {status}",
-                redact_query(&url)
+                crate::redact::url(&url)
             ))
             .context("does the job have `permissions: id-token: write`?");
         }
@@ -102,12 +102,6 @@ impl OidcSource {
             .context("the GitHub OIDC token answer is not {\"value\": …}")?;
         Ok(Secret::new(answer.value))
     }
-}
-
-fn redact_query(url: &url::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.to_string()
 }
 
 /// Which authentication an environment will use in this process.
