@@ -100,9 +100,15 @@ pub enum Command {
         source: String,
         /// Destination: host[:port]/repository:tag
         destination: String,
-        /// Plain http, for registries on loopback only.
+        /// Plain http for both sides, for registries on loopback only.
         #[arg(long)]
         insecure: bool,
+        /// Plain http for the source only (loopback only).
+        #[arg(long)]
+        src_insecure: bool,
+        /// Plain http for the destination only (loopback only).
+        #[arg(long)]
+        dst_insecure: bool,
         /// Role to assume for an ECR source.
         #[arg(long)]
         source_role: Option<String>,

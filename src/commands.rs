@@ -41,11 +41,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             source,
             destination,
             insecure,
+            src_insecure,
+            dst_insecure,
             source_role,
             target_role,
         } => {
             let opts = crate::promote::CopyOptions {
                 insecure,
+                src_insecure,
+                dst_insecure,
                 source_role,
                 target_role,
             };

@@ -370,7 +370,7 @@ pub fn policies(
 /// DescribeTaskDefinition) with the environment's role.
 pub async fn live_services(env: &Environment) -> Result<LiveServices> {
     let sdk = crate::aws::sts::environment_config(env).await?;
-    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let ecs = crate::aws::sts::ecs_client(&sdk);
     let mut live = LiveServices::default();
     for s in &env.file.services {
         let out = ecs

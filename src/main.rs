@@ -9,6 +9,7 @@ use ferry::cli::Cli;
 use ferry::commands;
 
 fn main() -> ExitCode {
+    ferry::panic::install_hook();
     let cli = Cli::parse();
     ferry::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

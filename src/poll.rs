@@ -53,12 +53,22 @@ impl Default for Poll {
     }
 }
 
-/// `d` ± 20 %, from the standard library's per-process random hasher keys.
+/// `d` ± 20 %.
 fn jitter(d: Duration) -> Duration {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(d.as_nanos() as u64);
-    let r = (h.finish() % 401) as f64 / 1000.0; // 0.0 ..= 0.4
+    let r = random_below(401) as f64 / 1000.0; // 0.0 ..= 0.4
     d.mul_f64(0.8 + r)
+}
+
+/// A random number in `0..n` (0 when `n` is 0), for jitter: the standard library's random
+/// hasher keys are enough, and need no dependency.
+pub fn random_below(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u64(now.map_or(0, |d| d.as_nanos() as u64));
+    h.finish() % n
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ pub async fn promote(
 ) -> Result<PromoteOutcome> {
     let src_sdk = crate::aws::sts::environment_config(source_env).await?;
     let dst_sdk = crate::aws::sts::environment_config(target_env).await?;
-    let src = crate::aws::ecr::registry_client(&src_sdk, &source_env.registry_host())
+    let src = crate::registry::auth::ecr_client(&src_sdk, &source_env.registry_host())
         .await
         .with_context(|| {
             format!(
@@ -29,7 +29,7 @@ pub async fn promote(
                 source_env.registry_host()
             )
         })?;
-    let dst = crate::aws::ecr::registry_client(&dst_sdk, &target_env.registry_host())
+    let dst = crate::registry::auth::ecr_client(&dst_sdk, &target_env.registry_host())
         .await
         .with_context(|| {
             format!(
@@ -75,8 +75,12 @@ pub async fn promote(
 /// Options of `ferry copy`.
 #[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
-    /// Plain http, for registries on loopback only.
+    /// Plain http for both sides, for registries on loopback only.
     pub insecure: bool,
+    /// Plain http for the source only (loopback only).
+    pub src_insecure: bool,
+    /// Plain http for the destination only (loopback only).
+    pub dst_insecure: bool,
     pub source_role: Option<String>,
     pub target_role: Option<String>,
 }
@@ -87,12 +91,18 @@ pub async fn copy_images(src: &str, dst: &str, opts: &CopyOptions) -> Result<Pro
     use crate::registry::ImageName;
     let s = ImageName::parse(src).map_err(|e| Failure::invalid(format!("source: {e}")))?;
     let d = ImageName::parse(dst).map_err(|e| Failure::invalid(format!("destination: {e}")))?;
-    let src_client = client_for(&s, opts.insecure, opts.source_role.as_deref(), "SRC_").await?;
-    let dst_client = if s.host == d.host && opts.source_role == opts.target_role {
-        src_client.clone()
-    } else {
-        client_for(&d, opts.insecure, opts.target_role.as_deref(), "DST_").await?
-    };
+    let (src_insecure, dst_insecure) = (
+        opts.insecure || opts.src_insecure,
+        opts.insecure || opts.dst_insecure,
+    );
+    let src_client = client_for(&s, src_insecure, opts.source_role.as_deref(), "SRC_").await?;
+    let dst_client =
+        if s.host == d.host && opts.source_role == opts.target_role && src_insecure == dst_insecure
+        {
+            src_client.clone()
+        } else {
+            client_for(&d, dst_insecure, opts.target_role.as_deref(), "DST_").await?
+        };
     let out = copy::copy(
         &Side {
             client: &src_client,
@@ -124,18 +134,19 @@ async fn client_for(
     let base = if mapped || name.ecr().is_some() {
         crate::registry::endpoint_url(&name.host)?
     } else if insecure {
-        let host_only = name
-            .host
-            .rsplit_once(':')
-            .map_or(name.host.as_str(), |(h, _)| h);
-        if !matches!(host_only, "127.0.0.1" | "localhost" | "[::1]") {
+        let url = url::Url::parse(&format!("http://{}", name.host))
+            .map_err(|_| Failure::invalid(format!("{:?} is not a registry host", name.host)))?;
+        if !url
+            .host()
+            .is_some_and(|h| crate::registry::auth::is_loopback(&h))
+        {
             return Err(Failure::invalid(format!(
                 "--insecure (plain http) is only for registries on loopback, not {}",
                 name.host
             ))
             .into());
         }
-        url::Url::parse(&format!("http://{}", name.host))?
+        url
     } else {
         url::Url::parse(&format!("https://{}", name.host))?
     };
@@ -154,7 +165,7 @@ async fn client_for(
                 )
                 .build();
         }
-        return crate::aws::ecr::registry_client(&sdk, &name.host)
+        return crate::registry::auth::ecr_client(&sdk, &name.host)
             .await
             .with_context(|| format!("ECR credentials for {}", name.host));
     }
@@ -167,32 +178,10 @@ async fn client_for(
     let creds = match (env("REGISTRY_USER"), env("REGISTRY_PASSWORD")) {
         (Some(u), Some(p)) => Credentials::Basic {
             username: u,
-            password: crate::aws::Secret::new(p),
+            password: crate::secret::Secret::new(p),
         },
-        _ => docker_config_credentials(&name.host).unwrap_or(Credentials::Anonymous),
+        _ => crate::registry::auth::docker_config_credentials(&name.host)
+            .unwrap_or(Credentials::Anonymous),
     };
     RegistryClient::new(base, creds)
-}
-
-/// `auths.<host>.auth` (base64 `user:password`) from the docker config file.
-fn docker_config_credentials(host: &str) -> Option<crate::registry::Credentials> {
-    use base64::Engine as _;
-    let dir = std::env::var("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|_| std::env::var("HOME").map(|h| std::path::Path::new(&h).join(".docker")))
-        .ok()?;
-    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let auth = json.get("auths")?.get(host)?.get("auth")?.as_str()?;
-    let decoded = String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(auth)
-            .ok()?,
-    )
-    .ok()?;
-    let (u, p) = decoded.split_once(':')?;
-    Some(crate::registry::Credentials::Basic {
-        username: u.to_string(),
-        password: crate::aws::Secret::new(p),
-    })
 }

@@ -40,7 +40,7 @@ pub async fn deploy(
     refuse_moved_tag(plan, &digest)?;
     let sdk = crate::aws::sts::environment_config(env).await?;
     crate::aws::sts::verify_identity(env, &sdk).await?;
-    let client = aws_sdk_ecs::Client::new(&sdk);
+    let client = crate::aws::sts::ecs_client(&sdk);
     let image = format!(
         "{}/{}@{}",
         env.registry_host(),

@@ -150,6 +150,38 @@ fn no_answer(e: &reqwest::Error, check: &SmokeCheck) -> String {
     }
 }
 
+/// The most of a smoke answer ferry reads: a version field does not need more, and an endless
+/// body must not grow ferry's memory until the runner kills it mid-deploy.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Reads at most [`MAX_BODY_BYTES`]; a longer body fails the attempt.
+async fn read_body(resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    use futures_util::StreamExt;
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(format!(
+            "the body is over {} MiB (a health endpoint should answer a small JSON)",
+            MAX_BODY_BYTES >> 20
+        ));
+    }
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| format!("reading the body: {}", crate::redact::reqwest_error(&e)))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(format!(
+                "the body is over {} MiB (a health endpoint should answer a small JSON)",
+                MAX_BODY_BYTES >> 20
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// One request: `Ok(what passed)` or `Err(why not)`.
 async fn attempt(
     client: &reqwest::Client,
@@ -177,10 +209,7 @@ async fn attempt(
     let Some(field) = &check.version_field else {
         return Ok(format!("status {status}"));
     };
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("reading the body: {e}"))?;
+    let body = read_body(resp).await?;
     let json: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|_| format!("status {status} but the body is not JSON (needed for `{field}`)"))?;
     let found = field.split('.').try_fold(&json, |v, k| v.get(k));
@@ -322,6 +351,46 @@ mod tests {
         let r = run(&[c], &versions()).await;
         assert!(!r[0].ok);
         assert!(r[0].detail.contains("follow_redirects"), "{}", r[0].detail);
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_cut_off_at_one_mib() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = sent.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { break };
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                );
+                let chunk = vec![b' '; 65536];
+                loop {
+                    if write!(s, "{:x}\r\n", chunk.len()).is_err()
+                        || s.write_all(&chunk).is_err()
+                        || s.write_all(b"\r\n").is_err()
+                    {
+                        break;
+                    }
+                    counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+        let mut c = check(format!("http://{addr}/health"));
+        c.deadline_seconds = 1;
+        c.timeout_seconds = 5;
+        let started = Instant::now();
+        let r = run(&[c], &versions()).await;
+        assert!(!r[0].ok);
+        assert!(r[0].detail.contains("over 1 MiB"), "{}", r[0].detail);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "cut off, not timed out"
+        );
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@ pub async fn read(dir: &Path, only: Option<&str>) -> Result<Vec<ServiceStatus>> 
     let mut rows = Vec::new();
     for env in selected {
         let sdk = crate::aws::sts::environment_config(env).await?;
-        let client = aws_sdk_ecs::Client::new(&sdk);
+        let client = crate::aws::sts::ecs_client(&sdk);
         for s in &env.file.services {
             let svc = ecs::find_service(&client, &s.cluster, &s.service)
                 .await?

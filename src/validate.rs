@@ -102,7 +102,7 @@ async fn online_checks(env: &Environment, checks: &mut Vec<Check>) {
         });
     push(format!("repository {repo}"), res);
     for s in &env.file.services {
-        let client = aws_sdk_ecs::Client::new(&sdk);
+        let client = crate::aws::sts::ecs_client(&sdk);
         let res = crate::aws::ecs::find_service(&client, &s.cluster, &s.service)
             .await
             .and_then(|found| {

@@ -12,7 +12,6 @@ use std::fmt;
 
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_sdk_sts::error::SdkError;
-use aws_sdk_sts::operation::RequestId;
 
 pub use crate::secret::Secret;
 
@@ -30,8 +29,6 @@ pub struct AwsError {
     pub code: Option<String>,
     /// The service's message, or why no answer came.
     pub message: String,
-    /// AWS request id, for support cases.
-    pub request_id: Option<String>,
     /// HTTP status, when a response arrived.
     pub status: Option<u16>,
 }
@@ -42,46 +39,15 @@ impl AwsError {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let status = err.raw_response().map(|r| r.status().as_u16());
-        let (code, message) = match err {
-            SdkError::ServiceError(_) => (
-                err.code().map(str::to_string),
-                err.message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| "no message".into()),
-            ),
-            SdkError::TimeoutError(_) => (None, "the request timed out".into()),
-            SdkError::DispatchFailure(d) => (
-                None,
-                format!(
-                    "could not reach the service: {}",
-                    first_line(&describe_sdk_error(
-                        d.as_connector_error()
-                            .map_or(err as &dyn std::error::Error, |c| c
-                                as &dyn std::error::Error)
-                    ))
-                ),
-            ),
-            SdkError::ResponseError(_) => (
-                None,
-                "the answer could not be read (not the expected AWS response)".into(),
-            ),
-            SdkError::ConstructionFailure(_) => (
-                None,
-                format!(
-                    "the request could not be built: {}",
-                    first_line(&describe_sdk_error(err))
-                ),
-            ),
-            _ => (None, first_line(&describe_sdk_error(err))),
-        };
         AwsError {
             operation: operation.to_string(),
             resource: resource.to_string(),
-            code,
-            message,
-            request_id: err.request_id().map(str::to_string),
-            status,
+            code: match err {
+                SdkError::ServiceError(_) => err.code().map(str::to_string),
+                _ => None,
+            },
+            message: err.human_line(),
+            status: err.raw_response().map(|r| r.status().as_u16()),
         }
     }
 
@@ -119,17 +85,7 @@ impl fmt::Display for AwsError {
         if !self.resource.is_empty() {
             write!(f, " {}", self.resource)?;
         }
-        write!(f, ": ")?;
-        if let Some(c) = &self.code {
-            write!(f, "{c}: ")?;
-        } else if let Some(s) = self.status {
-            write!(f, "HTTP {s}: ")?;
-        }
-        write!(f, "{}", self.message.trim_end_matches('.'))?;
-        if let Some(id) = &self.request_id {
-            write!(f, " (request id {id})")?;
-        }
-        Ok(())
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -155,24 +111,101 @@ pub fn aws_error(err: &anyhow::Error) -> Option<&AwsError> {
     err.chain().find_map(|e| e.downcast_ref::<AwsError>())
 }
 
-/// Renders an SDK error with its whole cause chain (the SDK's `Display` alone says only
-/// "service error"). For errors that are not `SdkError`s (credential providers).
-pub fn describe_sdk_error<E: std::error::Error + ?Sized>(err: &E) -> String {
-    let mut s = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !s.contains(&next) {
-            s.push_str(": ");
-            s.push_str(&next);
-        }
-        source = e.source();
-    }
-    s
+/// One human line for an SDK error (the error extension every AWS call site uses).
+pub trait SdkErrorExt {
+    /// The AWS error code and message and the request id for a service error
+    /// (`ServiceNotActiveException: Service was not ACTIVE. (request id …)`), the HTTP status
+    /// when the answer carried no code, else what failed on the way; never a debug dump of the
+    /// raw response. Callers name the service and operation around it
+    /// (`ecs:UpdateService web: …`).
+    fn human_line(&self) -> String;
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_string()
+impl<E> SdkErrorExt for aws_sdk_ecs::error::SdkError<E, aws_sdk_ecs::config::http::HttpResponse>
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    fn human_line(&self) -> String {
+        use aws_sdk_ecs::error::SdkError;
+        let line = match self {
+            SdkError::ServiceError(se) => {
+                let e = se.err();
+                let raw = se.raw();
+                let mut s = match (e.code(), e.message()) {
+                    (Some(code), Some(msg)) => format!("{code}: {msg}"),
+                    (Some(code), None) => code.to_string(),
+                    (None, Some(msg)) => format!("HTTP {}: {msg}", raw.status().as_u16()),
+                    (None, None) => {
+                        format!("HTTP {} without an AWS error code", raw.status().as_u16())
+                    }
+                };
+                let id = e
+                    .meta()
+                    .extra("aws_request_id")
+                    .map(str::to_string)
+                    .or_else(|| request_id(raw));
+                if let Some(id) = id {
+                    s.push_str(&format!(" (request id {id})"));
+                }
+                s
+            }
+            SdkError::TimeoutError(_) => "no answer in time (timeout)".to_string(),
+            SdkError::DispatchFailure(_) => {
+                format!("could not reach the endpoint: {}", chain_without_head(self))
+            }
+            SdkError::ResponseError(r) => {
+                let id = request_id(r.raw())
+                    .map(|id| format!(" (request id {id})"))
+                    .unwrap_or_default();
+                format!(
+                    "HTTP {} with an answer that is not an AWS response{id}",
+                    r.raw().status().as_u16()
+                )
+            }
+            _ => chain_without_head(self),
+        };
+        one_line(&line)
+    }
+}
+
+/// Renders any error chain as one line (for call sites holding a generic error; SDK errors
+/// read better through [`SdkErrorExt::human_line`]).
+pub fn describe_sdk_error<E: std::error::Error + 'static>(err: &E) -> String {
+    one_line(&aws_smithy_types::error::display::DisplayErrorContext(err).to_string())
+}
+
+fn request_id(resp: &aws_sdk_ecs::config::http::HttpResponse) -> Option<String> {
+    ["x-amzn-requestid", "x-amz-request-id"]
+        .iter()
+        .find_map(|h| {
+            resp.headers()
+                .get(*h)
+                .map(|v| v.chars().take(100).collect())
+        })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(600)
+        .collect()
+}
+
+/// The cause chain below an error's own (generic) message.
+fn chain_without_head(err: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source = err.source();
+    while let Some(e) = source {
+        parts.push(e.to_string());
+        source = e.source();
+    }
+    if parts.is_empty() {
+        err.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 #[cfg(test)]
@@ -184,8 +217,10 @@ mod tests {
             operation: "ecs:ListServiceDeployments".into(),
             resource: "web/api".into(),
             code: code.map(str::to_string),
-            message: "User is not authorized.".into(),
-            request_id: Some("r-1".into()),
+            message: format!(
+                "{}: User is not authorized. (request id r-1)",
+                code.unwrap_or("HTTP 429")
+            ),
             status,
         }
     }
@@ -194,11 +229,11 @@ mod tests {
     fn one_human_line() {
         assert_eq!(
             err(Some("AccessDeniedException"), Some(400)).to_string(),
-            "ecs:ListServiceDeployments web/api: AccessDeniedException: User is not authorized (request id r-1)"
+            "ecs:ListServiceDeployments web/api: AccessDeniedException: User is not authorized. (request id r-1)"
         );
         assert_eq!(
             err(None, Some(429)).to_string(),
-            "ecs:ListServiceDeployments web/api: HTTP 429: User is not authorized (request id r-1)"
+            "ecs:ListServiceDeployments web/api: HTTP 429: User is not authorized. (request id r-1)"
         );
     }
 

@@ -13,7 +13,7 @@ use aws_credential_types::provider::{
 use aws_credential_types::Credentials;
 use serde::Serialize;
 
-use super::describe_sdk_error;
+use super::SdkErrorExt;
 use crate::config::Environment;
 use crate::error::Failure;
 use crate::github::oidc::OidcSource;
@@ -38,9 +38,30 @@ pub fn auth_mode() -> AuthMode {
 }
 
 /// The default chain, pinned to `region`.
+/// The SDK's retries follow [`crate::retry::Policy::REQUESTS`] (its backoff, and its attempts
+/// unless `AWS_MAX_ATTEMPTS` says otherwise); every call has a deadline.
 pub async fn base_config(region: &str) -> SdkConfig {
+    let policy = crate::retry::Policy::REQUESTS;
+    let attempts = std::env::var("AWS_MAX_ATTEMPTS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(policy.max_attempts);
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
+        .retry_config(
+            aws_smithy_types::retry::RetryConfig::standard()
+                .with_max_attempts(attempts)
+                .with_initial_backoff(policy.first_delay)
+                .with_max_backoff(policy.max_delay),
+        )
+        .timeout_config(
+            aws_smithy_types::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(30))
+                .operation_timeout(policy.budget + Duration::from_secs(30))
+                .build(),
+        )
         .load()
         .await
 }
@@ -87,7 +108,7 @@ pub async fn verify_identity(env: &Environment, sdk: &SdkConfig) -> Result<Strin
                     env.file.role.arn,
                     env.name,
                     env.path.display(),
-                    describe_sdk_error(&e)
+                    e.human_line()
                 ),
             )
             .hint(match auth_mode() {
@@ -157,5 +178,188 @@ impl ProvideCredentials for WebIdentityProvider {
         Self: 'a,
     {
         future::ProvideCredentials::new(self.credentials())
+    }
+}
+
+/// Retries a bare HTTP 429 (no AWS error code, which the SDK's own classifiers do not
+/// recognise) as throttling, honouring `Retry-After` when present. Attach it to every service
+/// client: [`ecs_client`], [`ecr_client`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BareThrottling;
+
+impl aws_sdk_ecs::config::retry::ClassifyRetry for BareThrottling {
+    fn classify_retry(
+        &self,
+        ctx: &aws_sdk_ecs::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_ecs::config::retry::RetryAction {
+        use aws_sdk_ecs::config::retry::RetryAction;
+        let Some(resp) = ctx.response() else {
+            return RetryAction::NoActionIndicated;
+        };
+        if resp.status().as_u16() != 429 {
+            return RetryAction::NoActionIndicated;
+        }
+        match resp
+            .headers()
+            .get("retry-after")
+            .and_then(crate::retry::parse_retry_after)
+        {
+            Some(d) if d <= crate::retry::Policy::REQUESTS.max_delay => {
+                RetryAction::retryable_error_with_explicit_delay(
+                    aws_smithy_types::retry::ErrorKind::ThrottlingError,
+                    d,
+                )
+            }
+            _ => RetryAction::throttling_error(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "ferry: bare HTTP 429 is throttling"
+    }
+}
+
+/// An ECS client for `sdk` that also retries bare 429s ([`BareThrottling`]).
+pub fn ecs_client(sdk: &SdkConfig) -> aws_sdk_ecs::Client {
+    aws_sdk_ecs::Client::from_conf(
+        aws_sdk_ecs::config::Builder::from(sdk)
+            .retry_classifier(BareThrottling)
+            .build(),
+    )
+}
+
+/// An ECR client for `sdk` that also retries bare 429s ([`BareThrottling`]).
+pub fn ecr_client(sdk: &SdkConfig) -> aws_sdk_ecr::Client {
+    aws_sdk_ecr::Client::from_conf(
+        aws_sdk_ecr::config::Builder::from(sdk)
+            .retry_classifier(BareThrottling)
+            .build(),
+    )
+}
+
+#[cfg(test)]
+mod throttling_tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A real HTTP server: a bare 429 (no error code, empty body), then a valid answer.
+    fn serve(count: Arc<AtomicUsize>) -> String {
+        serve_seq(
+            count,
+            vec![
+                ("429 Too Many Requests", ""),
+                ("200 OK", r#"{"clusterArns":[]}"#),
+            ],
+        )
+    }
+
+    /// Answers the `n`th request with `answers[n]` (the last one repeated).
+    fn serve_seq(count: Arc<AtomicUsize>, answers: Vec<(&'static str, &'static str)>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { break };
+                let mut buf = [0u8; 8192];
+                let _ = s.read(&mut buf);
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = answers[n.min(answers.len() - 1)];
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nRetry-After: 0\r\nx-amzn-RequestId: req-123\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn sdk(url: &str) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new("a", "b", None, None, "test"),
+                ),
+            )
+            .retry_config(
+                aws_smithy_types::retry::RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(std::time::Duration::from_millis(10)),
+            )
+            .build()
+    }
+
+    #[tokio::test]
+    async fn a_bare_429_is_retried() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let url = serve(count.clone());
+        let sdk = sdk(&url);
+        let out = super::ecs_client(&sdk).list_clusters().send().await;
+        assert!(out.is_ok(), "{out:?}");
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        // Without the classifier the SDK gives up on the first answer.
+        count.store(0, Ordering::SeqCst);
+        let plain = aws_sdk_ecs::Client::new(&sdk).list_clusters().send().await;
+        use crate::aws::SdkErrorExt;
+        let line = plain.unwrap_err().human_line();
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            line,
+            "HTTP 429 with an answer that is not an AWS response (request id req-123)"
+        );
+    }
+
+    #[tokio::test]
+    async fn sdk_errors_are_one_human_line() {
+        use crate::aws::SdkErrorExt;
+        let count = Arc::new(AtomicUsize::new(0));
+        let url = serve_seq(
+            count,
+            vec![(
+                "400 Bad Request",
+                r#"{"__type":"ServiceNotActiveException","message":"Service was not ACTIVE."}"#,
+            )],
+        );
+        let err = super::ecs_client(&sdk(&url))
+            .update_service()
+            .cluster("c")
+            .service("s")
+            .send()
+            .await
+            .unwrap_err();
+        let line = err.human_line();
+        assert_eq!(
+            line,
+            "ServiceNotActiveException: Service was not ACTIVE. (request id req-123)"
+        );
+        let dump = format!("{:?}", err);
+        assert!(
+            dump.contains("raw"),
+            "the debug dump is what the line replaces"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let unreachable = super::ecs_client(&sdk(&format!("http://127.0.0.1:{port}")))
+            .list_clusters()
+            .send()
+            .await
+            .unwrap_err()
+            .human_line();
+        assert!(
+            unreachable.starts_with("could not reach the endpoint:"),
+            "{unreachable}"
+        );
+        assert!(
+            !unreachable.contains('\n') && !unreachable.contains("Response {"),
+            "{unreachable}"
+        );
     }
 }

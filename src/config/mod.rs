@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Failure;
 use crate::tag::{Channel, ReleaseTag, DEFAULT_PRERELEASE_WORDS};
-pub use check::{is_account_id, validate};
+pub use check::validate;
 
 /// One `environments/<name>.toml`, as written.
 #[derive(Debug, Clone, Deserialize, Serialize)]

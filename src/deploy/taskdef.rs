@@ -214,7 +214,7 @@ pub async fn preview(
     image: &str,
     ferry_tags: &[(&str, String)],
 ) -> Result<Vec<ServicePreview>> {
-    let client = aws_sdk_ecs::Client::new(sdk);
+    let client = crate::aws::sts::ecs_client(sdk);
     let mut out = Vec::new();
     for cfg in &env.file.services {
         let svc = ecs::describe_service(&client, &cfg.cluster, &cfg.service).await?;

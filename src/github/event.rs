@@ -50,8 +50,8 @@ struct Release {
     tag_name: Option<String>,
     #[serde(default)]
     draft: bool,
-    #[serde(default)]
-    prerelease: bool,
+    /// Required: a release event without it cannot be checked against its tag.
+    prerelease: Option<bool>,
     html_url: Option<String>,
 }
 
@@ -70,7 +70,8 @@ pub fn from_tag(tag: &str) -> Resolved {
     })
 }
 
-/// Reads a GitHub event payload (`$GITHUB_EVENT_PATH`).
+/// Reads a GitHub event payload (`$GITHUB_EVENT_PATH`), and checks a release event against
+/// `GITHUB_REF` when GitHub Actions says the run was started by a release.
 pub fn from_event_file(path: &Path) -> Result<Resolved> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Failure::invalid(format!(
@@ -79,7 +80,46 @@ pub fn from_event_file(path: &Path) -> Result<Resolved> {
         ))
         .hint("pass --tag TAG, or --event PATH pointing at a GitHub event payload")
     })?;
-    from_event_json(&text, &path.display().to_string())
+    let resolved = from_event_json(&text, &path.display().to_string())?;
+    if let Resolved::Deploy(t) = &resolved {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        check_github_ref(
+            t,
+            var("GITHUB_EVENT_NAME").as_deref(),
+            var("GITHUB_REF").as_deref(),
+        )?;
+    }
+    Ok(resolved)
+}
+
+/// A release run's `GITHUB_REF` must be `refs/tags/<tag_name>`: a payload whose tag differs
+/// from the ref the workflow was started for is refused (exit 2). Only release events are
+/// checked (`GITHUB_EVENT_NAME` = `release`, or unset while `GITHUB_REF` names a tag); a
+/// `workflow_dispatch` runs on a branch and names its tag as an input.
+pub fn check_github_ref(
+    trigger: &Trigger,
+    event_name: Option<&str>,
+    github_ref: Option<&str>,
+) -> Result<()> {
+    if trigger.source != TriggerSource::Release {
+        return Ok(());
+    }
+    let Some(github_ref) = github_ref else {
+        return Ok(());
+    };
+    let applies = match event_name {
+        Some(name) => name == "release",
+        None => github_ref.starts_with("refs/tags/"),
+    };
+    if !applies || github_ref.strip_prefix("refs/tags/") == Some(trigger.tag.as_str()) {
+        return Ok(());
+    }
+    Err(Failure::invalid(format!(
+        "the release event names tag {:?} but GITHUB_REF is {github_ref:?}: they must name the same tag",
+        trigger.tag
+    ))
+    .hint("run ferry on the release event's own ref (refs/tags/<tag_name>), or pass --tag explicitly")
+    .into())
 }
 
 pub fn from_event_json(text: &str, origin: &str) -> Result<Resolved> {
@@ -90,11 +130,22 @@ pub fn from_event_json(text: &str, origin: &str) -> Result<Resolved> {
     })?;
     let repository = event.repository.and_then(|r| r.full_name);
     if let Some(release) = event.release {
-        let action = event.action.unwrap_or_default();
         let tag = release.tag_name.filter(|t| !t.is_empty()).ok_or_else(|| {
             Failure::invalid(format!(
                 "the release event in {origin} has no `release.tag_name`"
             ))
+        })?;
+        let action = event.action.filter(|a| !a.is_empty()).ok_or_else(|| {
+            Failure::invalid(format!(
+                "the release event for {tag} in {origin} has no `action`: ferry cannot tell whether it was published"
+            ))
+            .hint("pass the payload GitHub sends for `on: release: types: [published]`")
+        })?;
+        let prerelease = release.prerelease.ok_or_else(|| {
+            Failure::invalid(format!(
+                "the release event for {tag} in {origin} has no `release.prerelease`: ferry cannot check it against the tag"
+            ))
+            .hint("pass the payload GitHub sends for `on: release: types: [published]`")
         })?;
         if action != "published" {
             return Ok(Resolved::Nothing(format!(
@@ -109,7 +160,7 @@ pub fn from_event_json(text: &str, origin: &str) -> Result<Resolved> {
         return Ok(Resolved::Deploy(Trigger {
             tag,
             source: TriggerSource::Release,
-            release_prerelease: Some(release.prerelease),
+            release_prerelease: Some(prerelease),
             repository,
             release_url: release.html_url,
         }));
@@ -244,6 +295,58 @@ mod tests {
             code(from_event_file(Path::new("/nonexistent/event.json"))),
             2
         );
+    }
+
+    #[test]
+    fn release_events_need_action_and_prerelease() {
+        let no_action = r#"{"release":{"tag_name":"v1.0.0","draft":false,"prerelease":false}}"#;
+        let no_flag = r#"{"action":"published","release":{"tag_name":"v1.0.0","draft":false}}"#;
+        let null_flag = r#"{"action":"published","release":{"tag_name":"v1.0.0","draft":false,"prerelease":null}}"#;
+        for e in [no_action, no_flag, null_flag] {
+            let err = from_event_json(e, "e.json").unwrap_err();
+            assert_eq!(crate::error::exit_code(&err), 2, "{e}");
+        }
+        let err = from_event_json(no_action, "e.json").unwrap_err();
+        assert!(format!("{err}").contains("has no `action`"), "{err}");
+        let err = from_event_json(no_flag, "e.json").unwrap_err();
+        assert!(format!("{err}").contains("`release.prerelease`"), "{err}");
+    }
+
+    #[test]
+    fn github_ref_must_name_the_release_tag() {
+        let Resolved::Deploy(t) =
+            from_event_json(&event("published", "v1.2.3", false, false), "e").unwrap()
+        else {
+            panic!()
+        };
+        let ok = |name: Option<&str>, r: Option<&str>| check_github_ref(&t, name, r).is_ok();
+        assert!(ok(Some("release"), Some("refs/tags/v1.2.3")));
+        assert!(ok(None, None));
+        assert!(
+            ok(Some("push"), Some("refs/heads/main")),
+            "not a release run"
+        );
+        assert!(ok(None, Some("refs/heads/main")));
+        for (name, r) in [
+            (Some("release"), "refs/tags/v1.2.4"),
+            (Some("release"), "refs/heads/main"),
+            (Some("release"), "refs/tags/v1.2.3-rc.1"),
+            (None, "refs/tags/v9.9.9"),
+        ] {
+            let e = check_github_ref(&t, name, Some(r)).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2, "{r}");
+            assert!(format!("{e}").contains("must name the same tag"), "{e}");
+        }
+        let dispatch = Trigger {
+            source: TriggerSource::WorkflowDispatch,
+            ..t.clone()
+        };
+        assert!(check_github_ref(
+            &dispatch,
+            Some("workflow_dispatch"),
+            Some("refs/heads/main")
+        )
+        .is_ok());
     }
 
     #[test]

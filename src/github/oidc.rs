@@ -58,29 +58,33 @@ impl OidcSource {
             .with_context(|| {
                 format!(
                     "requesting the GitHub OIDC token from {}",
-                    redact_query(&url)
+                    crate::redact::url(&url)
                 )
             })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(anyhow::anyhow!(
                 "the GitHub OIDC token endpoint {} answered {status}",
-                redact_query(&url)
+                crate::redact::url(&url)
             ))
             .context("does the job have `permissions: id-token: write`?");
         }
-        let answer: Answer = resp
-            .json()
-            .await
+        // A token is a few KiB: read at most 64 KiB of whatever answers.
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            let chunk = chunk.context("reading the GitHub OIDC token answer")?;
+            anyhow::ensure!(
+                body.len() + chunk.len() <= 64 * 1024,
+                "the GitHub OIDC token answer is over 64 KiB"
+            );
+            body.extend_from_slice(&chunk);
+        }
+        let answer: Answer = serde_json::from_slice(&body)
+            .ok()
             .context("the GitHub OIDC token answer is not {\"value\": …}")?;
         Ok(Secret::new(answer.value))
     }
-}
-
-fn redact_query(url: &url::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.to_string()
 }
 
 impl std::fmt::Debug for OidcSource {

@@ -1,33 +1,33 @@
-//! A small OCI distribution client: manifests, tags and blobs, with basic auth (ECR's
-//! `GetAuthorizationToken` password, or plain credentials), the Bearer token challenge of other
-//! registries, retries with backoff, a one-time credential refresh on 401, and a request count.
+//! A small OCI distribution client: manifests, tags and blobs, with credentials bound to the
+//! registry's origin ([`super::auth`]), the Bearer token challenge, one retry policy
+//! ([`crate::retry`]), a one-time credential refresh on 401, bounded reads, a deadline on every
+//! request, and a request count.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
-use super::MANIFEST_MEDIA_TYPES;
-use crate::aws::Secret;
-
-/// How to authenticate to a registry.
-#[derive(Debug, Clone)]
-pub enum Credentials {
-    Anonymous,
-    Basic { username: String, password: Secret },
-}
+use super::auth::{self, Challenge, Credentials};
+use super::body::{header, read_limited, status_error, transient, Access};
+use super::digest::Digest;
+pub use super::location::resolve_location;
+use super::manifest::{MAX_MANIFEST_BYTES, MEDIA_TYPES};
+use super::names::{check_reference, check_repository};
+use crate::redact;
+use crate::retry::{self, Policy};
+use crate::secret::Secret;
 
 /// Fetches fresh credentials (e.g. a new ECR token) after a 401 in the middle of a copy.
 pub type Refresh =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<Credentials>> + Send>> + Send + Sync>;
 
-/// A content descriptor: what a tag or digest points at.
+/// What a tag points at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Descriptor {
     pub digest: String,
@@ -40,8 +40,20 @@ pub struct Descriptor {
 pub struct Manifest {
     pub bytes: bytes::Bytes,
     pub media_type: String,
-    /// sha256 of `bytes`.
-    pub digest: String,
+    /// The digest of `bytes` (computed here, never taken from a header).
+    pub digest: Digest,
+}
+
+/// Deadline of one metadata request (manifests, HEADs, tokens, tag pages), body included.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
+/// One page of a tag list.
+const MAX_TAG_PAGE: usize = 4 * 1024 * 1024;
+/// Pages of a tag list followed at most.
+const MAX_TAG_PAGES: usize = 1000;
+
+/// The deadline of a blob transfer of `size` bytes: two minutes plus 1 MiB/s.
+pub fn blob_deadline(size: u64) -> Duration {
+    Duration::from_secs(120 + size / (1024 * 1024))
 }
 
 /// A client for one registry.
@@ -54,6 +66,7 @@ pub struct RegistryClient {
     bearer: Arc<Mutex<Option<Secret>>>,
     http: reqwest::Client,
     requests: Arc<AtomicU64>,
+    policy: Policy,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -64,19 +77,33 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-const ATTEMPTS: u32 = 4;
-
 impl RegistryClient {
-    /// `base` is `scheme://host[:port]` (see [`super::endpoint_url`]).
+    /// `base` is `scheme://host[:port]` (see [`super::endpoint_url`]): https, or plain http
+    /// on loopback only.
     pub fn new(base: url::Url, credentials: Credentials) -> Result<Self> {
+        auth::check_base(&base)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(120))
-            .pool_max_idle_per_host(16)
+            .read_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(32)
+            // Never https → http; reqwest itself drops Authorization on a host or port change.
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= 10 {
+                    return attempt.error("more than 10 redirects");
+                }
+                let verdict = match attempt.previous().last() {
+                    Some(prev) => auth::redirect_allowed(prev, attempt.url()),
+                    None => Ok(()),
+                };
+                match verdict {
+                    Ok(()) => attempt.follow(),
+                    Err(why) => attempt.error(why),
+                }
+            }))
             .build()
             .context("building the HTTP client")?;
         Ok(RegistryClient {
@@ -86,6 +113,7 @@ impl RegistryClient {
             bearer: Arc::new(Mutex::new(None)),
             http,
             requests: Arc::new(AtomicU64::new(0)),
+            policy: Policy::REQUESTS,
         })
     }
 
@@ -93,10 +121,6 @@ impl RegistryClient {
     pub fn with_refresh(mut self, refresh: Refresh) -> Self {
         self.refresh = Some(refresh);
         self
-    }
-
-    pub fn base(&self) -> &url::Url {
-        &self.base
     }
 
     /// `host[:port]`, for messages.
@@ -117,17 +141,22 @@ impl RegistryClient {
         self.base == other.base
     }
 
-    fn url(&self, path: &str) -> Result<url::Url> {
+    fn url(&self, repository: &str, rest: &str) -> Result<url::Url> {
+        check_repository(repository)?;
         self.base
-            .join(path)
-            .with_context(|| format!("bad registry path {path}"))
+            .join(&format!("/v2/{repository}/{rest}"))
+            .with_context(|| format!("bad registry path for {repository}"))
     }
 
-    fn authorize(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        if let Some(token) = self.bearer.lock().unwrap().as_ref() {
+    /// Adds credentials, only when `url` is on the registry's own origin.
+    fn authorize(&self, rb: reqwest::RequestBuilder, url: &url::Url) -> reqwest::RequestBuilder {
+        if !auth::origin_allows_credentials(&self.base, url) {
+            return rb;
+        }
+        if let Some(token) = lock(&self.bearer).as_ref() {
             return rb.bearer_auth(token.expose());
         }
-        match &*self.credentials.lock().unwrap() {
+        match &*lock(&self.credentials) {
             Credentials::Anonymous => rb,
             Credentials::Basic { username, password } => {
                 rb.basic_auth(username, Some(password.expose()))
@@ -135,21 +164,24 @@ impl RegistryClient {
         }
     }
 
-    /// Sends a replayable request: retries 429, 5xx and dropped connections with backoff;
-    /// on 401 answers a Bearer challenge or refreshes credentials, once.
+    /// Sends a replayable request: retries 408, 429, 5xx and dropped connections under the
+    /// retry policy (honouring `Retry-After`); on 401 answers a Bearer challenge or refreshes
+    /// credentials, once. Every attempt has `deadline` for its whole answer.
     pub(crate) async fn send(
         &self,
         method: Method,
         url: url::Url,
         headers: &[(&str, String)],
         body: Option<bytes::Bytes>,
+        deadline: Duration,
     ) -> Result<reqwest::Response> {
+        auth::redirect_allowed(&self.base, &url).map_err(|e| anyhow!(e))?;
         let mut reauthed = false;
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 0;
+        let mut schedule = self.policy.schedule();
         loop {
-            attempt += 1;
-            let mut rb = self.authorize(self.http.request(method.clone(), url.clone()));
+            let mut rb = self
+                .authorize(self.http.request(method.clone(), url.clone()), &url)
+                .timeout(deadline);
             for (k, v) in headers {
                 rb = rb.header(*k, v);
             }
@@ -157,7 +189,8 @@ impl RegistryClient {
                 rb = rb.body(b.clone());
             }
             self.requests.fetch_add(1, Ordering::Relaxed);
-            match rb.send().await {
+            tracing::trace!("{method} {}", redact::url(&url));
+            let wait = match rb.send().await {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !reauthed => {
                     reauthed = true;
                     if self.reauthenticate(&resp).await? {
@@ -165,38 +198,69 @@ impl RegistryClient {
                     }
                     return Ok(resp);
                 }
-                Ok(resp) if retryable(resp.status()) && attempt < ATTEMPTS => {
-                    tracing::debug!(
-                        "{method} {}: {}; retrying in {delay:?}",
-                        redact(&url),
-                        resp.status()
-                    );
+                Ok(resp) if retry::retryable_status(resp.status().as_u16()) => {
+                    let after = header(&resp, "retry-after")
+                        .as_deref()
+                        .and_then(retry::parse_retry_after);
+                    match schedule.next_delay(after) {
+                        Some(d) => {
+                            tracing::debug!(
+                                "{method} {}: {}; retrying in {d:?}",
+                                redact::url(&url),
+                                resp.status()
+                            );
+                            d
+                        }
+                        None => return Ok(resp),
+                    }
                 }
                 Ok(resp) => return Ok(resp),
-                Err(e)
-                    if attempt < ATTEMPTS
-                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
-                {
-                    tracing::debug!("{method} {}: {e}; retrying in {delay:?}", redact(&url));
+                Err(e) if transient(&e) => match schedule.next_delay(None) {
+                    Some(d) => {
+                        tracing::debug!(
+                            "{method} {}: {}; retrying in {d:?}",
+                            redact::url(&url),
+                            redact::reqwest_error(&e)
+                        );
+                        d
+                    }
+                    None => {
+                        return Err(anyhow!(
+                            "{method} {}: {} (after {} attempts)",
+                            redact::url(&url),
+                            redact::reqwest_error(&e),
+                            schedule.attempts()
+                        ))
+                    }
+                },
+                Err(e) => {
+                    return Err(anyhow!(
+                        "{method} {}: {}",
+                        redact::url(&url),
+                        redact::reqwest_error(&e)
+                    ))
                 }
-                Err(e) => return Err(anyhow!("{method} {}: {}", redact(&url), without_url(&e))),
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
     /// After a 401: fetch a Bearer token if challenged for one, else refresh credentials.
     /// Returns whether the request is worth repeating.
     async fn reauthenticate(&self, resp: &reqwest::Response) -> Result<bool> {
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if let Some(params) = parse_bearer_challenge(challenge) {
-            let token = self.fetch_bearer(&params).await?;
-            *self.bearer.lock().unwrap() = Some(token);
+        let challenge = header(resp, "www-authenticate")
+            .as_deref()
+            .and_then(auth::parse_challenge);
+        if let Some(Challenge::Bearer {
+            realm,
+            service,
+            scope,
+        }) = challenge
+        {
+            let token = self
+                .fetch_bearer(&realm, service.as_deref(), scope.as_deref())
+                .await?;
+            *lock(&self.bearer) = Some(token);
             return Ok(true);
         }
         if let Some(refresh) = &self.refresh {
@@ -207,72 +271,47 @@ impl RegistryClient {
             let fresh = refresh()
                 .await
                 .context("refreshing registry credentials after a 401")?;
-            *self.credentials.lock().unwrap() = fresh;
+            *lock(&self.credentials) = fresh;
             return Ok(true);
         }
         Ok(false)
     }
 
-    async fn fetch_bearer(&self, params: &[(String, String)]) -> Result<Secret> {
-        let realm = params
-            .iter()
-            .find(|(k, _)| k == "realm")
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| anyhow!("Bearer challenge without realm"))?;
-        let mut url = url::Url::parse(&realm)
-            .with_context(|| format!("token realm {realm:?} is not a URL"))?;
-        for (k, v) in params
-            .iter()
-            .filter(|(k, _)| k == "service" || k == "scope")
-        {
-            url.query_pairs_mut().append_pair(k, v);
-        }
-        let mut rb = self.http.get(url.clone());
-        if let Credentials::Basic { username, password } = &*self.credentials.lock().unwrap() {
-            rb = rb.basic_auth(username, Some(password.expose()));
-        }
+    async fn fetch_bearer(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Secret> {
+        let credentials = lock(&self.credentials).clone();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| anyhow!("token service {}: {}", redact(&url), without_url(&e)))?;
-        if !resp.status().is_success() {
-            return Err(anyhow!(
-                "token service {} answered {}: credentials rejected",
-                redact(&url),
-                resp.status()
-            ));
-        }
-        #[derive(serde::Deserialize)]
-        struct Token {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let t: Token = resp
-            .json()
-            .await
-            .context("parsing the token service's answer")?;
-        t.token
-            .or(t.access_token)
-            .map(Secret::new)
-            .ok_or_else(|| anyhow!("the token service returned no token"))
+        auth::fetch_token(
+            &self.http,
+            &self.base,
+            &credentials,
+            (realm, service, scope),
+            REQUEST_DEADLINE,
+        )
+        .await
     }
 
-    /// GET a manifest by tag or digest with every supported media type accepted.
-    /// `None` when it does not exist.
+    /// GET a manifest by tag or digest with every supported media type accepted; at most
+    /// [`MAX_MANIFEST_BYTES`]. By digest, the bytes must hash to it. `None` when absent.
     pub async fn get_manifest(
         &self,
         repository: &str,
         reference: &str,
     ) -> Result<Option<Manifest>> {
+        check_reference(reference)?;
         let what = format!("{}/{repository}:{reference}", self.host());
-        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"))?;
+        let url = self.url(repository, &format!("manifests/{reference}"))?;
         let resp = self
             .send(
                 Method::GET,
                 url,
-                &[("Accept", MANIFEST_MEDIA_TYPES.join(", "))],
+                &[("Accept", MEDIA_TYPES.join(", "))],
                 None,
+                REQUEST_DEADLINE,
             )
             .await
             .with_context(|| format!("reading manifest {what}"))?;
@@ -281,12 +320,25 @@ impl RegistryClient {
             s if s.is_success() => {}
             s => return Err(status_error(s, &what, resp, Access::Read).await),
         }
-        let media_type = header(&resp, "content-type").unwrap_or_default();
-        let bytes = resp
-            .bytes()
+        let media_type = header(&resp, "content-type")
+            .filter(|t| t.len() <= 255)
+            .unwrap_or_default();
+        let bytes = read_limited(resp, MAX_MANIFEST_BYTES)
             .await
             .with_context(|| format!("reading manifest {what}"))?;
-        let digest = sha256_digest(&bytes);
+        let digest = match Digest::parse(reference) {
+            Ok(want) => {
+                let got = want.of_same_kind(&bytes);
+                if got != want {
+                    return Err(SourceCorrupt(format!(
+                        "{what}: the registry served a manifest whose digest is {got}"
+                    ))
+                    .into());
+                }
+                want
+            }
+            Err(_) => Digest::sha256_of(&bytes),
+        };
         Ok(Some(Manifest {
             bytes,
             media_type,
@@ -302,21 +354,22 @@ impl RegistryClient {
             .await?
             .map(|m| Descriptor {
                 size: m.bytes.len() as u64,
-                digest: m.digest,
+                digest: m.digest.to_string(),
                 media_type: m.media_type,
             }))
     }
 
     /// Whether a manifest exists (HEAD).
-    pub async fn has_manifest(&self, repository: &str, digest: &str) -> Result<bool> {
-        let url = self.url(&format!("/v2/{repository}/manifests/{digest}"))?;
+    pub async fn has_manifest(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let url = self.url(repository, &format!("manifests/{digest}"))?;
         let what = format!("{}/{repository}@{digest}", self.host());
         let resp = self
             .send(
                 Method::HEAD,
                 url,
-                &[("Accept", MANIFEST_MEDIA_TYPES.join(", "))],
+                &[("Accept", MEDIA_TYPES.join(", "))],
                 None,
+                REQUEST_DEADLINE,
             )
             .await?;
         match resp.status() {
@@ -333,7 +386,8 @@ impl RegistryClient {
         reference: &str,
         m: &Manifest,
     ) -> Result<()> {
-        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"))?;
+        check_reference(reference)?;
+        let url = self.url(repository, &format!("manifests/{reference}"))?;
         let what = format!("{}/{repository}:{reference}", self.host());
         let resp = self
             .send(
@@ -341,6 +395,7 @@ impl RegistryClient {
                 url,
                 &[("Content-Type", m.media_type.clone())],
                 Some(m.bytes.clone()),
+                REQUEST_DEADLINE,
             )
             .await
             .with_context(|| format!("pushing manifest {what}"))?;
@@ -349,8 +404,9 @@ impl RegistryClient {
         }
         if let Some(d) = header(&resp, "docker-content-digest") {
             anyhow::ensure!(
-                d == m.digest,
-                "{what}: the registry stored digest {d}, not {} (it rewrote the manifest)",
+                d == m.digest.as_str(),
+                "{what}: the registry stored digest {}, not {} (it rewrote the manifest)",
+                d.chars().take(140).collect::<String>(),
                 m.digest
             );
         }
@@ -358,10 +414,12 @@ impl RegistryClient {
     }
 
     /// Whether a blob exists (HEAD).
-    pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool> {
-        let url = self.url(&format!("/v2/{repository}/blobs/{digest}"))?;
+    pub async fn has_blob(&self, repository: &str, digest: &Digest) -> Result<bool> {
+        let url = self.url(repository, &format!("blobs/{digest}"))?;
         let what = format!("{}/{repository}@{digest}", self.host());
-        let resp = self.send(Method::HEAD, url, &[], None).await?;
+        let resp = self
+            .send(Method::HEAD, url, &[], None, REQUEST_DEADLINE)
+            .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(false),
             s if s.is_success() => Ok(true),
@@ -370,10 +428,11 @@ impl RegistryClient {
     }
 
     /// Tries a cross-repository mount; true when the registry mounted it (201).
-    pub async fn mount_blob(&self, repository: &str, digest: &str, from: &str) -> Result<bool> {
-        let mut url = self.url(&format!("/v2/{repository}/blobs/uploads/"))?;
+    pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<bool> {
+        check_repository(from)?;
+        let mut url = self.url(repository, "blobs/uploads/")?;
         url.query_pairs_mut()
-            .append_pair("mount", digest)
+            .append_pair("mount", digest.as_str())
             .append_pair("from", from);
         let resp = self
             .send(
@@ -381,42 +440,51 @@ impl RegistryClient {
                 url,
                 &[("Content-Length", "0".into())],
                 Some(bytes::Bytes::new()),
+                REQUEST_DEADLINE,
             )
             .await?;
         Ok(resp.status() == StatusCode::CREATED)
     }
 
-    /// Starts a blob GET; the caller streams the body.
-    pub async fn get_blob(&self, repository: &str, digest: &str) -> Result<reqwest::Response> {
-        let url = self.url(&format!("/v2/{repository}/blobs/{digest}"))?;
+    /// Starts a blob GET; the caller streams (and hashes) the body. `None` for a 404.
+    pub async fn get_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Option<reqwest::Response>> {
+        let url = self.url(repository, &format!("blobs/{digest}"))?;
         let what = format!("{}/{repository}@{digest}", self.host());
         let resp = self
-            .send(Method::GET, url, &[], None)
+            .send(Method::GET, url, &[], None, blob_deadline(size))
             .await
             .with_context(|| format!("reading blob {what}"))?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp.status(), &what, resp, Access::Read).await);
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(resp)),
+            s => Err(status_error(s, &what, resp, Access::Read).await),
         }
-        Ok(resp)
     }
 
-    /// Uploads a blob from a stream: POST for an upload location, then one monolithic PUT with
-    /// the streamed body (ECR's chunked PATCH quirks are avoided entirely).
+    /// Uploads a blob from a stream: POST for an upload location (resolved per RFC 3986
+    /// against the POST's URL; credentials go along only if it is on the registry's origin),
+    /// then one monolithic PUT with the streamed body (ECR's chunked PATCH quirks avoided).
     pub async fn upload_blob(
         &self,
         repository: &str,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         body: reqwest::Body,
     ) -> Result<()> {
         let what = format!("{}/{repository}@{digest}", self.host());
-        let url = self.url(&format!("/v2/{repository}/blobs/uploads/"))?;
+        let url = self.url(repository, "blobs/uploads/")?;
         let resp = self
             .send(
                 Method::POST,
-                url,
+                url.clone(),
                 &[("Content-Length", "0".into())],
                 Some(bytes::Bytes::new()),
+                REQUEST_DEADLINE,
             )
             .await
             .with_context(|| format!("starting the upload of {what}"))?;
@@ -425,14 +493,19 @@ impl RegistryClient {
         }
         let location = header(&resp, "location")
             .ok_or_else(|| anyhow!("{what}: upload answer without Location"))?;
-        let mut put = self
-            .base
-            .join(&location)
-            .with_context(|| format!("{what}: bad upload location"))?;
-        put.query_pairs_mut().append_pair("digest", digest);
+        let mut put = resolve_location(&url, &location)
+            .with_context(|| format!("{what}: the upload location"))?;
+        put.query_pairs_mut().append_pair("digest", digest.as_str());
+        if !auth::origin_allows_credentials(&self.base, &put) {
+            tracing::warn!(
+                "{what}: the registry sent the upload to another origin ({}); sending it there without credentials",
+                redact::url(&put)
+            );
+        }
         // The body is a one-shot stream: no automatic retry here; the caller retries the blob.
         let rb = self
-            .authorize(self.http.put(put.clone()))
+            .authorize(self.http.put(put.clone()), &put)
+            .timeout(blob_deadline(size))
             .header("Content-Type", "application/octet-stream")
             .header("Content-Length", size.to_string())
             .body(body);
@@ -440,7 +513,7 @@ impl RegistryClient {
         let resp = rb
             .send()
             .await
-            .map_err(|e| anyhow!("PUT {}: {}", redact(&put), without_url(&e)))?;
+            .map_err(|e| anyhow!("PUT {}: {}", redact::url(&put), redact::reqwest_error(&e)))?;
         if resp.status() != StatusCode::CREATED {
             return Err(status_error(resp.status(), &what, resp, Access::Write).await);
         }
@@ -455,10 +528,16 @@ impl RegistryClient {
         }
         let what = format!("{}/{repository}", self.host());
         let mut tags = Vec::new();
-        let mut next = Some(self.url(&format!("/v2/{repository}/tags/list?n=1000"))?);
+        let mut next = Some(self.url(repository, "tags/list?n=1000")?);
+        let mut pages = 0;
         while let Some(url) = next.take() {
+            pages += 1;
+            anyhow::ensure!(
+                pages <= MAX_TAG_PAGES,
+                "listing tags of {what}: more than {MAX_TAG_PAGES} pages"
+            );
             let resp = self
-                .send(Method::GET, url, &[], None)
+                .send(Method::GET, url.clone(), &[], None, REQUEST_DEADLINE)
                 .await
                 .with_context(|| format!("listing tags of {what}"))?;
             match resp.status() {
@@ -466,148 +545,40 @@ impl RegistryClient {
                 s if s.is_success() => {}
                 s => return Err(status_error(s, &what, resp, Access::Read).await),
             }
-            next = link_next(resp.headers()).and_then(|l| self.url(&l).ok());
-            let page: TagList = resp
-                .json()
+            if let Some(link) = header(&resp, "link").as_deref().and_then(super::link::next) {
+                let n = resolve_location(&url, &link)
+                    .with_context(|| format!("listing tags of {what}: the next-page link"))?;
+                anyhow::ensure!(
+                    auth::origin_allows_credentials(&self.base, &n),
+                    "listing tags of {what}: the next-page link leaves the registry ({})",
+                    redact::url(&n)
+                );
+                next = Some(n);
+            }
+            let body = read_limited(resp, MAX_TAG_PAGE)
                 .await
-                .with_context(|| format!("parsing the tag list of {what}"))?;
+                .with_context(|| format!("listing tags of {what}"))?;
+            let page: TagList = serde_json::from_slice(&body)
+                .map_err(|e| anyhow!("parsing the tag list of {what}: {e}"))?;
             tags.extend(page.tags.unwrap_or_default());
         }
         Ok(tags)
     }
 }
 
-fn retryable(s: StatusCode) -> bool {
-    s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error()
-}
-
-fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
-/// A URL without query or userinfo, safe to print.
-fn redact(url: &url::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    let _ = u.set_password(None);
-    let _ = u.set_username("");
-    u.to_string()
-}
-
-/// reqwest's error text without the URL it embeds (which may carry an upload token).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(u.as_str(), &redact(u));
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
-
-/// `Link: </v2/…?last=x&n=1000>; rel="next"`
-fn link_next(headers: &reqwest::header::HeaderMap) -> Option<String> {
-    let link = headers.get("link")?.to_str().ok()?;
-    let start = link.find('<')? + 1;
-    let end = link.find('>')?;
-    link.contains("rel=\"next\"")
-        .then(|| link[start..end].to_string())
-}
-
-/// `Bearer realm="…",service="…",scope="…"` → its parameters.
-pub fn parse_bearer_challenge(header: &str) -> Option<Vec<(String, String)>> {
-    let rest = header
-        .trim()
-        .strip_prefix("Bearer ")
-        .or_else(|| header.trim().strip_prefix("bearer "))?;
-    let mut params = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
-            chars.next();
-        }
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if key.is_empty() {
-            break;
-        }
-        let value: String = if chars.peek() == Some(&'"') {
-            chars.next();
-            chars.by_ref().take_while(|c| *c != '"').collect()
-        } else {
-            chars.by_ref().take_while(|c| *c != ',').collect()
-        };
-        params.push((key.trim().to_string(), value));
-    }
-    Some(params)
-}
-
-#[derive(Clone, Copy)]
-enum Access {
-    Read,
-    Write,
-}
-
-async fn status_error(
-    status: StatusCode,
-    what: &str,
-    resp: reqwest::Response,
-    access: Access,
-) -> anyhow::Error {
-    let body = resp.text().await.unwrap_or_default();
-    let body: String = body.chars().take(300).collect();
-    let hint = match (status, access) {
-        (StatusCode::UNAUTHORIZED, _) => " (credentials rejected)".to_string(),
-        (StatusCode::FORBIDDEN, Access::Read) => {
-            " (access denied: the role needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on this repository, and the repository policy must allow it)".to_string()
-        }
-        (StatusCode::FORBIDDEN, Access::Write) => " (access denied: the role needs ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload, ecr:BatchCheckLayerAvailability and ecr:PutImage on this repository)".to_string(),
-        _ => String::new(),
-    };
-    anyhow!("{what}: registry answered {status}{hint}: {}", body.trim())
-}
+/// The bytes a source served do not match what the manifest promised: the source is at
+/// fault, and reading it again will not help.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SourceCorrupt(pub String);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bearer_challenge() {
-        let p = parse_bearer_challenge(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#).unwrap();
-        assert_eq!(
-            p,
-            vec![
-                (
-                    "realm".to_string(),
-                    "https://auth.example/token".to_string()
-                ),
-                ("service".to_string(), "registry.example".to_string()),
-                ("scope".to_string(), "repository:a/b:pull,push".to_string()),
-            ]
-        );
-        assert!(parse_bearer_challenge(r#"Basic realm="x""#).is_none());
-    }
-
-    #[test]
-    fn redaction() {
-        let u = url::Url::parse(
-            "http://user:pw@127.0.0.1:5000/v2/a/blobs/uploads/x?_state=secret&digest=sha256:1",
-        )
-        .unwrap();
-        assert_eq!(redact(&u), "http://127.0.0.1:5000/v2/a/blobs/uploads/x");
-    }
-
-    #[test]
-    fn digest_of_bytes() {
-        assert_eq!(
-            sha256_digest(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+    fn blob_deadlines_grow_with_size() {
+        assert_eq!(blob_deadline(0), Duration::from_secs(120));
+        assert_eq!(blob_deadline(200 << 20), Duration::from_secs(320));
     }
 }

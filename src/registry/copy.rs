@@ -2,28 +2,39 @@
 //!
 //! The digest survives only if the exact manifest bytes and media types are pushed, so the
 //! whole graph moves unchanged: index or manifest list, every child manifest (attestation
-//! manifests included, no platform filtering), configs, layers. Blobs first (HEAD-skipped,
-//! mounted within one registry, otherwise streamed GET → PUT a few at a time), then child
-//! manifests, then the top manifest under the tag, which is written last so an interrupted
-//! copy never leaves a tag pointing at an incomplete image. A tag that already points at a
-//! different digest is never moved. The result is verified by reading it back.
+//! manifests included, no platform filtering), configs, layers.
+//!
+//! 1. Read the source graph; every manifest below the top is fetched by digest and hashed.
+//! 2. One concurrent round at the destination: the tag, and a HEAD of every child manifest and
+//!    blob. "Already there" is claimed only when the tag has the digest *and* everything
+//!    below it is present; whatever is missing is repaired.
+//! 3. Missing blobs (mounted within one registry, else streamed GET → PUT a few at a time,
+//!    hashed and sized on the way: a mismatch aborts the PUT before the destination commits
+//!    and blames the source), then child manifests level by level, children before parents at
+//!    every depth, then the top manifest under the tag, last, so an interrupted copy never
+//!    leaves a tag pointing at an incomplete image. A tag that already points at a different
+//!    digest is never moved.
+//! 4. Read the copy back (the tag's bytes, every child and blob present).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::client::{sha256_digest, Manifest, RegistryClient};
+use super::client::{Manifest, RegistryClient, SourceCorrupt};
+use super::digest::{Digest, Hasher};
+use super::graph::{walk, Blob, Graph};
+use super::verify::{State, Verify};
 use crate::error::Failure;
 
 /// Blobs copied at once.
 const CONCURRENCY: usize = 6;
 /// HEADs and small manifest requests at once: latency-bound, so wider.
-const LOOKUPS: usize = 16;
+pub(super) const LOOKUPS: usize = 32;
 
 /// One side of a copy.
 pub struct Side<'a> {
@@ -35,8 +46,11 @@ pub struct Side<'a> {
 pub struct CopyOutcome {
     pub digest: String,
     pub media_type: String,
-    /// The target tag already pointed at this digest: nothing was written.
+    /// The target tag already pointed at this digest and everything below it was present:
+    /// nothing was written.
     pub already_done: bool,
+    /// Child manifests and blobs that were missing below an existing tag and were restored.
+    pub repaired: usize,
     pub manifests: usize,
     pub manifests_pushed: usize,
     pub blobs: usize,
@@ -50,122 +64,19 @@ pub struct CopyOutcome {
     pub seconds: f64,
 }
 
-/// The image graph below a top manifest.
-struct Graph {
-    /// Children before parents; the top manifest last.
-    manifests: Vec<Manifest>,
-    /// digest → size
-    blobs: BTreeMap<String, u64>,
-}
-
-fn media_type_of(json: &serde_json::Value, header: &str) -> String {
-    json.get("mediaType")
-        .and_then(|m| m.as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| header.to_string())
-}
-
-/// Reads every manifest below `top` from the source (an index's children concurrently).
-async fn walk(src: &Side<'_>, top: Manifest) -> Result<Graph> {
-    let mut graph = Graph {
-        manifests: Vec::new(),
-        blobs: BTreeMap::new(),
-    };
-    let mut seen = HashSet::new();
-    // Level by level; children are pushed before their parents, so collect parents aside.
-    let mut level = vec![top];
-    let mut parents: Vec<Vec<Manifest>> = Vec::new();
-    while !level.is_empty() {
-        let mut next_digests = Vec::new();
-        for m in &level {
-            let json: serde_json::Value = serde_json::from_slice(&m.bytes).with_context(|| {
-                format!("manifest {} in {} is not JSON", m.digest, src.repository)
-            })?;
-            if json.get("fsLayers").is_some() {
-                bail!("manifest {} uses the Docker schema 1 format, which cannot be copied by digest; rebuild the image", m.digest);
-            }
-            if let Some(c) = json.get("config") {
-                add_blob(&mut graph, c)?;
-            }
-            for l in json
-                .get("layers")
-                .and_then(|v| v.as_array())
-                .into_iter()
-                .flatten()
-            {
-                add_blob(&mut graph, l)?;
-            }
-            for c in json
-                .get("manifests")
-                .and_then(|v| v.as_array())
-                .into_iter()
-                .flatten()
-            {
-                if let Some(d) = c.get("digest").and_then(|d| d.as_str()) {
-                    if seen.insert(d.to_string()) {
-                        next_digests.push(d.to_string());
-                    }
-                }
-            }
-        }
-        let children: Vec<Manifest> = futures_util::stream::iter(next_digests)
-            .map(|child| async move {
-                let cm = src
-                    .client
-                    .get_manifest(src.repository, &child)
-                    .await?
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "{}/{}: the index lists {child}, which the registry does not have",
-                            src.client.host(),
-                            src.repository
-                        )
-                    })?;
-                anyhow::ensure!(
-                    cm.digest == child,
-                    "{}/{}@{child}: the registry served bytes with digest {}",
-                    src.client.host(),
-                    src.repository,
-                    cm.digest
-                );
-                Ok(cm)
-            })
-            .buffered(LOOKUPS)
-            .try_collect()
-            .await?;
-        parents.push(std::mem::replace(&mut level, children));
-    }
-    for lvl in parents.into_iter().rev() {
-        graph.manifests.extend(lvl);
-    }
-    Ok(graph)
-}
-
-fn add_blob(graph: &mut Graph, desc: &serde_json::Value) -> Result<()> {
-    let digest = desc
-        .get("digest")
-        .and_then(|d| d.as_str())
-        .ok_or_else(|| anyhow!("a descriptor without digest"))?;
-    let size = desc.get("size").and_then(|s| s.as_u64()).unwrap_or(0);
-    graph.blobs.insert(digest.to_string(), size);
-    Ok(())
-}
-
-/// HEADs every blob and child manifest at the destination in one concurrent wave; returns
+/// HEADs every child manifest and blob at the destination in one concurrent wave; returns
 /// the digests that are present.
-async fn present(dst: &Side<'_>, graph: &Graph) -> Result<HashSet<String>> {
-    let children = graph.manifests[..graph.manifests.len() - 1]
-        .iter()
-        .map(|m| (m.digest.clone(), true));
-    let blobs = graph.blobs.keys().map(|d| (d.clone(), false));
-    let found: Vec<Option<String>> = futures_util::stream::iter(children.chain(blobs))
+async fn present(dst: &Side<'_>, graph: &Graph) -> Result<HashSet<Digest>> {
+    let children = graph.children().iter().map(|n| (&n.manifest.digest, true));
+    let blobs = graph.blobs.keys().map(|d| (d, false));
+    let found: Vec<Option<Digest>> = futures_util::stream::iter(children.chain(blobs))
         .map(|(d, manifest)| async move {
             let here = if manifest {
-                dst.client.has_manifest(dst.repository, &d).await?
+                dst.client.has_manifest(dst.repository, d).await?
             } else {
-                dst.client.has_blob(dst.repository, &d).await?
+                dst.client.has_blob(dst.repository, d).await?
             };
-            Ok::<_, anyhow::Error>(here.then_some(d))
+            Ok::<_, anyhow::Error>(here.then(|| d.clone()))
         })
         .buffer_unordered(LOOKUPS)
         .try_collect()
@@ -183,33 +94,17 @@ pub async fn copy(
     expect_digest: Option<&str>,
 ) -> Result<CopyOutcome> {
     let started = Instant::now();
-    let req0 = src.client.requests()
-        + if src.client.same_registry(dst.client) {
-            0
-        } else {
-            dst.client.requests()
-        };
+    let req0 = total_requests(src, dst);
     let src_name = format!("{}/{}:{src_ref}", src.client.host(), src.repository);
     let dst_name = |r: &str| format!("{}/{}:{r}", dst.client.host(), dst.repository);
-    // The source manifest and the destination tag, at once.
-    let tag_lookup = async {
-        match dst_tag {
-            Some(t) => dst.client.get_manifest(dst.repository, t).await,
-            None => Ok(None),
-        }
-    };
-    let (top, existing) =
-        tokio::try_join!(src.client.get_manifest(src.repository, src_ref), tag_lookup)?;
-    let top = top.ok_or_else(|| {
-        Failure::invalid(format!("source image {src_name} does not exist"))
-            .hint("check the repository and tag (or digest) of the source")
-    })?;
-    if src_ref.starts_with("sha256:") && top.digest != src_ref {
-        bail!(
-            "{src_name}: the registry served bytes whose digest is {}",
-            top.digest
-        );
-    }
+    let top = src
+        .client
+        .get_manifest(src.repository, src_ref)
+        .await?
+        .ok_or_else(|| {
+            Failure::invalid(format!("source image {src_name} does not exist"))
+                .hint("check the repository and tag (or digest) of the source")
+        })?;
     if let Some(want) = expect_digest {
         if top.digest != want {
             return Err(Failure::refused(format!(
@@ -220,53 +115,154 @@ pub async fn copy(
             .into());
         }
     }
+    crate::panic::set_activity(format!(
+        "copying {src_name} ({}) to {}",
+        top.digest,
+        dst_name(dst_tag.unwrap_or(top.digest.as_str()))
+    ));
+    let graph = walk(src, top).await?;
+    let top = &graph.top().manifest;
     let mut out = CopyOutcome {
-        digest: top.digest.clone(),
+        digest: top.digest.to_string(),
         media_type: top.media_type.clone(),
+        manifests: graph.manifests.len(),
+        blobs: graph.blobs.len(),
+        bytes_total: graph.blobs.values().map(|b| b.size).sum(),
         ..CopyOutcome::default()
     };
-    // The tag is never moved; the same digest means the copy is already done.
-    if let (Some(tag), Some(existing)) = (dst_tag, existing) {
-        if existing.digest == top.digest {
-            out.already_done = true;
-            out.requests = requests_since(src, dst, req0);
-            out.seconds = started.elapsed().as_secs_f64();
-            return Ok(out);
+    // One round at the destination: the tag, and everything below it.
+    let tag_lookup = async {
+        match dst_tag {
+            Some(t) => dst.client.get_manifest(dst.repository, t).await,
+            None => Ok(None),
         }
-        return Err(Failure::refused(format!(
-            "{} already points at {}; refusing to move it to {} (from {src_name})",
-            dst_name(tag),
-            existing.digest,
+    };
+    let (existing, here) = tokio::try_join!(tag_lookup, present(dst, &graph))?;
+    let missing_count = graph.children().len() + graph.blobs.len() - here.len();
+    let tag_in_place = match (dst_tag, existing) {
+        (Some(_), Some(existing)) if existing.digest == top.digest => true,
+        (Some(tag), Some(existing)) => {
+            return Err(Failure::refused(format!(
+                "{} already points at {}; refusing to move it to {} (from {src_name})",
+                dst_name(tag),
+                existing.digest,
+                top.digest
+            ))
+            .hint("tags are immutable releases: publish a new version instead of re-using this tag")
+            .into());
+        }
+        _ => false,
+    };
+    if tag_in_place && missing_count == 0 {
+        out.already_done = true;
+        out.blobs_skipped = out.blobs;
+        out.requests = total_requests(src, dst) - req0;
+        out.seconds = started.elapsed().as_secs_f64();
+        return Ok(out);
+    }
+    if tag_in_place {
+        tracing::warn!(
+            "{} points at {} but {missing_count} of its manifests or blobs are missing there; restoring them",
+            dst_name(dst_tag.unwrap_or_default()),
             top.digest
-        ))
-        .hint("tags are immutable releases: publish a new version instead of re-using this tag")
-        .into());
+        );
+        out.repaired = missing_count;
     }
 
-    let graph = walk(src, top.clone()).await?;
-    out.manifests = graph.manifests.len();
-    out.blobs = graph.blobs.len();
-    out.bytes_total = graph.blobs.values().sum();
-    let here = present(dst, &graph).await?;
+    copy_blobs(src, dst, &graph, &here, &mut out).await?;
 
-    // Missing blobs, biggest first, a few at a time, with progress for long copies.
-    let mut missing: Vec<(&String, &u64)> = graph
+    // Missing child manifests, one height at a time: children before parents at every depth.
+    let max_height = graph.top().height;
+    for h in 0..max_height {
+        let level: Vec<&Manifest> = graph
+            .children()
+            .iter()
+            .filter(|n| n.height == h && !here.contains(&n.manifest.digest))
+            .map(|n| &n.manifest)
+            .collect();
+        out.manifests_pushed += level.len();
+        let graph = &graph;
+        futures_util::stream::iter(level)
+            .map(|m| async move {
+                dst.client
+                    .put_manifest(dst.repository, m.digest.as_str(), m)
+                    .await
+                    .map_err(|e| explain_foreign(e, graph))
+            })
+            .buffer_unordered(LOOKUPS)
+            .try_collect::<Vec<()>>()
+            .await?;
+    }
+    let reference = dst_tag.unwrap_or(top.digest.as_str());
+    if !tag_in_place {
+        dst.client
+            .put_manifest(dst.repository, reference, top)
+            .await
+            .map_err(|e| explain_foreign(e, &graph))?;
+        out.manifests_pushed += 1;
+    }
+
+    verify(dst, reference, top, &graph).await?;
+    out.requests = total_requests(src, dst) - req0;
+    out.seconds = started.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+fn total_requests(src: &Side<'_>, dst: &Side<'_>) -> u64 {
+    src.client.requests()
+        + if src.client.same_registry(dst.client) {
+            0
+        } else {
+            dst.client.requests()
+        }
+}
+
+/// A registry that refuses a manifest with foreign layers: say why.
+fn explain_foreign(e: anyhow::Error, graph: &Graph) -> anyhow::Error {
+    let foreign: Vec<String> = graph
+        .blobs
+        .iter()
+        .filter(|(_, b)| b.foreign.is_some())
+        .map(|(d, _)| d.to_string())
+        .collect();
+    if foreign.is_empty() {
+        return e;
+    }
+    e.context(format!(
+        "the image has {} foreign (non-distributable) layer(s) ({}); the destination may refuse manifests that point at them",
+        foreign.len(),
+        foreign.join(", ")
+    ))
+}
+
+/// Missing blobs, biggest first, a few at a time, with progress for long copies.
+async fn copy_blobs(
+    src: &Side<'_>,
+    dst: &Side<'_>,
+    graph: &Graph,
+    here: &HashSet<Digest>,
+    out: &mut CopyOutcome,
+) -> Result<()> {
+    let mut missing: Vec<(&Digest, &Blob)> = graph
         .blobs
         .iter()
         .filter(|(d, _)| !here.contains(*d))
         .collect();
-    missing.sort_by(|a, b| b.1.cmp(a.1));
+    missing.sort_by_key(|m| std::cmp::Reverse(m.1.size));
     out.blobs_skipped = out.blobs - missing.len();
+    if missing.is_empty() {
+        return Ok(());
+    }
     let done_bytes = Arc::new(AtomicU64::new(0));
     let done_blobs = Arc::new(AtomicU64::new(0));
     let progress = {
         let (db, dn, total, count) = (
             done_bytes.clone(),
             done_blobs.clone(),
-            missing.iter().map(|m| *m.1).sum::<u64>(),
+            missing.iter().map(|m| m.1.size).sum::<u64>(),
             missing.len(),
         );
-        let name = dst_name(dst_tag.unwrap_or(&top.digest));
+        let name = format!("{}/{}", dst.client.host(), dst.repository);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             tick.tick().await;
@@ -282,10 +278,10 @@ pub async fn copy(
         })
     };
     let results: Vec<Result<BlobResult>> = futures_util::stream::iter(missing)
-        .map(|(digest, size)| {
+        .map(|(digest, blob)| {
             let (db, dn) = (done_bytes.clone(), done_blobs.clone());
             async move {
-                let r = copy_blob(src, dst, digest, *size, &db).await;
+                let r = copy_blob(src, dst, digest, blob, &db).await;
                 dn.fetch_add(1, Ordering::Relaxed);
                 r
             }
@@ -303,50 +299,7 @@ pub async fn copy(
             }
         }
     }
-
-    // Missing child manifests by digest (all at once: they are independent), then the top
-    // one under its tag, last.
-    let (children, top_m) = graph.manifests.split_at(graph.manifests.len() - 1);
-    let pushes: Vec<Manifest> = children
-        .iter()
-        .filter(|m| !here.contains(&m.digest))
-        .map(with_media_type)
-        .collect();
-    out.manifests_pushed = pushes.len();
-    futures_util::stream::iter(pushes.iter())
-        .map(|m| dst.client.put_manifest(dst.repository, &m.digest, m))
-        .buffer_unordered(LOOKUPS)
-        .try_collect::<Vec<()>>()
-        .await?;
-    let top_m = with_media_type(&top_m[0]);
-    dst.client
-        .put_manifest(dst.repository, dst_tag.unwrap_or(&top_m.digest), &top_m)
-        .await?;
-    out.manifests_pushed += 1;
-
-    verify(dst, dst_tag.unwrap_or(&top_m.digest), &top_m, &graph).await?;
-    out.requests = requests_since(src, dst, req0);
-    out.seconds = started.elapsed().as_secs_f64();
-    Ok(out)
-}
-
-fn requests_since(src: &Side<'_>, dst: &Side<'_>, before: u64) -> u64 {
-    let now = src.client.requests()
-        + if src.client.same_registry(dst.client) {
-            0
-        } else {
-            dst.client.requests()
-        };
-    now - before
-}
-
-/// The media type to push with: the manifest's own `mediaType`, else what the source said.
-fn with_media_type(m: &Manifest) -> Manifest {
-    let json: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap_or_default();
-    Manifest {
-        media_type: media_type_of(&json, &m.media_type),
-        ..m.clone()
-    }
+    Ok(())
 }
 
 enum BlobResult {
@@ -357,8 +310,8 @@ enum BlobResult {
 async fn copy_blob(
     src: &Side<'_>,
     dst: &Side<'_>,
-    digest: &str,
-    size: u64,
+    digest: &Digest,
+    blob: &Blob,
     done: &AtomicU64,
 ) -> Result<BlobResult> {
     if src.client.same_registry(dst.client)
@@ -368,49 +321,104 @@ async fn copy_blob(
             .mount_blob(dst.repository, digest, src.repository)
             .await?
     {
-        done.fetch_add(size, Ordering::Relaxed);
+        done.fetch_add(blob.size, Ordering::Relaxed);
         return Ok(BlobResult::Mounted);
     }
-    // A streamed body cannot be replayed, so a dropped transfer restarts the blob.
-    let mut attempt = 0;
+    // A streamed body cannot be replayed, so a dropped transfer restarts this blob (alone).
+    // Bytes that do not match the digest are the source's fault: no retry.
+    let mut schedule = crate::retry::Policy {
+        max_attempts: 6,
+        ..crate::retry::Policy::REQUESTS
+    }
+    .schedule();
     loop {
-        attempt += 1;
-        match stream_blob(src, dst, digest, size, done).await {
+        match stream_blob(src, dst, digest, blob, done).await {
             Ok(n) => return Ok(BlobResult::Copied(n)),
-            Err(e) if attempt < 3 => {
-                tracing::warn!("blob {digest}: {e:#}; retrying");
-                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-            }
-            Err(e) => return Err(e),
+            Err(e) if e.downcast_ref::<SourceCorrupt>().is_some() => return Err(e),
+            Err(e) if e.downcast_ref::<Failure>().is_some() => return Err(e),
+            Err(e) => match schedule.next_delay(None) {
+                Some(d) => {
+                    tracing::warn!("blob {digest}: {e:#}; retrying");
+                    tokio::time::sleep(d.max(Duration::from_millis(100))).await;
+                }
+                _ => return Err(e),
+            },
         }
     }
 }
 
-/// GET from the source streamed straight into the destination's PUT: a layer is never held
-/// in memory whole.
+/// GET from the source streamed straight into the destination's PUT, hashed and counted on
+/// the way: a layer is never held in memory whole, and bad bytes never complete the PUT.
 async fn stream_blob(
     src: &Side<'_>,
     dst: &Side<'_>,
-    digest: &str,
-    size: u64,
+    digest: &Digest,
+    blob: &Blob,
     done: &AtomicU64,
 ) -> Result<u64> {
-    let resp = src.client.get_blob(src.repository, digest).await?;
-    let length = resp.content_length().unwrap_or(size);
+    let from = format!("{}/{}", src.client.host(), src.repository);
+    let Some(resp) = src
+        .client
+        .get_blob(src.repository, digest, blob.size)
+        .await?
+    else {
+        return Err(match &blob.foreign {
+            Some(urls) => Failure::invalid(format!(
+                "layer {digest} is a foreign (non-distributable) layer and {from} does not hold its bytes{}",
+                if urls.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (the manifest says they live at {})",
+                        urls.iter()
+                            .take(3)
+                            .map(|u| crate::redact::url_str(u))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ))
+            .hint("ferry copies only bytes a registry holds and never downloads from URLs named in a manifest: push the layer into the source registry, or rebuild the image without foreign layers")
+            .into(),
+            None => anyhow!("{from}@{digest}: the source registry does not have this blob, which the manifest lists"),
+        });
+    };
+    if let Some(n) = resp.content_length() {
+        if n != blob.size {
+            return Err(SourceCorrupt(format!(
+                "{from}@{digest}: the source answers with {n} bytes, the manifest says {}",
+                blob.size
+            ))
+            .into());
+        }
+    }
+    let fault = Arc::new(Mutex::new(None));
     let counter = Arc::new(AtomicU64::new(0));
-    let c2 = counter.clone();
-    let stream = resp.bytes_stream().map_ok(move |chunk| {
-        c2.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        chunk
-    });
-    dst.client
+    let verify = Verify {
+        inner: Box::pin(resp.bytes_stream()),
+        hasher: Some(Hasher::for_digest(digest)),
+        seen: 0,
+        size: blob.size,
+        digest: digest.clone(),
+        held: None,
+        state: State::Streaming,
+        fault: fault.clone(),
+        counter: counter.clone(),
+        from: from.clone(),
+    };
+    let r = dst
+        .client
         .upload_blob(
             dst.repository,
             digest,
-            length,
-            reqwest::Body::wrap_stream(stream),
+            blob.size,
+            reqwest::Body::wrap_stream(verify),
         )
-        .await?;
+        .await;
+    if let Some(msg) = fault.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        return Err(SourceCorrupt(msg).into());
+    }
+    r?;
     let n = counter.load(Ordering::Relaxed);
     done.fetch_add(n, Ordering::Relaxed);
     Ok(n)
@@ -425,7 +433,7 @@ async fn verify(dst: &Side<'_>, reference: &str, top: &Manifest, graph: &Graph) 
         present(dst, graph)
     )?;
     let got = got.ok_or_else(|| anyhow!("verify: {name} is missing after the copy"))?;
-    if got.digest != top.digest || sha256_digest(&got.bytes) != top.digest {
+    if got.digest != top.digest {
         bail!(
             "verify: {name} has digest {} after the copy, expected {}",
             got.digest,
@@ -439,11 +447,12 @@ async fn verify(dst: &Side<'_>, reference: &str, top: &Manifest, graph: &Graph) 
             top.media_type
         );
     }
-    let missing: Vec<&str> = graph.manifests[..graph.manifests.len() - 1]
+    let missing: Vec<&str> = graph
+        .children()
         .iter()
-        .map(|m| m.digest.as_str())
-        .chain(graph.blobs.keys().map(String::as_str))
-        .filter(|d| !here.contains(*d))
+        .map(|n| n.manifest.digest.as_str())
+        .chain(graph.blobs.keys().map(Digest::as_str))
+        .filter(|d| !here.iter().any(|h| h.as_str() == *d))
         .collect();
     if !missing.is_empty() {
         bail!(

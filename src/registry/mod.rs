@@ -2,13 +2,30 @@
 //!
 //! ECR is reached here like any registry (basic auth with a `GetAuthorizationToken`
 //! password): that is the only way image bytes can move between repositories and accounts.
+//! In the order data flows: [`auth`] decides which credentials go where (and gets ECR
+//! tokens); [`client`] speaks the protocol, with `names` (repositories and references checked
+//! before they reach a URL), `location` (RFC 3986 resolution of `Location` and `Link`) and
+//! `body` (bounded reads, error text); [`digest`], [`manifest`] and [`link`] are the typed
+//! values read from the network; [`copy`] moves a whole image graph, reading it through
+//! `graph` (children before parents) and streaming blobs through `verify` (hashed on the way).
 
+pub mod auth;
+mod body;
 pub mod client;
 pub mod copy;
+pub mod digest;
+mod graph;
+pub mod link;
+mod location;
+pub mod manifest;
+mod names;
+mod verify;
 
 use anyhow::{bail, Context, Result};
 
-pub use client::{Credentials, Descriptor, RegistryClient};
+pub use auth::Credentials;
+pub use client::RegistryClient;
+pub use digest::Digest;
 
 /// `host[:port]/repository[:tag][@sha256:…]`, as `ferry copy` takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,13 +49,8 @@ impl ImageName {
             })?;
         let (name, digest) = match rest.split_once('@') {
             Some((n, d)) => {
-                let hexpart = d.strip_prefix("sha256:").unwrap_or_default();
-                if hexpart.len() != 64
-                    || !hexpart
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                {
-                    bail!("{s:?}: {d:?} is not a sha256 digest");
+                if Digest::parse(d).is_err() {
+                    bail!("{s:?}: {d:?} is not a digest (sha256:<64 lowercase hex>)");
                 }
                 (n, Some(d.to_string()))
             }
@@ -76,26 +88,11 @@ impl ImageName {
             .unwrap_or_default()
     }
 
-    /// `(account, region)` when the host is an ECR registry.
+    /// `(account, region)` when the host is exactly an ECR registry host ([`auth::EcrHost`]).
     pub fn ecr(&self) -> Option<(String, String)> {
-        let mut parts = self.host.split('.');
-        let account = parts.next()?;
-        let (dkr, ecr, region) = (parts.next()?, parts.next()?, parts.next()?);
-        (crate::config::is_account_id(account)
-            && dkr == "dkr"
-            && ecr == "ecr"
-            && self.host.contains(".amazonaws.com"))
-        .then(|| (account.to_string(), region.to_string()))
+        auth::EcrHost::parse(&self.host).map(|h| (h.account, h.region))
     }
 }
-
-/// Every manifest media type ferry understands, for `Accept`.
-pub const MANIFEST_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
 
 /// Environment variable mapping registry hosts to base URLs, for registries that are not
 /// where their name says (the local test world): `host=url[,host=url…]`, e.g.
@@ -116,6 +113,7 @@ fn endpoint_url_from(host: &str, map: &str) -> Result<url::Url> {
         if h.trim() == host {
             let url = url::Url::parse(u.trim())
                 .with_context(|| format!("{ENDPOINTS_ENV}: {u:?} is not a URL"))?;
+            auth::check_base(&url).with_context(|| format!("{ENDPOINTS_ENV}: {h}"))?;
             return Ok(url);
         }
     }
@@ -147,6 +145,14 @@ mod tests {
             (Some("t"), Some(d.as_str()))
         );
         assert!(n.ecr().is_none());
+        let lookalike =
+            ImageName::parse("111111111111.dkr.ecr.us-east-1.amazonaws.com.attacker.test/app:v1")
+                .unwrap();
+        assert_eq!(
+            lookalike.ecr(),
+            None,
+            "a host that merely contains .amazonaws.com"
+        );
         for bad in [
             "app:v1",
             "127.0.0.1:5001/app",
@@ -169,5 +175,9 @@ mod tests {
             "https://c.example/"
         );
         assert!(endpoint_url_from("c.example", "junk").is_err());
+        assert!(
+            endpoint_url_from("c.example", "c.example=http://10.1.2.3:5000").is_err(),
+            "plain http only on loopback"
+        );
     }
 }

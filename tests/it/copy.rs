@@ -90,7 +90,8 @@ fn single_arch_oci_cold_then_noop() {
         Some(d.as_str())
     );
 
-    // No-op: the tag already points at the digest; a couple of requests, nothing written.
+    // No-op: the tag already points at the digest and every blob is proven present in one
+    // concurrent round (source manifest, destination tag, 3 HEADs); nothing written.
     let out = outcome(&copy(
         &format!("{}/app:v1", a.addr()),
         &format!("{}/prod/app:v1", b.addr()),
@@ -98,7 +99,8 @@ fn single_arch_oci_cold_then_noop() {
         &b,
     ));
     assert_eq!(out["already_done"], true);
-    assert!(out["requests"].as_u64().unwrap() <= 2, "{out}");
+    assert_eq!(out["requests"], 5, "{out}");
+    assert_eq!(out["manifests_pushed"], 0, "{out}");
 }
 
 #[test]
@@ -545,4 +547,604 @@ fn credentials_from_the_docker_config_file() {
     );
     assert_eq!(outcome(&o)["digest"], d.as_str());
     assert_eq!(b.skopeo_digest("app", "v11").as_deref(), Some(d.as_str()));
+}
+
+/// A misbehaving registry or proxy (tests/fixtures/fakeregistry.py): the registry on
+/// 127.0.0.1:`port`, a foreign origin on 127.0.0.2 (its requests are logged as "foreign").
+struct FakeRegistry {
+    port: u16,
+    log: tempfile::NamedTempFile,
+    child: std::process::Child,
+}
+
+impl FakeRegistry {
+    fn start(mode: &str, upstream: Option<&Registry>, seconds: f64) -> FakeRegistry {
+        use std::io::BufRead;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.arg(fixture("fakeregistry.py"))
+            .arg(mode)
+            .args(["--log", log.path().to_str().unwrap()])
+            .args(["--seconds", &seconds.to_string()]);
+        if let Some(r) = upstream {
+            cmd.args(["--upstream", &r.port.to_string()]);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let field = |k: &str| -> u16 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or_else(|| panic!("fakeregistry.py said {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        FakeRegistry {
+            port: field("PORT="),
+            log,
+            child,
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every request it saw: listener ("registry" / "foreign"), method, path, auth, t.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.log.path())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `ferry copy` with per-side flags and basic credentials for both sides.
+fn copy_with(
+    args: &[&str],
+    src: &str,
+    dst: &str,
+    a: &Registry,
+    b: &Registry,
+) -> std::process::Output {
+    let mut all = vec!["copy"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[src, dst, "--output", "json"]);
+    ferry(
+        &all,
+        &[
+            ("SRC_REGISTRY_USER", a.user.clone()),
+            ("SRC_REGISTRY_PASSWORD", a.password.clone()),
+            ("DST_REGISTRY_USER", b.user.clone()),
+            ("DST_REGISTRY_PASSWORD", b.password.clone()),
+        ],
+    )
+}
+
+#[test]
+fn a_lookalike_ecr_host_gets_no_ecr_token() {
+    let acct = random_account();
+    let a = Registry::for_account(&acct);
+    a.push_image("shop/api", "v1", &[]);
+    let fake = FakeRegistry::start("passthrough", Some(&a), 0.0);
+    let lookalike = format!("{acct}.dkr.ecr.{}.amazonaws.com.attacker.test", region());
+    let b = Registry::start("b", "promo", "promo-secret-b");
+    let o = ferry(
+        &[
+            "copy",
+            "--source-role",
+            &format!("arn:aws:iam::{acct}:role/r"),
+            &format!("{lookalike}/shop/api:v1"),
+            &format!("{}/shop/api:v1", b.addr()),
+            "--insecure",
+        ],
+        &[
+            (
+                "FERRY_REGISTRY_ENDPOINTS",
+                format!("{lookalike}=http://{}", fake.addr()),
+            ),
+            ("DST_REGISTRY_USER", b.user.clone()),
+            ("DST_REGISTRY_PASSWORD", b.password.clone()),
+        ],
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    let seen = fake.requests();
+    assert!(!seen.is_empty(), "ferry reached the lookalike host");
+    assert!(
+        seen.iter().all(|r| r["auth"] == false),
+        "credentials went to a host that only looks like ECR: {seen:?}"
+    );
+}
+
+#[test]
+fn credentials_never_follow_a_foreign_upload_location() {
+    let (a, b) = pair();
+    a.push_image("app", "v1", &[]);
+    let fake = FakeRegistry::start("foreign-location", Some(&b), 0.0);
+    let o = copy_with(
+        &["--insecure"],
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", fake.addr()),
+        &a,
+        &b,
+    );
+    let seen = fake.requests();
+    let foreign: Vec<&Value> = seen.iter().filter(|r| r["listener"] == "foreign").collect();
+    assert!(
+        !foreign.is_empty(),
+        "the upload went to the foreign Location"
+    );
+    assert!(
+        foreign.iter().all(|r| r["auth"] == false),
+        "credentials followed a foreign Location: {foreign:?}"
+    );
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("another origin"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_relative_upload_location_resolves_against_the_request_url() {
+    let (a, b) = pair();
+    let d = a.push_image("app", "v1", &[]);
+    let fake = FakeRegistry::start("relative-location", Some(&b), 0.0);
+    let out = outcome(&copy_with(
+        &["--insecure"],
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", fake.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(out["blobs_copied"], 3, "{out}");
+    assert_eq!(b.skopeo_digest("app", "v1").as_deref(), Some(d.as_str()));
+}
+
+#[test]
+fn basic_credentials_never_go_to_a_foreign_token_realm() {
+    let (a, b) = pair();
+    a.push_image("app", "v1", &[]);
+    let fake = FakeRegistry::start("foreign-realm", Some(&b), 0.0);
+    let o = copy_with(
+        &["--insecure"],
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", fake.addr()),
+        &a,
+        &b,
+    );
+    let tokens: Vec<Value> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r["listener"] == "foreign")
+        .collect();
+    assert!(!tokens.is_empty(), "the realm was asked for a token");
+    assert!(
+        tokens.iter().all(|r| r["auth"] == false),
+        "Basic credentials went to a plain-http realm on another host: {tokens:?}"
+    );
+    assert!(!stderr(&o).contains(&b.password));
+}
+
+#[test]
+fn a_corrupt_source_blob_is_blamed_on_the_source_and_never_committed() {
+    let (a, b) = pair();
+    a.push_image("app", "v1", &[]);
+    let fake = FakeRegistry::start("corrupt-blob", Some(&a), 0.0);
+    let o = copy_with(
+        &["--insecure"],
+        &format!("{}/app:v1", fake.addr()),
+        &format!("{}/app:v1", b.addr()),
+        &a,
+        &b,
+    );
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&fake.addr()) && err.contains("corrupt"),
+        "the source is blamed: {err}"
+    );
+    assert!(!err.contains("DIGEST_INVALID"), "{err}");
+    let gets: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r["method"] == "GET" && r["path"].as_str().unwrap().contains("/blobs/"))
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect();
+    let unique: std::collections::HashSet<&String> = gets.iter().collect();
+    assert_eq!(
+        gets.len(),
+        unique.len(),
+        "a corrupt blob was re-read: {gets:?}"
+    );
+    let committed = walk_files(&b.data_dir().join("docker/registry/v2/blobs"));
+    assert!(
+        committed.is_empty(),
+        "the destination committed {committed:?}"
+    );
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk_files(&p)
+            } else {
+                vec![p]
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn nested_indexes_arrive_children_first() {
+    let (a, b) = pair();
+    let d = a.push_image(
+        "app",
+        "v1",
+        &[
+            "--platforms",
+            "linux/amd64,linux/arm64",
+            "--attest",
+            "--nested",
+        ],
+    );
+    // Image manifests land slowly: a parent pushed before its children fails every time.
+    let fake = FakeRegistry::start("slow-children", Some(&b), 0.0);
+    let out = outcome(&copy_with(
+        &["--insecure"],
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", fake.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(
+        out["manifests"], 7,
+        "outer + inner index + 4 + 1 images: {out}"
+    );
+    assert_eq!(b.skopeo_digest("app", "v1").as_deref(), Some(d.as_str()));
+}
+
+#[test]
+fn already_there_is_proven_and_a_missing_layer_repaired() {
+    let (a, b) = pair();
+    let d = a.push_image("app", "v1", &["--layers-kb", "64,16,8"]);
+    outcome(&copy(
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", b.addr()),
+        &a,
+        &b,
+    ));
+    // Someone deletes one layer at the destination: the tag still resolves.
+    let raw = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &b.creds(),
+        ])
+        .arg(format!("docker://{}/app:v1", b.addr()))
+        .output()
+        .unwrap();
+    let m: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let layer = m["layers"][1]["digest"].as_str().unwrap().to_string();
+    let del = Command::new("curl")
+        .args(["-fsS", "-X", "DELETE", "-u", &b.creds()])
+        .arg(format!("{}/v2/app/blobs/{layer}", b.url()))
+        .output()
+        .expect("curl");
+    assert!(
+        del.status.success(),
+        "{}",
+        String::from_utf8_lossy(&del.stderr)
+    );
+
+    let out = outcome(&copy(
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", b.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(
+        out["already_done"], false,
+        "a broken image is not 'already there': {out}"
+    );
+    assert_eq!(out["repaired"], 1, "{out}");
+    assert_eq!(out["blobs_copied"], 1, "{out}");
+    // skopeo, which we did not write, can read every blob of the image again.
+    let dir = tempfile::tempdir().unwrap();
+    let pulled = Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--src-creds", &b.creds()])
+        .arg(format!("docker://{}/app:v1", b.addr()))
+        .arg(format!("dir:{}", dir.path().display()))
+        .output()
+        .unwrap();
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    assert_eq!(b.skopeo_digest("app", "v1").as_deref(), Some(d.as_str()));
+}
+
+#[test]
+fn foreign_layers_are_explained() {
+    let b = Registry::start("b", "promo", "promo-secret-b");
+    let fake = FakeRegistry::start("foreign-layer", None, 0.0);
+    let o = copy_with(
+        &["--insecure"],
+        &format!("{}/win/app:v1", fake.addr()),
+        &format!("{}/win/app:v1", b.addr()),
+        &b,
+        &b,
+    );
+    assert_exit(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("foreign (non-distributable) layer")
+            && err.contains("does not hold its bytes"),
+        "{err}"
+    );
+    assert!(err.contains("mcr.microsoft.example"), "{err}");
+}
+
+#[test]
+fn insecure_is_per_side_and_loopback_only() {
+    let (a, b) = pair();
+    let d = a.push_image("app", "v1", &[]);
+    // Plain http for the source only: the destination is still reached over https.
+    let o = copy_with(
+        &["--src-insecure"],
+        &format!("{}/app:v1", a.addr()),
+        "registry.invalid/app:v1",
+        &a,
+        &b,
+    );
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("https://registry.invalid"),
+        "{}",
+        stderr(&o)
+    );
+    let o = copy_with(
+        &["--dst-insecure"],
+        "registry.invalid/app:v1",
+        &format!("{}/app:v1", b.addr()),
+        &a,
+        &b,
+    );
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("https://registry.invalid"),
+        "{}",
+        stderr(&o)
+    );
+    // A loopback source without --src-insecure is still reached over https.
+    let o = copy_with(
+        &["--dst-insecure"],
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", b.addr()),
+        &a,
+        &b,
+    );
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains(&format!("https://{}", a.addr())),
+        "{}",
+        stderr(&o)
+    );
+    let o = copy_with(
+        &["--dst-insecure"],
+        &format!("{}/app:v1", a.addr()),
+        "10.9.9.9:5000/app:v1",
+        &a,
+        &b,
+    );
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("only for registries on loopback"),
+        "{}",
+        stderr(&o)
+    );
+    let out = outcome(&copy_with(
+        &["--src-insecure", "--dst-insecure"],
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", b.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(out["digest"], d.as_str());
+}
+
+/// Runs `cmd` and returns its output and its peak RSS in KiB (getrusage of the child).
+fn with_peak_rss(args: &[&str], env: &[(&str, String)]) -> (std::process::Output, u64) {
+    let script = "import resource, subprocess, sys\n\
+        r = subprocess.run(sys.argv[1:])\n\
+        sys.stderr.write('PEAK_RSS_KIB=%d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+        sys.exit(r.returncode)";
+    let mut cmd = ferry_command(args, env);
+    let mut py = Command::new("python3");
+    py.arg("-c").arg(script).arg(cmd.get_program());
+    py.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => py.env(k, v),
+            None => py.env_remove(k),
+        };
+    }
+    let _ = &mut cmd;
+    let o = py.output().expect("python3");
+    let err = stderr(&o);
+    let kib = err
+        .lines()
+        .find_map(|l| l.strip_prefix("PEAK_RSS_KIB="))
+        .unwrap_or_else(|| panic!("no peak RSS: {err}"))
+        .trim()
+        .parse()
+        .unwrap();
+    (o, kib)
+}
+
+#[test]
+fn endless_and_huge_bodies_are_cut_off_with_memory_bounded() {
+    let b = Registry::start("b", "promo", "promo-secret-b");
+    for (mode, expect) in [
+        ("endless-manifest", "over the limit"),
+        ("huge-manifest", "over the limit"),
+        ("endless-error", "registry answered 400"),
+    ] {
+        let fake = FakeRegistry::start(mode, None, 0.0);
+        let started = std::time::Instant::now();
+        let (o, kib) = with_peak_rss(
+            &[
+                "copy",
+                "--insecure",
+                &format!("{}/app:v1", fake.addr()),
+                &format!("{}/app:v1", b.addr()),
+            ],
+            &[],
+        );
+        assert_ne!(o.status.code(), Some(0), "{mode}");
+        assert!(stderr(&o).contains(expect), "{mode}: {}", stderr(&o));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{mode}: took {:?}",
+            started.elapsed()
+        );
+        assert!(kib < 64 * 1024, "{mode}: peak RSS {kib} KiB");
+    }
+}
+
+#[test]
+fn retries_outlast_a_short_outage_and_honour_retry_after() {
+    let (a, b) = pair();
+    let d = a.push_image("app", "v1", &[]);
+    // 3 s of 503s: the old schedule gave up after about 1.4 s.
+    let fake = FakeRegistry::start("unavailable", Some(&b), 3.0);
+    let out = outcome(&copy_with(
+        &["--insecure"],
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", fake.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(out["digest"], d.as_str());
+
+    let fake = FakeRegistry::start("retry-after", Some(&b), 2.0);
+    let out = outcome(&copy_with(
+        &["--insecure"],
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v2", fake.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(out["digest"], d.as_str());
+    let seen = fake.requests();
+    let first = seen[0]["t"].as_f64().unwrap();
+    let second = seen
+        .iter()
+        .filter(|r| r["path"] == seen[0]["path"] && r["method"] == seen[0]["method"])
+        .nth(1)
+        .expect("the throttled request was repeated")["t"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        second - first >= 1.9,
+        "Retry-After: 2 honoured: {}",
+        second - first
+    );
+}
+
+#[test]
+fn secrets_never_reach_the_logs_at_debug_or_trace() {
+    use base64::Engine as _;
+    let src_acct = random_account();
+    let dst_acct = random_account();
+    let a = Registry::for_account(&src_acct);
+    let b = Registry::for_account(&dst_acct);
+    a.push_image("shop/api", "v1", &[]);
+    for level in ["debug", "trace"] {
+        let o = ferry(
+            &[
+                "copy",
+                &format!("{}/shop/api:v1", a.ecr_host()),
+                &format!("{}/shop/api:v1-{level}", b.ecr_host()),
+                "--source-role",
+                &format!("arn:aws:iam::{src_acct}:role/reader"),
+                "--target-role",
+                &format!("arn:aws:iam::{dst_acct}:role/writer"),
+            ],
+            &[
+                (
+                    "FERRY_REGISTRY_ENDPOINTS",
+                    format!("{},{}", a.endpoint_entry(), b.endpoint_entry()),
+                ),
+                ("FERRY_LOG", level.into()),
+            ],
+        );
+        assert_exit(&o, 0);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            all.contains("GET http://127.0.0.1:") || level == "debug",
+            "{level}: ferry's own trace lines are there: {all}"
+        );
+        for reg in [&a, &b] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(reg.creds());
+            for secret in [reg.password.as_str(), b64.as_str()] {
+                assert!(
+                    !all.contains(secret),
+                    "{level}: a registry credential leaked"
+                );
+            }
+        }
+        // The world's AWS secret key, and what moto's STS hands out.
+        for secret in [
+            "ferry-test",
+            "SecretAccessKey",
+            "SessionToken",
+            "FQoGZXIvYXdz",
+        ] {
+            assert!(!all.contains(secret), "{level}: {secret} leaked");
+        }
+    }
+}
+
+#[test]
+fn a_panic_exits_5_and_says_it_is_a_bug() {
+    let (a, b) = pair();
+    a.push_image("app", "v1", &[]);
+    let o = ferry(
+        &[
+            "copy",
+            "--insecure",
+            &format!("{}/app:v1", a.addr()),
+            &format!("{}/app:v1", b.addr()),
+        ],
+        &[
+            ("FERRY_TEST_PANIC", "copying".into()),
+            ("SRC_REGISTRY_USER", a.user.clone()),
+            ("SRC_REGISTRY_PASSWORD", a.password.clone()),
+        ],
+    );
+    assert_exit(&o, 5);
+    let err = stderr(&o);
+    assert!(err.contains("this is a bug"), "{err}");
+    assert!(err.contains("in flight: copying"), "{err}");
+    assert!(!err.contains("stack backtrace"), "{err}");
 }

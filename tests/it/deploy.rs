@@ -899,3 +899,38 @@ async fn an_identical_orphaned_revision_is_reused() {
     );
     assert!(stderr(&o).contains("reusing"), "{}", stderr(&o));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_reach_the_logs_of_a_deploy_at_debug_or_trace() {
+    use base64::Engine as _;
+    let w = World::new().await;
+    w.release("v1.0.0-rc.1", "101", "healthy").await;
+    w.release("v1.0.1-rc.1", "102", "healthy").await;
+    for (level, tag) in [("debug", "v1.0.0-rc.1"), ("trace", "v1.0.1-rc.1")] {
+        let mut env = w.env();
+        env.push(("FERRY_LOG", level.into()));
+        let o = ferry(
+            &[
+                "deploy",
+                "--environments",
+                w.dir.path().to_str().unwrap(),
+                "--tag",
+                tag,
+            ],
+            &env,
+        );
+        assert_exit(&o, 0);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(w.registry.creds());
+        for secret in [
+            w.registry.password.as_str(),
+            b64.as_str(),
+            "ferry-test",
+            "SecretAccessKey",
+            "SessionToken",
+            "FQoGZXIvYXdz",
+        ] {
+            assert!(!all.contains(secret), "{level}: {secret} leaked");
+        }
+    }
+}
