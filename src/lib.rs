@@ -35,6 +35,7 @@ mod secret;
 mod smoke;
 mod status;
 mod tag;
+mod text;
 mod validate;
 
 pub use error::{Failure, FailureKind};

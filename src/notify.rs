@@ -150,7 +150,7 @@ pub fn slack_payload(event: &Event) -> Value {
         slack_escape(&event.environment)
     );
     if let Some(d) = &event.digest {
-        text.push_str(&format!(" `{}`", crate::render::short_digest(d)));
+        text.push_str(&format!(" `{}`", crate::text::short_digest(d)));
     }
     text.push_str(&format!("\n{}", slack_escape(&event.verdict)));
     if let Some(u) = &event.run_url {

@@ -165,7 +165,7 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: PlanOptions) -> Resu
 
 async fn resolve_source(plan: &mut Plan, source_env: &Environment, tag: &ReleaseTag) -> Result<()> {
     let sdk = sts::environment_config(source_env).await?;
-    let client = crate::registry::auth::ecr_client(&sdk, &source_env.registry_host()).await?;
+    let client = crate::registry::ecr::ecr_client(&sdk, &source_env.registry_host()).await?;
     let repo = &source_env.file.image.repository;
     if plan.source.tag.is_none() {
         let tags = client.list_tags(repo).await?;
@@ -199,7 +199,7 @@ async fn resolve_source(plan: &mut Plan, source_env: &Environment, tag: &Release
 
 async fn resolve_target(plan: &mut Plan, env: &Environment) -> Result<()> {
     let sdk = sts::environment_config(env).await?;
-    let client = crate::registry::auth::ecr_client(&sdk, &env.registry_host()).await?;
+    let client = crate::registry::ecr::ecr_client(&sdk, &env.registry_host()).await?;
     if let Some(desc) = client
         .resolve_tag(&env.file.image.repository, &plan.tag)
         .await?

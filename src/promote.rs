@@ -20,7 +20,7 @@ pub async fn promote(
 ) -> Result<PromoteOutcome> {
     let src_sdk = crate::aws::sts::environment_config(source_env).await?;
     let dst_sdk = crate::aws::sts::environment_config(target_env).await?;
-    let src = crate::registry::auth::ecr_client(&src_sdk, &source_env.registry_host())
+    let src = crate::registry::ecr::ecr_client(&src_sdk, &source_env.registry_host())
         .await
         .with_context(|| {
             format!(
@@ -29,7 +29,7 @@ pub async fn promote(
                 source_env.registry_host()
             )
         })?;
-    let dst = crate::registry::auth::ecr_client(&dst_sdk, &target_env.registry_host())
+    let dst = crate::registry::ecr::ecr_client(&dst_sdk, &target_env.registry_host())
         .await
         .with_context(|| {
             format!(
@@ -165,7 +165,7 @@ async fn client_for(
                 )
                 .build();
         }
-        return crate::registry::auth::ecr_client(&sdk, &name.host)
+        return crate::registry::ecr::ecr_client(&sdk, &name.host)
             .await
             .with_context(|| format!("ECR credentials for {}", name.host));
     }

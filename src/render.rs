@@ -147,13 +147,7 @@ pub fn plan_markdown(plan: &Plan) -> String {
     )
 }
 
-/// `sha256:4f0e5c1d…`: enough to tell digests apart at a glance.
-pub fn short_digest(digest: &str) -> String {
-    match digest.split_once(':') {
-        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}…", &hex[..8]),
-        _ => digest.to_string(),
-    }
-}
+pub use crate::text::short_digest;
 
 /// Every `sha256:<64 hex>` in `text` in its short form, except on the line that states
 /// `keep` on its own (`digest   sha256:…`), where a person may need to copy it whole.

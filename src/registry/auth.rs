@@ -11,13 +11,10 @@
 //! - [`ecr_client`]: a registry client for an ECR host with a `GetAuthorizationToken` token
 //!   that refreshes itself after a 401.
 
-use std::sync::Arc;
-
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
 use base64::Engine as _;
 
-use super::client::{Refresh, RegistryClient};
 use crate::secret::Secret;
 
 /// How to authenticate to a registry.
@@ -362,29 +359,11 @@ pub fn docker_config_credentials(host: &str) -> Option<Credentials> {
     Some(Credentials::Basic { username, password })
 }
 
-async fn ecr_credentials(sdk: &SdkConfig) -> Result<Credentials> {
+pub(super) async fn ecr_credentials(sdk: &SdkConfig) -> Result<Credentials> {
     let token = crate::aws::ecr::authorization(sdk).await?;
     let (username, password) = decode_basic(token.token.expose())
         .context("ecr:GetAuthorizationToken returned an unusable token")?;
     Ok(Credentials::Basic { username, password })
-}
-
-/// A registry client for the ECR registry `host`, authenticated with `GetAuthorizationToken`
-/// from `sdk` (the environment's role). `host` must be an ECR host ([`EcrHost`]); it may be
-/// mapped elsewhere by `FERRY_REGISTRY_ENDPOINTS` (the local test world).
-pub async fn ecr_client(sdk: &SdkConfig, host: &str) -> Result<RegistryClient> {
-    if EcrHost::parse(host).is_none() {
-        bail!("{host:?} is not an ECR registry host (<account>.dkr.ecr.<region>.amazonaws.com): no ECR token is sent there");
-    }
-    let base = super::endpoint_url(host)?;
-    let creds = ecr_credentials(sdk).await?;
-    let sdk = sdk.clone();
-    // A 401 in the middle of a long copy: ask ECR for a new token, once.
-    let refresh: Refresh = Arc::new(move || {
-        let sdk = sdk.clone();
-        Box::pin(async move { ecr_credentials(&sdk).await })
-    });
-    Ok(RegistryClient::new(base, creds)?.with_refresh(refresh))
 }
 
 #[cfg(test)]

@@ -25,22 +25,15 @@ use anyhow::{anyhow, bail, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::client::{Manifest, RegistryClient, SourceCorrupt};
+use super::client::{Manifest, SourceCorrupt};
 use super::digest::{Digest, Hasher};
-use super::graph::{walk, Blob, Graph};
-use super::verify::{State, Verify};
-use crate::error::Failure;
+pub use super::graph::Side;
+use super::graph::{walk, Blob, Graph, LOOKUPS};
 
 /// Blobs copied at once.
 const CONCURRENCY: usize = 6;
-/// HEADs and small manifest requests at once: latency-bound, so wider.
-pub(super) const LOOKUPS: usize = 32;
-
-/// One side of a copy.
-pub struct Side<'a> {
-    pub client: &'a RegistryClient,
-    pub repository: &'a str,
-}
+use super::verify::{State, Verify};
+use crate::error::Failure;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CopyOutcome {

@@ -7,10 +7,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::{anyhow, bail, Result};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::client::{Manifest, SourceCorrupt};
-use super::copy::{Side, LOOKUPS};
+use super::client::{Manifest, RegistryClient, SourceCorrupt};
 use super::digest::Digest;
 use super::manifest::{self, Parsed};
+
+/// HEADs and small manifest requests at once: latency-bound, so wider.
+pub(super) const LOOKUPS: usize = 32;
+
+/// One side of a copy.
+pub struct Side<'a> {
+    pub client: &'a RegistryClient,
+    pub repository: &'a str,
+}
 
 /// Manifests in one image graph, at most.
 const MAX_MANIFESTS: usize = 1000;

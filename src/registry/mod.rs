@@ -14,6 +14,7 @@ mod body;
 pub mod client;
 pub mod copy;
 pub mod digest;
+pub mod ecr;
 mod graph;
 pub mod link;
 mod location;
