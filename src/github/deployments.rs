@@ -17,9 +17,10 @@
 //! GitHub is a witness, never a gate: a GitHub that is down, slow, or refuses the token never
 //! blocks or fails a deploy. Every problem becomes one warning line and an entry in
 //! [`GithubReport::warnings`]; all calls of a run share a short time budget
-//! ([`DEFAULT_BUDGET`]). Answers are read bounded and parsed into small types; the token is
-//! never printed. `GITHUB_API_URL` (GitHub Enterprise Server: `https://HOST/api/v3`) is
-//! octocrab's base URI.
+//! ([`DEFAULT_BUDGET`](super::api::DEFAULT_BUDGET)). Answers are read bounded and parsed into
+//! small types; the token is never printed. `GITHUB_API_URL` (GitHub Enterprise Server:
+//! `https://HOST/api/v3`) is octocrab's base URI. The HTTP plumbing (settings, client, calls,
+//! request and answer bodies) is in `github::api`.
 //!
 //! How a run uses it (the call sites, in order):
 //!
@@ -37,117 +38,21 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use http_body_util::BodyExt;
 use octocrab::Octocrab;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::time::Instant;
 
+use super::api::{
+    bounded, build_client, call, encode, limit, octocrab_error, parse, status_error, CallError,
+    CreateDeployment, CreateStatus, DeploymentAnswer, Payload, Settings, StatusAnswer, Verb,
+    STEP_LIMIT,
+};
 use crate::error::{classify, Failure, FailureKind};
 use crate::github::event::{check_prerelease_flag, Trigger, TriggerSource};
-use crate::secret::Secret;
 use crate::tag::ReleaseTag;
 
-/// The most time all GitHub calls of one run may take together.
-pub const DEFAULT_BUDGET: Duration = Duration::from_secs(20);
-/// The most one step (creating the deployment, finishing it, looking up a release) may take.
-const STEP_LIMIT: Duration = Duration::from_secs(10);
-/// The REST API version whose published description the requests follow.
-const API_VERSION: &str = "2022-11-28";
-/// The largest answer read from GitHub.
-const MAX_ANSWER: usize = 1 << 20;
 /// How many earlier deployments of the environment are looked at for inactivation.
 const OLDER_LOOKED_AT: usize = 30;
-/// GitHub's limit for a deployment status description.
-const MAX_DESCRIPTION: usize = 140;
-
-/// Where and as whom to talk to GitHub.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// REST API root: `GITHUB_API_URL`, else `https://api.github.com`.
-    pub api_url: String,
-    /// Repository owner.
-    pub owner: String,
-    /// Repository name.
-    pub repo: String,
-    /// `GITHUB_TOKEN`.
-    pub token: Secret,
-    /// This run's log page, when running in GitHub Actions.
-    pub log_url: Option<String>,
-    /// Time budget for all calls of the run.
-    pub budget: Duration,
-}
-
-impl Settings {
-    /// From the process environment; `repository_hint` (`owner/name` from the event) is used when
-    /// `GITHUB_REPOSITORY` is unset. `Err` says why GitHub is not used.
-    pub fn from_env(repository_hint: Option<&str>) -> Result<Settings, String> {
-        Self::from_vars(|k| std::env::var(k).ok(), repository_hint)
-    }
-
-    /// From any variable lookup (tests pass a map).
-    pub fn from_vars(
-        var: impl Fn(&str) -> Option<String>,
-        repository_hint: Option<&str>,
-    ) -> Result<Settings, String> {
-        let var = |k: &str| var(k).filter(|v| !v.trim().is_empty());
-        let token = var("GITHUB_TOKEN").ok_or("GITHUB_TOKEN is not set")?;
-        let repository = var("GITHUB_REPOSITORY")
-            .or_else(|| repository_hint.map(str::to_string))
-            .ok_or("GITHUB_REPOSITORY is not set")?;
-        let (owner, repo) = split_repository(&repository)
-            .ok_or_else(|| format!("GITHUB_REPOSITORY {repository:?} is not owner/name"))?;
-        let api_url = api_root(var("GITHUB_API_URL").as_deref())?;
-        let log_url = super::actions::run_url_from(
-            var("GITHUB_SERVER_URL").as_deref(),
-            Some(&repository),
-            var("GITHUB_RUN_ID").as_deref(),
-            var("GITHUB_RUN_ATTEMPT").as_deref(),
-        );
-        Ok(Settings {
-            api_url,
-            owner: owner.to_string(),
-            repo: repo.to_string(),
-            token: Secret::new(token),
-            log_url,
-            budget: DEFAULT_BUDGET,
-        })
-    }
-}
-
-/// `owner/name`, each a GitHub name (letters, digits, `-`, `_`, `.`).
-fn split_repository(s: &str) -> Option<(&str, &str)> {
-    let (owner, repo) = s.split_once('/')?;
-    let ok = |p: &str| {
-        !p.is_empty()
-            && p.len() <= 100
-            && p != "."
-            && p != ".."
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    (ok(owner) && ok(repo)).then_some((owner, repo))
-}
-
-/// The REST API root, checked: http(s), no credentials, query or fragment; no trailing `/`.
-fn api_root(value: Option<&str>) -> Result<String, String> {
-    let Some(value) = value else {
-        return Ok("https://api.github.com".to_string());
-    };
-    let url = url::Url::parse(value.trim())
-        .map_err(|e| format!("GITHUB_API_URL {value:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https")
-        || url.host_str().is_none()
-        || !url.username().is_empty()
-        || url.password().is_some()
-        || url.query().is_some()
-        || url.fragment().is_some()
-    {
-        return Err(format!(
-            "GITHUB_API_URL {value:?} must be an http(s) URL without credentials, query or fragment"
-        ));
-    }
-    Ok(url.as_str().trim_end_matches('/').to_string())
-}
 
 /// What one run deploys, for its GitHub deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,100 +154,6 @@ pub struct Session {
     tag: String,
     environment: String,
     report: GithubReport,
-}
-
-/// Why a call to GitHub did not give what was asked.
-#[derive(Debug)]
-enum CallError {
-    /// The step's share of the budget ran out.
-    Timeout(Duration),
-    /// GitHub answered with this status (and its `message`, if any).
-    Status(u16, String),
-    /// No answer (connection refused, TLS, reset…).
-    Transport(String),
-    /// An answer that is not what the description says.
-    Answer(String),
-}
-
-impl std::fmt::Display for CallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CallError::Timeout(d) => write!(f, "GitHub did not answer within {}s", d.as_secs_f32()),
-            CallError::Status(code, msg) if msg.is_empty() => {
-                write!(f, "GitHub answered HTTP {code}")
-            }
-            CallError::Status(code, msg) => write!(f, "GitHub answered HTTP {code}: {msg}"),
-            CallError::Transport(e) => write!(f, "cannot reach GitHub: {e}"),
-            CallError::Answer(e) => write!(f, "GitHub's answer is not usable: {e}"),
-        }
-    }
-}
-
-impl CallError {
-    /// A hint for the answers a workflow can fix.
-    fn hint(&self) -> &'static str {
-        match self {
-            CallError::Status(401, _) => " (is GITHUB_TOKEN valid?)",
-            CallError::Status(403 | 404, _) => {
-                " (does the job have `permissions: deployments: write` and `contents: read`?)"
-            }
-            _ => "",
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct CreateDeployment<'a> {
-    r#ref: &'a str,
-    task: &'a str,
-    auto_merge: bool,
-    required_contexts: [&'a str; 0],
-    payload: Payload<'a>,
-    environment: &'a str,
-    description: String,
-    transient_environment: bool,
-    production_environment: bool,
-}
-
-#[derive(Serialize)]
-struct Payload<'a> {
-    tool: &'a str,
-    ferry_version: &'a str,
-    tag: &'a str,
-    version: &'a str,
-    digest: &'a str,
-}
-
-#[derive(Serialize)]
-struct CreateStatus<'a> {
-    state: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    log_url: Option<&'a str>,
-    description: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    environment_url: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auto_inactive: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct DeploymentAnswer {
-    id: u64,
-    url: String,
-    #[serde(default)]
-    production_environment: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct StatusAnswer {
-    #[serde(default)]
-    id: u64,
-    state: String,
-}
-
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    message: Option<String>,
 }
 
 impl Session {
@@ -760,123 +571,12 @@ impl Session {
     }
 }
 
-fn build_client(settings: &Settings) -> Result<Octocrab, String> {
-    let version = http::HeaderName::from_static("x-github-api-version");
-    Octocrab::builder()
-        .base_uri(settings.api_url.as_str())
-        .map_err(|e| format!("bad GITHUB_API_URL: {e}"))?
-        .personal_token(settings.token.expose().to_string())
-        .add_header(version, API_VERSION.to_string())
-        .add_header(
-            http::header::ACCEPT,
-            "application/vnd.github+json".to_string(),
-        )
-        .set_connect_timeout(Some(STEP_LIMIT))
-        .set_read_timeout(Some(STEP_LIMIT))
-        .set_write_timeout(Some(STEP_LIMIT))
-        .build()
-        .map_err(|e| e.to_string())
-}
-
-#[derive(Clone, Copy)]
-enum Verb {
-    Get,
-    Post,
-}
-
-/// One request through octocrab's generic methods, answer read bounded, before `deadline`.
-async fn call<B: Serialize>(
-    client: &Octocrab,
-    deadline: Instant,
-    verb: Verb,
-    route: &str,
-    body: Option<&B>,
-) -> Result<(u16, bytes::Bytes), CallError> {
-    let limit = deadline.saturating_duration_since(Instant::now());
-    let work = async {
-        let response = match verb {
-            Verb::Get => client._get(route).await,
-            Verb::Post => client._post(route, body).await,
-        }
-        .map_err(octocrab_error)?;
-        let status = response.status().as_u16();
-        let bytes = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| CallError::Transport(bounded(&e.to_string())))?
-            .to_bytes();
-        Ok((status, bytes))
-    };
-    match tokio::time::timeout_at(deadline, work).await {
-        Ok(r) => r,
-        Err(_) => Err(CallError::Timeout(limit)),
-    }
-}
-
-fn octocrab_error(e: octocrab::Error) -> CallError {
-    match e {
-        octocrab::Error::GitHub { source, .. } => {
-            CallError::Status(source.status_code.as_u16(), bounded(&source.message))
-        }
-        other => {
-            // The source chain says what failed (refused, TLS…); octocrab's own text is generic.
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(&other);
-            while let Some(s) = source {
-                text = s.to_string();
-                source = s.source();
-            }
-            CallError::Transport(bounded(&text))
-        }
-    }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
-    serde_json::from_slice(bytes).map_err(|e| CallError::Answer(bounded(&e.to_string())))
-}
-
-fn status_error(code: u16, bytes: &[u8]) -> CallError {
-    let message = serde_json::from_slice::<ErrorAnswer>(bytes)
-        .ok()
-        .and_then(|e| e.message)
-        .map(|m| bounded(&m))
-        .unwrap_or_default();
-    CallError::Status(code, message)
-}
-
-/// Untrusted text made safe for one log line: no control characters, at most 300 characters.
-fn bounded(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    if s.chars().count() > 300 {
-        out.push('…');
-    }
-    out
-}
-
-/// A status description within GitHub's 140 characters.
-fn limit(s: &str) -> String {
-    if s.chars().count() <= MAX_DESCRIPTION {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(MAX_DESCRIPTION - 1).collect();
-    out.push('…');
-    out
-}
-
 fn short_digest(digest: &str) -> &str {
     let end = digest
         .char_indices()
         .nth("sha256:".len() + 12)
         .map_or(digest.len(), |(i, _)| i);
     &digest[..end]
-}
-
-fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]

@@ -1,9 +1,15 @@
 //! Everything GitHub: what started the run (`event`: a release or a workflow dispatch), the
 //! job's OIDC token for AWS (`oidc`), the Actions side channels (`actions`: outputs, step
 //! summary, annotations), and the run's GitHub deployment and dispatch release lookup
-//! (`deployments`, through octocrab).
+//! (`deployments`, through octocrab, with its HTTP plumbing in `api`).
 
 pub mod actions;
+mod api;
 pub mod deployments;
 pub mod event;
 pub mod oidc;
+
+#[cfg(test)]
+mod dispatch_tests;
+#[cfg(test)]
+mod test_support;

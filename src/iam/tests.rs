@@ -1,0 +1,158 @@
+//! Unit tests of the IAM documents: fixed environments in, exact documents out.
+
+use super::*;
+
+fn envs() -> (tempfile::TempDir, Environments) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("staging.toml"),
+        "account_id = \"111111111111\"\nregion = \"eu-west-1\"\n[role]\narn = \"arn:aws:iam::111111111111:role/ferry-staging\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"shop/api\"\n[[services]]\ncluster = \"shop\"\nservice = \"api\"\ncontainer = \"api\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("production.toml"),
+        "account_id = \"222222222222\"\nregion = \"eu-west-1\"\n[role]\narn = \"arn:aws:iam::222222222222:role/ferry-production\"\n[release]\nmatch = \"final\"\n[promote]\nfrom = \"staging\"\n[image]\nrepository = \"shop/api\"\n[[services]]\ncluster = \"shop\"\nservice = \"api\"\ncontainer = \"api\"\n[[services]]\ncluster = \"shop\"\nservice = \"worker\"\ncontainer = \"worker\"\n",
+    )
+    .unwrap();
+    let e = crate::config::load(dir.path()).unwrap();
+    (dir, e)
+}
+
+fn live() -> BTreeMap<String, LiveServices> {
+    BTreeMap::from([(
+        "production".to_string(),
+        LiveServices {
+            families: BTreeSet::from(["shop-api".into(), "shop-worker".into()]),
+            pass_roles: BTreeSet::from([
+                "arn:aws:iam::222222222222:role/api-task".into(),
+                "arn:aws:iam::222222222222:role/ecs-exec".into(),
+            ]),
+        },
+    )])
+}
+
+#[test]
+fn production_role_is_scoped_to_its_repository_services_families_and_roles() {
+    let (_d, envs) = envs();
+    let p = policies(&envs, Some("production"), "acme/shop", &live()).unwrap();
+    assert_eq!(p.environments.len(), 1);
+    let doc = &p.environments[0].role_policy;
+    let sid = |s: &str| {
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["Sid"] == s)
+            .unwrap_or_else(|| panic!("no statement {s}: {doc:#}"))
+            .clone()
+    };
+    assert_eq!(sid("EcrLogin")["Resource"], json!(["*"]));
+    assert_eq!(
+        sid("EcrReadRepository")["Resource"],
+        json!(["arn:aws:ecr:eu-west-1:222222222222:repository/shop/api"])
+    );
+    assert_eq!(
+        sid("EcrPushPromotedImage")["Action"],
+        json!([
+            "ecr:CompleteLayerUpload",
+            "ecr:InitiateLayerUpload",
+            "ecr:PutImage",
+            "ecr:UploadLayerPart"
+        ])
+    );
+    assert_eq!(
+        sid("EcsServices")["Resource"],
+        json!([
+            "arn:aws:ecs:eu-west-1:222222222222:service/shop/api",
+            "arn:aws:ecs:eu-west-1:222222222222:service/shop/worker"
+        ])
+    );
+    assert_eq!(
+        sid("EcsListTasks")["Condition"]["ArnEquals"]["ecs:cluster"],
+        json!(["arn:aws:ecs:eu-west-1:222222222222:cluster/shop"]),
+        "one cluster, listed once"
+    );
+    assert_eq!(
+        sid("EcsTagNewRevisions")["Resource"],
+        json!([
+            "arn:aws:ecs:eu-west-1:222222222222:task-definition/shop-api:*",
+            "arn:aws:ecs:eu-west-1:222222222222:task-definition/shop-worker:*"
+        ])
+    );
+    assert_eq!(
+        sid("PassTaskRoles")["Resource"],
+        json!([
+            "arn:aws:iam::222222222222:role/api-task",
+            "arn:aws:iam::222222222222:role/ecs-exec"
+        ])
+    );
+    assert!(p.notes.iter().all(|n| !n.contains("placeholders")));
+    // The caller (stored credentials) may assume exactly production's and staging's roles.
+    assert_eq!(
+        p.environments[0].caller_policy["Statement"][0]["Resource"],
+        json!([
+            "arn:aws:iam::111111111111:role/ferry-staging",
+            "arn:aws:iam::222222222222:role/ferry-production"
+        ])
+    );
+}
+
+#[test]
+fn staging_reads_only_and_trusts_the_environments_that_use_its_role() {
+    let (_d, envs) = envs();
+    let p = policies(&envs, None, "acme/shop", &BTreeMap::new()).unwrap();
+    let names: Vec<&str> = p
+        .environments
+        .iter()
+        .map(|e| e.environment.as_str())
+        .collect();
+    assert_eq!(names, ["production", "staging"]);
+    let staging = &p.environments[1];
+    let acts = actions(&staging.role_policy);
+    assert!(!acts.iter().any(|a| a == "ecr:PutImage"), "{acts:?}");
+    assert!(acts.iter().any(|a| a == "ecr:BatchGetImage"));
+    let cond = &staging.trust_policy["Statement"][0]["Condition"]["StringEquals"];
+    assert_eq!(
+        cond["token.actions.githubusercontent.com:sub"],
+        json!([
+            "repo:acme/shop:environment:production",
+            "repo:acme/shop:environment:staging"
+        ])
+    );
+    assert_eq!(
+        cond["token.actions.githubusercontent.com:aud"],
+        "sts.amazonaws.com"
+    );
+    assert_eq!(
+        staging.trust_policy["Statement"][0]["Principal"]["Federated"],
+        "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"
+    );
+    let prod_sub = &p.environments[0].trust_policy["Statement"][0]["Condition"]["StringEquals"]
+        ["token.actions.githubusercontent.com:sub"];
+    assert_eq!(prod_sub, &json!(["repo:acme/shop:environment:production"]));
+    // Offline: the live parts are visible placeholders, and a note says so.
+    assert!(serde_json::to_string(&staging.role_policy)
+        .unwrap()
+        .contains("<TASK AND EXECUTION ROLES"));
+    assert!(p.notes.iter().any(|n| n.starts_with("staging: ")));
+}
+
+#[test]
+fn output_is_deterministic_and_names_unknown_environments() {
+    let (_d, envs) = envs();
+    let a = serde_json::to_string(&policies(&envs, None, "a/b", &live()).unwrap()).unwrap();
+    let b = serde_json::to_string(&policies(&envs, None, "a/b", &live()).unwrap()).unwrap();
+    assert_eq!(a, b);
+    let err = policies(&envs, Some("qa"), "a/b", &live()).unwrap_err();
+    assert!(
+        err.to_string().contains("no environment named \"qa\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn partitions() {
+    assert_eq!(partition("cn-north-1"), "aws-cn");
+    assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    assert_eq!(partition("eu-west-1"), "aws");
+}
