@@ -215,7 +215,8 @@ class Scheduler:
         if svc.get("loadBalancers"):
             t["_target"], t["_target_at"] = "initial", tnow + self.t("elb_health_seconds")
             for lb in svc["loadBalancers"]:
-                self.event(svc, f"(service {svc['serviceName']}) registered 1 targets in (target-group {lb.get('targetGroupArn')})")
+                tg = d.get("_tg") or lb.get("targetGroupArn")   # a task set has its own target group
+                self.event(svc, f"(service {svc['serviceName']}) registered 1 targets in (target-group {tg})")
 
     def grace_over(self, svc, t, tnow):
         return tnow >= t["startedAt"] + float(svc.get("healthCheckGracePeriodSeconds") or 0) * self.scale
@@ -337,6 +338,9 @@ class Scheduler:
                     for t in list(d["_tasks"]):
                         self.tick_task(svc, d, t, tnow)
                 self.tick_service(svc, tnow)
+                if svc["_task_sets"]:
+                    self.tick_task_sets(svc, tnow)
+            self.tick_codedeploy(tnow)
             self.prune(tnow)
 
     def prune(self, tnow):

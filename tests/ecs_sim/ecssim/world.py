@@ -28,6 +28,7 @@ TIMING_DEFAULTS = {
     "restart_backoff_seconds": 0.1,    # first delay after repeated launch failures, doubling...
     "restart_backoff_max_seconds": 1.6,  # ...up to this (ECS: 27 minutes)
     "exit_after_seconds": 0.2,         # `crash-after-running`: RUNNING -> exit
+    "codedeploy_minute_seconds": 60.0,  # one minute of CodeDeploy (ready wait, canary/linear interval, termination wait)
 }
 
 # Service deployment states that have ended (StopServiceDeployment refuses them).
@@ -174,6 +175,10 @@ class World:
         out["deployments"] = [self.deployment_shape(d) for d in svc["deployments"]]
         out["runningCount"] = sum(d["runningCount"] for d in out["deployments"])
         out["pendingCount"] = sum(d["pendingCount"] for d in out["deployments"])
+        if svc["deploymentController"].get("type") == "CODE_DEPLOY":
+            out["taskSets"] = [self.task_set_shape(svc, ts) for ts in svc["_task_sets"]]
+            out["runningCount"] = sum(ts["runningCount"] for ts in out["taskSets"])
+            out["pendingCount"] = sum(ts["pendingCount"] for ts in out["taskSets"])
         return copy.deepcopy(out)
 
     def sd_shape(self, sd):
