@@ -43,6 +43,7 @@ fn production_plan(with_changes: bool) -> Plan {
             cluster: "shop".into(),
             service: "api".into(),
             container: "api".into(),
+            codedeploy: None,
         }],
         changes: if with_changes {
             vec![ServicePreview {
@@ -75,6 +76,7 @@ fn production_plan(with_changes: bool) -> Plan {
             timeout_seconds: 5,
             follow_redirects: false,
             consecutive: 3,
+            test_url: None,
         }],
         unresolved: Vec::new(),
     }
@@ -102,6 +104,7 @@ fn staging_plan_offline() -> Plan {
             cluster: "shop-staging".into(),
             service: "api".into(),
             container: "api".into(),
+            codedeploy: None,
         }],
         changes: Vec::new(),
         smoke: Vec::new(),

@@ -38,6 +38,11 @@ pub async fn deploy(
     let sdk = crate::aws::sts::environment_config(env).await?;
     crate::aws::sts::verify_identity(env, &sdk).await?;
     let client = aws_sdk_ecs::Client::new(&sdk);
+    let bg = deploy::codedeploy::Context {
+        cd: aws_sdk_codedeploy::Client::new(&sdk),
+        test_checks: deploy::codedeploy::test_checks(&env.file.smoke),
+        versions: accepted_versions(plan),
+    };
     let image = format!(
         "{}/{}@{}",
         env.registry_host(),
@@ -48,7 +53,7 @@ pub async fn deploy(
     // Read everything and refuse early: nothing is changed until every service is ready.
     let mut prepared = Vec::new();
     for cfg in &env.file.services {
-        prepared.push(deploy::prepare::prepare(&client, env, cfg, &image, opts).await?);
+        prepared.push(deploy::prepare::prepare(&client, &bg.cd, env, cfg, &image, opts).await?);
     }
 
     let promotion = if plan.promote {
@@ -77,7 +82,7 @@ pub async fn deploy(
     let mut runs = futures_util::future::join_all(
         prepared
             .into_iter()
-            .map(|p| deploy::rollout(&client, p, &image, &tags)),
+            .map(|p| deploy::rollout(&client, &bg, p, &image, &tags)),
     )
     .await;
     let nothing_changed = runs.iter().all(|r| r.new_td.is_none());
@@ -91,15 +96,19 @@ pub async fn deploy(
     let rollout_ok = runs
         .iter()
         .all(|r| matches!(r.ended, Some(Ended::Succeeded) | None));
-    let smoke = if rollout_ok && !env.file.smoke.is_empty() {
+    // Blue/green services already ran the checks on their test listeners: those come first.
+    let mut smoke: Vec<_> = runs
+        .iter()
+        .filter_map(|r| r.codedeploy.as_ref())
+        .flat_map(|c| c.test_smoke.iter().cloned())
+        .collect();
+    if rollout_ok && !env.file.smoke.is_empty() {
         tracing::info!(
             "rollout complete; running {} smoke check(s)",
             env.file.smoke.len()
         );
-        crate::smoke::run(&env.file.smoke, &accepted_versions(plan)).await
-    } else {
-        Vec::new()
-    };
+        smoke.extend(crate::smoke::run(&env.file.smoke, &accepted_versions(plan)).await);
+    }
     let smoke_ok = smoke.iter().all(|s| s.ok);
 
     let mut report = DeployReport {

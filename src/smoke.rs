@@ -247,6 +247,7 @@ mod tests {
             timeout_seconds: 1,
             follow_redirects: false,
             consecutive: 1,
+            test_url: None,
         }
     }
 

@@ -96,6 +96,25 @@ pub struct ServiceConfig {
     pub service: String,
     /// The container in the task definition whose image ferry replaces.
     pub container: String,
+    /// For a service with the CodeDeploy deployment controller: its application and
+    /// deployment group, when ferry should not find them by the service they name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codedeploy: Option<CodeDeployConfig>,
+}
+
+/// `[services.codedeploy]`: which CodeDeploy deployment group deploys the service, and the
+/// AppSpec's optional parts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CodeDeployConfig {
+    /// The CodeDeploy application.
+    pub application: Option<String>,
+    /// The deployment group (of that application) whose `ecsServices` names this service.
+    pub deployment_group: Option<String>,
+    /// AppSpec hooks: lifecycle event (`BeforeInstall`, `AfterInstall`, `AfterAllowTestTraffic`,
+    /// `BeforeAllowTraffic`, `AfterAllowTraffic`) → Lambda function name or ARN.
+    #[serde(default)]
+    pub hooks: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -120,6 +139,10 @@ pub struct SmokeCheck {
     /// Answers in a row that must pass (a load balancer may still mix old and new tasks).
     #[serde(default = "default_consecutive")]
     pub consecutive: u32,
+    /// The same check through the load balancer's test listener: a blue/green release is
+    /// checked here, on test traffic, before any production traffic moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_url: Option<String>,
 }
 
 fn default_consecutive() -> u32 {

@@ -21,13 +21,24 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 /// Reads the service and its task definition; refuses what ferry cannot deploy safely.
 pub async fn prepare(
     client: &aws_sdk_ecs::Client,
+    cd: &aws_sdk_codedeploy::Client,
     env: &Environment,
     cfg: &ServiceConfig,
     image: &str,
     opts: &DeployOptions,
 ) -> Result<Prepared> {
     let mut svc = ecs::describe_service(client, &cfg.cluster, &cfg.service).await?;
-    check_controller(&svc, cfg)?;
+    let code_deploy = check_controller(&svc, cfg)?;
+    if code_deploy && svc.task_sets().len() > 1 {
+        return Err(Failure::refused(format!(
+            "service {}/{} has {} task sets: a CodeDeploy deployment is in flight; deploying on top of it would make its outcome unknowable",
+            cfg.cluster,
+            cfg.service,
+            svc.task_sets().len()
+        ))
+        .hint("wait for the CodeDeploy deployment to finish (or stop it), then run ferry again")
+        .into());
+    }
     if let Some(busy) = in_flight(&ServiceView::from_sdk(&svc)) {
         if !opts.wait_for_idle {
             return Err(Failure::refused(format!(
@@ -73,8 +84,27 @@ pub async fn prepare(
             .map_err(|e| Failure::invalid(format!("{e}")))?;
     }
     let already = ecs::container_image(&td, &cfg.container) == Some(image);
-    let (timeout, timeout_why) =
+    let (mut timeout, mut timeout_why) =
         timeout::rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
+    let blue_green = if code_deploy {
+        let checks = super::codedeploy::test_checks(&env.file.smoke);
+        let target = super::codedeploy::find_target(cd, &svc, cfg, !checks.is_empty()).await?;
+        let (install, _) = timeout::rollout_timeout(&svc, &td, None);
+        let smoke = checks
+            .iter()
+            .map(|c| Duration::from_secs(c.deadline_seconds))
+            .max()
+            .unwrap_or_default();
+        (timeout, timeout_why) = super::bluegreen::timeout(
+            install,
+            smoke,
+            target.routing,
+            env.file.deploy.rollout_timeout_seconds,
+        );
+        Some(target)
+    } else {
+        None
+    };
     Ok(Prepared {
         cfg: cfg.clone(),
         previous_td,
@@ -90,24 +120,29 @@ pub async fn prepare(
             .filter_map(|d| d.id())
             .map(str::to_string)
             .collect(),
+        blue_green,
     })
 }
 
-/// Blue/green (CodeDeploy) and external controllers ignore `UpdateService`'s task definition.
-fn check_controller(svc: &Service, cfg: &ServiceConfig) -> Result<()> {
+/// External controllers ignore `UpdateService`'s task definition; CodeDeploy-controlled
+/// services are deployed through CodeDeploy (`true`).
+fn check_controller(svc: &Service, cfg: &ServiceConfig) -> Result<bool> {
     if let Some(kind) = svc.deployment_controller().map(|c| c.r#type()) {
+        if *kind == DeploymentControllerType::CodeDeploy {
+            return Ok(true);
+        }
         if *kind != DeploymentControllerType::Ecs {
             return Err(Failure::invalid(format!(
-                "service {}/{} uses the {} deployment controller; ferry deploys services with the ECS (rolling update) controller",
+                "service {}/{} uses the {} deployment controller; ferry deploys services with the ECS (rolling update, blue/green) or CODE_DEPLOY controller",
                 cfg.cluster,
                 cfg.service,
                 kind.as_str()
             ))
-            .hint("deploy this service with its own controller (e.g. CodeDeploy), or remove it from the environment's [[services]]")
+            .hint("deploy this service with its own controller, or remove it from the environment's [[services]]")
             .into());
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The ids of the service's events.

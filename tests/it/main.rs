@@ -5,6 +5,7 @@
 //! The offline CLI contract (bad input, exit codes, `--help`) is `tests/cli.rs`; it needs no
 //! world.
 
+mod bluegreen;
 mod common;
 mod copy;
 mod deploy;

@@ -516,6 +516,7 @@ class CodeDeploy:
         else:
             weight = 100.0
         green["_weight"] = weight
+        d["_max_weight"] = max(d.get("_max_weight", 0.0), weight)
         if blue is not None:
             blue["_weight"] = 100.0 - weight
         if weight >= 100.0:

@@ -93,6 +93,8 @@ def state_of(s):
                                                           for (c, n), v in s.lag["services"].items()]},
         "clustersWithoutCapacity": sorted(s.no_capacity),
         "codedeployDeployments": [s.cd_shape(d) for d in s.cd_deployments.values()],
+        # The most production traffic each deployment ever gave its replacement (not an AWS field).
+        "codedeployMaxWeight": {i: d.get("_max_weight", 0.0) for i, d in s.cd_deployments.items()},
     }
 
 
