@@ -434,6 +434,12 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
             Ok(u) => c.url = u,
             Err(e) => problems.push(format!("field `smoke[{i}].url`: {e}")),
         }
+        if let Some(t) = &c.test_url {
+            match expand_vars(t, |k| std::env::var(k).ok()) {
+                Ok(u) => c.test_url = Some(u),
+                Err(e) => problems.push(format!("field `smoke[{i}].test_url`: {e}")),
+            }
+        }
     }
     let env = Environment {
         name,
