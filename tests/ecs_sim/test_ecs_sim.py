@@ -875,3 +875,61 @@ def test_codedeploy_rejects_a_second_deployment_and_a_wrong_appspec(sim):
         cd.create_deployment(applicationName="shop", deploymentGroupName="web", revision=appspec(td1, port=9999))
     with pytest.raises(cd.exceptions.DeploymentGroupDoesNotExistException):
         cd.create_deployment(applicationName="shop", deploymentGroupName="nope", revision=appspec(td1))
+
+
+# ---------- ECS-native blue/green, linear, canary
+TG_ALT = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/fedcba9876543210"
+
+
+def setup_native(endpoint, strategy="BLUE_GREEN", **dc):
+    control(endpoint, "timing", {"ecs_minute_seconds": 1.0, "stage_seconds": 0.4})   # × SCALE
+    lb = [{"targetGroupArn": TG, "containerName": "web", "containerPort": 8080, "advancedConfiguration": {
+        "alternateTargetGroupArn": TG_ALT, "productionListenerRule": LISTENER + "prod-rule",
+        "testListenerRule": LISTENER + "test-rule", "roleArn": "arn:aws:iam::123456789012:role/ecs-lb"}}]
+    return setup_service(endpoint, loadBalancers=lb,
+                         deploymentConfiguration=dict({"strategy": strategy, "bakeTimeInMinutes": 1}, **dc))
+
+
+def test_native_blue_green_walks_the_lifecycle_stages(sim):
+    c, td1 = setup_native(sim)
+    raw(sim, "DescribeServices", {"cluster": "shop", "services": ["web"]})
+    td2 = new_revision(c, sim, "repo@sha256:" + "7" * 64, "2.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    stages, versions = [], {"test": set(), "prod": set()}
+
+    def follow():
+        sd = raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [arn]})["serviceDeployments"][0]
+        if sd.get("lifecycleStage") and (not stages or stages[-1] != sd["lifecycleStage"]):
+            stages.append(sd["lifecycleStage"])
+        if sd.get("lifecycleStage") == "POST_TEST_TRAFFIC_SHIFT":
+            versions["test"].add(health(sim, "shop", "web", "test/")[1].get("version"))
+            versions["prod"].add(health(sim, "shop", "web")[1].get("version"))
+        return sd["status"] == "SUCCESSFUL"
+    wait(follow, timeout=30)
+    assert stages[0] == "RECONCILE_SERVICE" and stages[-1] == "CLEAN_UP", stages
+    assert {"SCALE_UP", "TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT", "BAKE_TIME"} <= set(stages), stages
+    # During the test-traffic stages: green on the test listener, production untouched.
+    assert versions == {"test": {"2.0.0"}, "prod": {"1.0.0"}}, versions
+    assert describe(c)["taskDefinition"] == td2
+    assert {health(sim, "shop", "web")[1]["version"] for _ in range(4)} == {"2.0.0"}
+
+
+def test_native_canary_and_a_stop_during_test_traffic_rolls_back(sim):
+    c, td1 = setup_native(sim, "CANARY", canaryConfiguration={"canaryPercent": 20.0, "canaryBakeTimeInMinutes": 2})
+    td2 = new_revision(c, sim, "repo@sha256:" + "6" * 64, "2.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    wait(lambda: sd_status(c, arn).get("lifecycleStage") == "PRODUCTION_TRAFFIC_SHIFT")
+    seen = {health(sim, "shop", "web")[1]["version"] for _ in range(20)}
+    assert seen == {"1.0.0", "2.0.0"}, seen
+    wait(lambda: sd_status(c, arn)["status"] == "SUCCESSFUL", timeout=30)
+    td3 = new_revision(c, sim, "repo@sha256:" + "5" * 64, "3.0.0", "smoke-error")
+    c.update_service(cluster="shop", service="web", taskDefinition=td3)
+    arn3 = wait(lambda: service_deployment(c, td3))
+    wait(lambda: sd_status(c, arn3).get("lifecycleStage") == "TEST_TRAFFIC_SHIFT")
+    assert health(sim, "shop", "web", "test/")[0] == 500
+    c.stop_service_deployment(serviceDeploymentArn=arn3, stopType="ROLLBACK")
+    wait(lambda: sd_status(c, arn3)["status"] == "ROLLBACK_SUCCESSFUL", timeout=30)
+    wait(lambda: steady(c))
+    assert describe(c)["taskDefinition"] == td2

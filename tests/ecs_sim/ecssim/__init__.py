@@ -7,11 +7,12 @@
 """
 from .api import Api
 from .codedeploy import CodeDeploy
+from .native import Native
 from .scheduler import Scheduler
 from .world import World
 
 
-class Sim(Api, CodeDeploy, Scheduler, World):
+class Sim(Api, CodeDeploy, Native, Scheduler, World):
     def __init__(self, *a, **k):
         World.__init__(self, *a, **k)
         self.cd_init()

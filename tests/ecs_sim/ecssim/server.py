@@ -102,8 +102,12 @@ def state_of(s):
 def serving_tasks(s, svc, listener="production"):
     if svc["_task_sets"]:
         return s.cd_serving(svc, listener)
+    native = s.native_serving(svc, listener)
+    if native is not None:
+        return native
     if listener != "production":
-        return None
+        # A blue/green service's test listener serves the production revision between deployments.
+        return None if s.strategy(svc) not in ("BLUE_GREEN", "LINEAR", "CANARY") else serving_tasks(s, svc)
     tasks = [t for d in svc["deployments"] for t in d["_tasks"] if t["lastStatus"] == "RUNNING"]
     if svc.get("loadBalancers"):
         return [t for t in tasks if t["_target"] == "healthy"]   # registered, healthy, not draining

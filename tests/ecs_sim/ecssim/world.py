@@ -28,7 +28,9 @@ TIMING_DEFAULTS = {
     "restart_backoff_seconds": 0.1,    # first delay after repeated launch failures, doubling...
     "restart_backoff_max_seconds": 1.6,  # ...up to this (ECS: 27 minutes)
     "exit_after_seconds": 0.2,         # `crash-after-running`: RUNNING -> exit
-    "codedeploy_minute_seconds": 60.0,  # one minute of CodeDeploy (ready wait, canary/linear interval, termination wait)
+    "codedeploy_minute_seconds": 60.0,
+    "ecs_minute_seconds": 60.0,        # one minute of ECS: bakeTimeInMinutes, canary and linear bake times
+    "stage_seconds": 0.3,              # a blue/green lifecycle stage with nothing to wait for (no hook)  # one minute of CodeDeploy (ready wait, canary/linear interval, termination wait)
 }
 
 # Service deployment states that have ended (StopServiceDeployment refuses them).
