@@ -41,6 +41,7 @@ pub async fn deploy(
     let bg = deploy::codedeploy::Context {
         cd: aws_sdk_codedeploy::Client::new(&sdk),
         test_checks: deploy::codedeploy::test_checks(&env.file.smoke),
+        production_checks: env.file.smoke.clone(),
         versions: accepted_versions(plan),
     };
     let image = format!(
@@ -96,11 +97,11 @@ pub async fn deploy(
     let rollout_ok = runs
         .iter()
         .all(|r| matches!(r.ended, Some(Ended::Succeeded) | None));
-    // Blue/green services already ran the checks on their test listeners: those come first.
+    // Blue/green services already ran checks during the release (test listener, bake time):
+    // those come first.
     let mut smoke: Vec<_> = runs
         .iter()
-        .filter_map(|r| r.codedeploy.as_ref())
-        .flat_map(|c| c.test_smoke.iter().cloned())
+        .flat_map(|r| r.test_smoke.iter().cloned())
         .collect();
     if rollout_ok && !env.file.smoke.is_empty() {
         tracing::info!(

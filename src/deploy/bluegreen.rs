@@ -306,6 +306,54 @@ pub fn timeout(
     )
 }
 
+/// What ferry does at one read of an ECS-native blue/green, linear or canary deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeStep {
+    /// Nothing yet.
+    Wait,
+    /// The test listener serves the new revision: run the `test_url` checks.
+    CheckTestTraffic,
+    /// Bake time: production serves the new revision, the old one still runs. Run the
+    /// production checks while a rollback is still a switch back.
+    CheckProduction,
+    /// Nothing left to check: the rollout loop follows it to its end.
+    HandOver,
+}
+
+/// The stages in which the test listener serves the new revision.
+const TEST_STAGES: &[&str] = &[
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+];
+
+/// What to do, from the service deployment's status and `lifecycleStage`, and which checks
+/// exist and already ran.
+pub fn native_step(
+    status: &str,
+    stage: Option<&str>,
+    test: (bool, bool),
+    production: (bool, bool),
+) -> NativeStep {
+    let (has_test, test_done) = test;
+    let (has_prod, prod_done) = production;
+    if !matches!(status, "PENDING" | "IN_PROGRESS") {
+        return NativeStep::HandOver;
+    }
+    let Some(stage) = stage else {
+        return NativeStep::Wait;
+    };
+    if has_test && !test_done && TEST_STAGES.contains(&stage) {
+        return NativeStep::CheckTestTraffic;
+    }
+    match stage {
+        "BAKE_TIME" if has_prod && !prod_done => NativeStep::CheckProduction,
+        "BAKE_TIME" | "CLEAN_UP" => NativeStep::HandOver,
+        _ => NativeStep::Wait,
+    }
+}
+
 #[cfg(test)]
 #[path = "bluegreen_tests.rs"]
 mod tests;

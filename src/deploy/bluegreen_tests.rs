@@ -258,3 +258,86 @@ fn traffic_line_reads_the_split() {
         "production traffic: 10% on the replacement, 90% on the original"
     );
 }
+
+/// (has checks, checks ran) for the test listener and for production.
+type Checks = ((bool, bool), (bool, bool));
+
+#[test]
+fn native_steps() {
+    use NativeStep::*;
+    let both = ((true, false), (true, false));
+    let rows: Vec<(&str, Option<&str>, Checks, NativeStep)> = vec![
+        ("IN_PROGRESS", None, both, Wait),
+        ("PENDING", Some("RECONCILE_SERVICE"), both, Wait),
+        ("IN_PROGRESS", Some("SCALE_UP"), both, Wait),
+        (
+            "IN_PROGRESS",
+            Some("TEST_TRAFFIC_SHIFT"),
+            both,
+            CheckTestTraffic,
+        ),
+        (
+            "IN_PROGRESS",
+            Some("POST_TEST_TRAFFIC_SHIFT"),
+            both,
+            CheckTestTraffic,
+        ),
+        // Late, but the test listener still serves the new revision: still worth checking.
+        (
+            "IN_PROGRESS",
+            Some("PRODUCTION_TRAFFIC_SHIFT"),
+            both,
+            CheckTestTraffic,
+        ),
+        (
+            "IN_PROGRESS",
+            Some("PRODUCTION_TRAFFIC_SHIFT"),
+            ((true, true), (true, false)),
+            Wait,
+        ),
+        (
+            "IN_PROGRESS",
+            Some("BAKE_TIME"),
+            ((true, true), (true, false)),
+            CheckProduction,
+        ),
+        (
+            "IN_PROGRESS",
+            Some("BAKE_TIME"),
+            ((true, true), (true, true)),
+            HandOver,
+        ),
+        (
+            "IN_PROGRESS",
+            Some("BAKE_TIME"),
+            ((false, false), (false, false)),
+            HandOver,
+        ),
+        (
+            "IN_PROGRESS",
+            Some("TEST_TRAFFIC_SHIFT"),
+            ((false, false), (true, false)),
+            Wait,
+        ),
+        (
+            "IN_PROGRESS",
+            Some("CLEAN_UP"),
+            ((true, true), (true, false)),
+            HandOver,
+        ),
+        (
+            "ROLLBACK_IN_PROGRESS",
+            Some("TEST_TRAFFIC_SHIFT"),
+            both,
+            HandOver,
+        ),
+        ("SUCCESSFUL", Some("CLEAN_UP"), both, HandOver),
+    ];
+    for (status, stage, (test, prod), want) in rows {
+        assert_eq!(
+            native_step(status, stage, test, prod),
+            want,
+            "{status} {stage:?} {test:?} {prod:?}"
+        );
+    }
+}

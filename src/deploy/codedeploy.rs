@@ -33,7 +33,7 @@ use crate::aws::{aws_error, AwsError};
 use crate::config::{ServiceConfig, SmokeCheck};
 use crate::error::Failure;
 use crate::poll::Poll;
-use crate::smoke::{self, SmokeResult};
+use crate::smoke;
 
 /// Consecutive failed reads before giving up on following.
 const MAX_READ_ERRORS: u32 = 10;
@@ -73,6 +73,8 @@ pub struct Context {
     pub cd: aws_sdk_codedeploy::Client,
     /// The `[[smoke]]` checks with a `test_url`, pointed at it.
     pub test_checks: Vec<SmokeCheck>,
+    /// The environment's production checks (ECS-native strategies run them during bake time).
+    pub production_checks: Vec<SmokeCheck>,
     /// The values the version field may hold.
     pub versions: Vec<String>,
 }
@@ -86,8 +88,6 @@ pub struct CdRun {
     pub target: Target,
     /// This run's deployment, once created.
     pub deployment_id: Option<String>,
-    /// The checks run on the test listener.
-    pub test_smoke: Vec<SmokeResult>,
     /// All production traffic reached the replacement.
     pub shifted: bool,
 }
@@ -267,7 +267,6 @@ pub async fn rollout(
         cd: ctx.cd.clone(),
         target,
         deployment_id: None,
-        test_smoke: Vec::new(),
         shifted: false,
     });
     let name = run.prep.name();
@@ -424,9 +423,7 @@ async fn follow(
                                 .filter(|s| !s.ok)
                                 .map(|s| format!("{}: {}", s.name, s.detail))
                                 .collect();
-                            if let Some(c) = run.codedeploy.as_mut() {
-                                c.test_smoke = results;
-                            }
+                            run.test_smoke = results;
                             if !failed.is_empty() {
                                 let reason = format!(
                                     "the smoke check on test traffic failed ({}); production traffic never moved to {}",
@@ -619,6 +616,7 @@ pub async fn roll_back(run: &mut Running) -> ServiceState {
     let ctx = Context {
         cd: cd.cd.clone(),
         test_checks: Vec::new(),
+        production_checks: Vec::new(),
         versions: Vec::new(),
     };
     let deadline = Instant::now() + run.prep.timeout + ROLLBACK_GRACE;

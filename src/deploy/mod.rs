@@ -11,6 +11,7 @@ pub mod codedeploy;
 pub mod evidence;
 pub mod follow;
 pub mod judge;
+pub mod native;
 pub mod prepare;
 pub mod rollback;
 pub mod taskdef;
@@ -79,6 +80,8 @@ pub struct Prepared {
     pub known_deployments: HashSet<String>,
     /// For a CodeDeploy-controlled service: its deployment group and what it will do.
     pub blue_green: Option<codedeploy::Target>,
+    /// An ECS-native strategy (`BLUE_GREEN`, `LINEAR`, `CANARY`), followed stage by stage.
+    pub native: Option<String>,
 }
 
 impl Prepared {
@@ -147,6 +150,8 @@ pub struct Running {
     pub final_td: Option<String>,
     /// The CodeDeploy side of a blue/green release.
     pub codedeploy: Option<codedeploy::CdRun>,
+    /// Checks run during the release itself (test listener, bake time), before the final ones.
+    pub test_smoke: Vec<crate::smoke::SmokeResult>,
 }
 
 impl Running {
@@ -165,6 +170,7 @@ impl Running {
             start_error: None,
             final_td: None,
             codedeploy: None,
+            test_smoke: Vec::new(),
         }
     }
 }
@@ -181,6 +187,9 @@ pub async fn rollout(
 ) -> Running {
     if prep.blue_green.is_some() {
         return codedeploy::rollout(client, bg, prep, image, ferry_tags).await;
+    }
+    if prep.native.is_some() {
+        return native::rollout(client, bg, prep, image, ferry_tags).await;
     }
     let mut run = Running::new(prep);
     if let Err(e) = start(client, &mut run, image, ferry_tags).await {

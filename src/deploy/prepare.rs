@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use aws_sdk_ecs::types::{DeploymentControllerType, Service};
+use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentStrategy, Service};
 
 use super::judge::{in_flight, ServiceView};
 use super::{taskdef, timeout, DeployOptions, Prepared};
@@ -105,6 +105,16 @@ pub async fn prepare(
     } else {
         None
     };
+    let native = svc
+        .deployment_configuration()
+        .and_then(|d| d.strategy())
+        .filter(|s| **s != DeploymentStrategy::Rolling)
+        .map(|s| s.as_str().to_string());
+    if let (Some(_), None) = (&native, env.file.deploy.rollout_timeout_seconds) {
+        let (install, _) = timeout::rollout_timeout(&svc, &td, None);
+        let shift = native_routing(&svc);
+        (timeout, timeout_why) = super::bluegreen::timeout(install, Duration::ZERO, shift, None);
+    }
     Ok(Prepared {
         cfg: cfg.clone(),
         previous_td,
@@ -121,7 +131,33 @@ pub async fn prepare(
             .map(str::to_string)
             .collect(),
         blue_green,
+        native,
     })
+}
+
+/// How an ECS-native strategy moves production traffic.
+fn native_routing(svc: &Service) -> super::bluegreen::Routing {
+    use super::bluegreen::Routing;
+    let dc = svc.deployment_configuration();
+    match dc.and_then(|d| d.strategy()) {
+        Some(DeploymentStrategy::Canary) => {
+            let c = dc.and_then(|d| d.canary_configuration());
+            Routing::Canary {
+                percent: c.and_then(|c| c.canary_percent()).unwrap_or(5.0) as i32,
+                minutes: c
+                    .and_then(|c| c.canary_bake_time_in_minutes())
+                    .unwrap_or(10),
+            }
+        }
+        Some(DeploymentStrategy::Linear) => {
+            let c = dc.and_then(|d| d.linear_configuration());
+            Routing::Linear {
+                percent: c.and_then(|c| c.step_percent()).unwrap_or(10.0) as i32,
+                minutes: c.and_then(|c| c.step_bake_time_in_minutes()).unwrap_or(6),
+            }
+        }
+        _ => Routing::AllAtOnce,
+    }
 }
 
 /// External controllers ignore `UpdateService`'s task definition; CodeDeploy-controlled

@@ -27,6 +27,8 @@ struct Options {
     mixed: bool,
     /// CodeDeploy minutes the original task set is kept after the shift.
     termination_minutes: i32,
+    /// An ECS-native strategy (`BLUE_GREEN`, …) instead of CodeDeploy.
+    native: Option<&'static str>,
 }
 
 impl World {
@@ -48,8 +50,14 @@ impl World {
             .send()
             .await
             .unwrap();
-        let baseline_td = blue_green_service(&sim, &cluster, &base_image).await;
-        seed_codedeploy(&sim, &cluster, opts.config, opts.termination_minutes).await;
+        let baseline_td = match opts.native {
+            Some(strategy) => native_service(&sim, &cluster, &base_image, strategy).await,
+            None => {
+                let td = blue_green_service(&sim, &cluster, &base_image).await;
+                seed_codedeploy(&sim, &cluster, opts.config, opts.termination_minutes).await;
+                td
+            }
+        };
         if opts.mixed {
             sim.service_in_existing_cluster(&cluster, "api", "api", &base_image)
                 .await;
@@ -227,6 +235,74 @@ async fn blue_green_service(sim: &EcsSim, cluster: &str, image: &str) -> String 
     arn
 }
 
+/// `web` with the ECS controller and an ECS-native strategy: a load balancer with an alternate
+/// target group and test listener rule; each lifecycle stage lasts 2 s, bake time 1 minute = 8 s.
+async fn native_service(sim: &EcsSim, cluster: &str, image: &str, strategy: &str) -> String {
+    use aws_sdk_ecs::types::*;
+    sim.control(
+        "/_sim/timing",
+        json!({"stage_seconds": 2.0, "ecs_minute_seconds": 8.0}),
+    )
+    .await;
+    let ecs = sim.client();
+    let td = ecs
+        .register_task_definition()
+        .family(format!("{cluster}-web"))
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image(image)
+                .essential(true)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arn = td
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_string();
+    ecs.create_service()
+        .cluster(cluster)
+        .service_name("web")
+        .task_definition(&arn)
+        .desired_count(2)
+        .deployment_configuration(
+            DeploymentConfiguration::builder()
+                .strategy(DeploymentStrategy::from(strategy))
+                .bake_time_in_minutes(1)
+                .deployment_circuit_breaker(
+                    DeploymentCircuitBreaker::builder()
+                        .enable(true)
+                        .rollback(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .load_balancers(
+            LoadBalancer::builder()
+                .target_group_arn(TG_BLUE)
+                .container_name("web")
+                .container_port(8080)
+                .advanced_configuration(
+                    AdvancedConfiguration::builder()
+                        .alternate_target_group_arn(TG_BLUE.replace("web-blue", "web-green"))
+                        .production_listener_rule(format!("{LISTENER}prod-rule"))
+                        .test_listener_rule(format!("{LISTENER}test-rule"))
+                        .role_arn("arn:aws:iam::123456789012:role/ecs-lb")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    sim.wait_idle(cluster, "web").await;
+    arn
+}
+
 /// Application `shop`, deployment group `web` (holds the replacement on test traffic until
 /// ContinueDeployment, rolls back on failure and stop).
 async fn seed_codedeploy(sim: &EcsSim, cluster: &str, config: &str, termination_minutes: i32) {
@@ -322,6 +398,7 @@ async fn codedeploy_all_at_once_checks_test_traffic_then_shifts() {
         config: "CodeDeployDefault.ECSAllAtOnce",
         mixed: false,
         termination_minutes: 100,
+        native: None,
     })
     .await;
     w.release("v1.0.0-rc.1", "100", "healthy").await;
@@ -364,6 +441,7 @@ async fn failing_test_traffic_check_never_moves_production_traffic() {
         config: "CodeDeployDefault.ECSAllAtOnce",
         mixed: false,
         termination_minutes: 1,
+        native: None,
     })
     .await;
     w.release("v1.1.0-rc.1", "110", "smoke-error").await;
@@ -399,6 +477,7 @@ async fn codedeploy_canary_shifts_ten_percent_first() {
         config: "CodeDeployDefault.ECSCanary10Percent5Minutes",
         mixed: false,
         termination_minutes: 1,
+        native: None,
     })
     .await;
     w.release("v1.2.0-rc.1", "120", "healthy").await;
@@ -422,6 +501,7 @@ async fn codedeploy_linear_shifts_in_steps() {
         config: "CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
         mixed: false,
         termination_minutes: 1,
+        native: None,
     })
     .await;
     w.release("v1.3.0-rc.1", "130", "healthy").await;
@@ -445,6 +525,7 @@ async fn unhealthy_replacement_fails_install_and_codedeploy_rolls_back() {
         config: "CodeDeployDefault.ECSAllAtOnce",
         mixed: false,
         termination_minutes: 1,
+        native: None,
     })
     .await;
     w.release("v1.4.0-rc.1", "140", "elb-unhealthy").await;
@@ -477,6 +558,7 @@ async fn a_failed_codedeploy_rollback_needs_attention() {
         config: "CodeDeployDefault.ECSAllAtOnce",
         mixed: false,
         termination_minutes: 1,
+        native: None,
     })
     .await;
     w.sim
@@ -498,6 +580,7 @@ async fn mixed_environment_gives_one_verdict() {
         config: "CodeDeployDefault.ECSAllAtOnce",
         mixed: true,
         termination_minutes: 1,
+        native: None,
     })
     .await;
     w.release("v1.6.0-rc.1", "160", "healthy").await;
@@ -532,4 +615,72 @@ async fn mixed_environment_gives_one_verdict() {
         api.task_definition(),
         services[1]["previous_task_definition"].as_str()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecs_native_blue_green_checks_test_traffic_and_bake_time() {
+    let w = World::new(Options {
+        config: "",
+        mixed: false,
+        termination_minutes: 0,
+        native: Some("BLUE_GREEN"),
+    })
+    .await;
+    w.release("v2.0.0-rc.1", "200", "healthy").await;
+    let o = w.deploy("v2.0.0-rc.1");
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    for stage in [
+        "lifecycle stage SCALE_UP",
+        "lifecycle stage TEST_TRAFFIC_SHIFT",
+        "lifecycle stage PRODUCTION_TRAFFIC_SHIFT",
+        "lifecycle stage BAKE_TIME",
+        "running 1 check(s) on test traffic",
+        "running 1 check(s) on production traffic during bake time",
+    ] {
+        assert!(err.contains(stage), "{stage}: {err}");
+    }
+    let r = report(&o);
+    let names: Vec<&str> = r["smoke"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(
+        names[0].ends_with("(test listener)") && names[1].ends_with("(bake time)"),
+        "{names:?}"
+    );
+    assert_eq!(w.production_version().await, "2.0.0-rc.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecs_native_blue_green_failing_test_traffic_rolls_back() {
+    let w = World::new(Options {
+        config: "",
+        mixed: false,
+        termination_minutes: 0,
+        native: Some("BLUE_GREEN"),
+    })
+    .await;
+    w.release("v2.1.0-rc.1", "210", "smoke-error").await;
+    let o = w.deploy("v2.1.0-rc.1");
+    assert_exit(&o, 4);
+    let r = report(&o);
+    let verdict = r["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("the smoke check on test traffic failed at stage"),
+        "{verdict}"
+    );
+    assert!(
+        verdict.contains("ECS rolled the deployment back"),
+        "{verdict}"
+    );
+    assert_eq!(r["services"][0]["state"], "failed");
+    assert_eq!(
+        w.web().await.task_definition(),
+        Some(w.baseline_td.as_str())
+    );
+    assert_eq!(w.production_version().await, "0.9.0-rc.1");
 }
