@@ -44,19 +44,7 @@ class Native:
             bg["test"] = True
             done = elapsed >= self.t("stage_seconds")
         elif stage == "PRODUCTION_TRAFFIC_SHIFT":
-            strategy = self.strategy(svc)
-            if strategy == "CANARY":
-                c = dc.get("canaryConfiguration") or {}
-                after = float(c.get("canaryBakeTimeInMinutes", 10)) * self.minute()
-                bg["weight"] = 100.0 if elapsed >= after else float(c.get("canaryPercent", 5.0))
-            elif strategy == "LINEAR":
-                c = dc.get("linearConfiguration") or {}
-                step = float(c.get("stepPercent", 10.0))
-                every = float(c.get("stepBakeTimeInMinutes", 6)) * self.minute()
-                steps = 1 + (int(elapsed // every) if every > 0 else 100)
-                bg["weight"] = min(100.0, steps * step)
-            else:
-                bg["weight"] = 100.0
+            bg["weight"] = self.native_weight(svc, elapsed)
             done = bg["weight"] >= 100.0
         elif stage == "BAKE_TIME":
             done = elapsed >= float(dc.get("bakeTimeInMinutes") or 0) * self.minute()
@@ -71,11 +59,28 @@ class Native:
             bg.update(stage=STAGES[i], at=tnow)
             if STAGES[i] == "TEST_TRAFFIC_SHIFT":
                 bg["test"] = True
+            if STAGES[i] == "PRODUCTION_TRAFFIC_SHIFT":
+                bg["weight"] = self.native_weight(svc, 0.0)
             sd.update(lifecycleStage=STAGES[i], updatedAt=tnow)
             return
         bg["stage"] = "DONE"
         self.complete(svc, d, tnow)
         self.succeed(sd)
+
+    def native_weight(self, svc, elapsed):
+        """Production traffic on green, `elapsed` seconds into PRODUCTION_TRAFFIC_SHIFT."""
+        dc, strategy = svc["deploymentConfiguration"], self.strategy(svc)
+        if strategy == "CANARY":
+            c = dc.get("canaryConfiguration") or {}
+            after = float(c.get("canaryBakeTimeInMinutes", 10)) * self.minute()
+            return 100.0 if elapsed >= after else float(c.get("canaryPercent", 5.0))
+        if strategy == "LINEAR":
+            c = dc.get("linearConfiguration") or {}
+            step = float(c.get("stepPercent", 10.0))
+            every = float(c.get("stepBakeTimeInMinutes", 6)) * self.minute()
+            steps = 1 + (int(elapsed // every) if every > 0 else 100)
+            return min(100.0, steps * step)
+        return 100.0
 
     def native_drain_allowed(self, d):
         bg = d.get("_bg")
