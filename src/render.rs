@@ -93,6 +93,9 @@ pub fn plan_text(plan: &Plan) -> String {
             short_td(&c.current_task_definition),
             c.rollout_timeout_seconds
         );
+        for line in strategy_lines(&c.strategy) {
+            let _ = writeln!(s, "                 {line}");
+        }
         if c.changes.is_empty() {
             let _ = writeln!(s, "                 nothing: already runs this image");
         }
@@ -594,3 +597,48 @@ pub fn copy_text(source: &str, destination: &str, out: &CopyOutcome) -> String {
 #[cfg(test)]
 #[path = "render_tests.rs"]
 mod tests;
+
+/// What `plan` says about a service's strategy: which one runs and what it waits for. Nothing
+/// for a rolling update (the default).
+pub fn strategy_lines(strategy: &crate::deploy::bluegreen::Strategy) -> Vec<String> {
+    use crate::deploy::bluegreen::Strategy;
+    match strategy {
+        Strategy::Rolling => Vec::new(),
+        Strategy::CodeDeploy {
+            application,
+            deployment_group,
+            config,
+            routing,
+            holds,
+            test_checks,
+            termination_wait_minutes,
+        } => {
+            let test = match (holds, test_checks) {
+                (true, 0) => "CodeDeploy holds the replacement on the test listener; no test_url check, so ferry continues at once".to_string(),
+                (true, n) => format!("CodeDeploy holds the replacement on the test listener until {n} test_url check(s) pass (then ContinueDeployment; a failure stops it with rollback, production untouched)"),
+                (false, _) => "the group does not hold the replacement on test traffic: production traffic moves as soon as it is installed".to_string(),
+            };
+            vec![
+                format!("strategy: CodeDeploy blue/green, {application}/{deployment_group} ({config})"),
+                format!("waits for: {test}"),
+                format!(
+                    "then: {}; the original task set stays {termination_wait_minutes} min (reported, not waited for)",
+                    routing.describe()
+                ),
+            ]
+        }
+        Strategy::Native {
+            strategy,
+            routing,
+            bake_minutes,
+            test_checks,
+        } => vec![
+            format!("strategy: ECS {strategy}, followed stage by stage"),
+            format!(
+                "waits for: {test_checks} test_url check(s) during the test-traffic stages, then {}, then the production checks during {bake_minutes} min bake time",
+                routing.describe()
+            ),
+        ],
+        Strategy::Refused { why } => vec![format!("deploy would refuse: {why}")],
+    }
+}

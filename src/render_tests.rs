@@ -63,6 +63,7 @@ fn production_plan(with_changes: bool) -> Plan {
                 }],
                 in_flight: None,
                 rollout_timeout_seconds: 720,
+                strategy: Default::default(),
             }]
         } else {
             Vec::new()
@@ -379,4 +380,33 @@ fn digests_are_short_except_where_stated_whole() {
         shorten_digests(&text, Some(d)),
         format!("  image    r/app@sha256:4f0e5c1d…\n  digest   {d}\n  verdict  runs sha256:4f0e5c1d….\n")
     );
+}
+
+#[test]
+fn plan_says_which_strategy_runs_and_what_it_waits_for() {
+    use crate::deploy::bluegreen::{Routing, Strategy};
+    let mut plan = production_plan(true);
+    plan.changes[0].strategy = Strategy::CodeDeploy {
+        application: "shop".into(),
+        deployment_group: "api".into(),
+        config: "CodeDeployDefault.ECSCanary10Percent5Minutes".into(),
+        routing: Routing::Canary {
+            percent: 10,
+            minutes: 5,
+        },
+        holds: true,
+        test_checks: 1,
+        termination_wait_minutes: 60,
+    };
+    insta::assert_snapshot!("plan_text_codedeploy_canary", plan_text(&plan));
+    plan.changes[0].strategy = Strategy::Native {
+        strategy: "BLUE_GREEN".into(),
+        routing: Routing::AllAtOnce,
+        bake_minutes: 10,
+        test_checks: 1,
+    };
+    insta::assert_snapshot!("plan_text_ecs_blue_green", plan_text(&plan));
+    let json = serde_json::to_value(&plan.changes[0]).unwrap();
+    assert_eq!(json["strategy"]["kind"], "native");
+    assert_eq!(json["strategy"]["routing"]["kind"], "all-at-once");
 }

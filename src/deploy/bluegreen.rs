@@ -202,7 +202,8 @@ pub fn traffic_line(t: &TargetView) -> String {
 }
 
 /// How a deployment configuration moves production traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Routing {
     /// All at once.
     AllAtOnce,
@@ -248,6 +249,55 @@ impl Routing {
                 format!("{percent}% more production traffic every {minutes} min")
             }
         }
+    }
+}
+
+/// Which strategy `deploy` will run for a service, and what it will wait for (for `plan`).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Strategy {
+    /// An ECS rolling update.
+    #[default]
+    Rolling,
+    /// Blue/green through CodeDeploy.
+    CodeDeploy {
+        /// The application.
+        application: String,
+        /// The deployment group.
+        deployment_group: String,
+        /// The deployment configuration.
+        config: String,
+        /// How it moves production traffic.
+        routing: Routing,
+        /// The group holds the replacement on test traffic before rerouting.
+        holds: bool,
+        /// `test_url` checks ferry runs while it holds.
+        test_checks: usize,
+        /// Minutes the original task set stays after the shift (reported, not waited for).
+        termination_wait_minutes: i32,
+    },
+    /// An ECS-native strategy, followed stage by stage.
+    Native {
+        /// `BLUE_GREEN`, `LINEAR` or `CANARY`.
+        strategy: String,
+        /// How it moves production traffic.
+        routing: Routing,
+        /// Bake time, minutes.
+        bake_minutes: i32,
+        /// `test_url` checks ferry runs during the test-traffic stages.
+        test_checks: usize,
+    },
+    /// `deploy` would refuse this service.
+    Refused {
+        /// Why.
+        why: String,
+    },
+}
+
+impl Strategy {
+    /// A rolling update (the default, left out of the plan's JSON).
+    pub fn is_rolling(&self) -> bool {
+        *self == Strategy::Rolling
     }
 }
 

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentStrategy, Service};
+use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentStrategy, Service, TaskDefinition};
+
+use super::bluegreen::Strategy;
 
 use super::judge::{in_flight, ServiceView};
 use super::{taskdef, timeout, DeployOptions, Prepared};
@@ -89,31 +91,14 @@ pub async fn prepare(
     let blue_green = if code_deploy {
         let checks = super::codedeploy::test_checks(&env.file.smoke);
         let target = super::codedeploy::find_target(cd, &svc, cfg, !checks.is_empty()).await?;
-        let (install, _) = timeout::rollout_timeout(&svc, &td, None);
-        let smoke = checks
-            .iter()
-            .map(|c| Duration::from_secs(c.deadline_seconds))
-            .max()
-            .unwrap_or_default();
-        (timeout, timeout_why) = super::bluegreen::timeout(
-            install,
-            smoke,
-            target.routing,
-            env.file.deploy.rollout_timeout_seconds,
-        );
+        (timeout, timeout_why) = codedeploy_timeout(&svc, &td, &target, env);
         Some(target)
     } else {
         None
     };
-    let native = svc
-        .deployment_configuration()
-        .and_then(|d| d.strategy())
-        .filter(|s| **s != DeploymentStrategy::Rolling)
-        .map(|s| s.as_str().to_string());
-    if let (Some(_), None) = (&native, env.file.deploy.rollout_timeout_seconds) {
-        let (install, _) = timeout::rollout_timeout(&svc, &td, None);
-        let shift = native_routing(&svc);
-        (timeout, timeout_why) = super::bluegreen::timeout(install, Duration::ZERO, shift, None);
+    let native = native_strategy(&svc);
+    if native.is_some() {
+        (timeout, timeout_why) = native_timeout(&svc, &td, env);
     }
     Ok(Prepared {
         cfg: cfg.clone(),
@@ -133,6 +118,107 @@ pub async fn prepare(
         blue_green,
         native,
     })
+}
+
+/// The strategy `deploy` will run for `svc`, with the timeout it implies when it is not a
+/// rolling update (for `plan`: a refusal is shown, not returned).
+pub async fn strategy(
+    sdk: &aws_config::SdkConfig,
+    env: &Environment,
+    cfg: &ServiceConfig,
+    svc: &Service,
+    td: &TaskDefinition,
+) -> (Strategy, Option<Duration>) {
+    let code_deploy = match check_controller(svc, cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                Strategy::Refused {
+                    why: format!("{e:#}"),
+                },
+                None,
+            )
+        }
+    };
+    let checks = super::codedeploy::test_checks(&env.file.smoke);
+    if code_deploy {
+        let cd = aws_sdk_codedeploy::Client::new(sdk);
+        return match super::codedeploy::find_target(&cd, svc, cfg, !checks.is_empty()).await {
+            Ok(t) => (
+                Strategy::CodeDeploy {
+                    application: t.application.clone(),
+                    deployment_group: t.group.clone(),
+                    config: t.config.clone(),
+                    routing: t.routing,
+                    holds: t.ready.holds(),
+                    test_checks: checks.len(),
+                    termination_wait_minutes: t.termination_wait_minutes,
+                },
+                Some(codedeploy_timeout(svc, td, &t, env).0),
+            ),
+            Err(e) => (
+                Strategy::Refused {
+                    why: format!("{e:#}"),
+                },
+                None,
+            ),
+        };
+    }
+    match native_strategy(svc) {
+        Some(strategy) => (
+            Strategy::Native {
+                strategy,
+                routing: native_routing(svc),
+                bake_minutes: svc
+                    .deployment_configuration()
+                    .and_then(|d| d.bake_time_in_minutes())
+                    .unwrap_or(0),
+                test_checks: checks.len(),
+            },
+            Some(native_timeout(svc, td, env).0),
+        ),
+        None => (Strategy::Rolling, None),
+    }
+}
+
+/// A CodeDeploy release: install (one rolling batch), the test-traffic checks, the shift.
+fn codedeploy_timeout(
+    svc: &Service,
+    td: &TaskDefinition,
+    target: &super::codedeploy::Target,
+    env: &Environment,
+) -> (Duration, String) {
+    let (install, _) = timeout::rollout_timeout(svc, td, None);
+    let smoke = super::codedeploy::test_checks(&env.file.smoke)
+        .iter()
+        .map(|c| Duration::from_secs(c.deadline_seconds))
+        .max()
+        .unwrap_or_default();
+    super::bluegreen::timeout(
+        install,
+        smoke,
+        target.routing,
+        env.file.deploy.rollout_timeout_seconds,
+    )
+}
+
+/// An ECS-native release: the rolling estimate (with bake time) plus the traffic shift.
+fn native_timeout(svc: &Service, td: &TaskDefinition, env: &Environment) -> (Duration, String) {
+    let (install, _) = timeout::rollout_timeout(svc, td, None);
+    super::bluegreen::timeout(
+        install,
+        Duration::ZERO,
+        native_routing(svc),
+        env.file.deploy.rollout_timeout_seconds,
+    )
+}
+
+/// `BLUE_GREEN`, `LINEAR` or `CANARY`; `None` for a rolling update.
+fn native_strategy(svc: &Service) -> Option<String> {
+    svc.deployment_configuration()
+        .and_then(|d| d.strategy())
+        .filter(|s| **s != DeploymentStrategy::Rolling)
+        .map(|s| s.as_str().to_string())
 }
 
 /// How an ECS-native strategy moves production traffic.

@@ -101,16 +101,15 @@ impl World {
     }
 
     fn deploy(&self, tag: &str) -> std::process::Output {
+        self.ferry(&["deploy", "--tag", tag, "--output", "json"])
+    }
+
+    /// `ferry <args> --environments <dir>` against this world.
+    fn ferry(&self, args: &[&str]) -> std::process::Output {
+        let mut args = args.to_vec();
+        args.extend(["--environments", self.dir.path().to_str().unwrap()]);
         ferry(
-            &[
-                "deploy",
-                "--environments",
-                self.dir.path().to_str().unwrap(),
-                "--tag",
-                tag,
-                "--output",
-                "json",
-            ],
+            &args,
             &[
                 ("FERRY_REGISTRY_ENDPOINTS", self.registry.endpoint_entry()),
                 ("AWS_ENDPOINT_URL_ECS", self.sim.endpoint.clone()),
@@ -402,6 +401,15 @@ async fn codedeploy_all_at_once_checks_test_traffic_then_shifts() {
     })
     .await;
     w.release("v1.0.0-rc.1", "100", "healthy").await;
+    // The plan says which strategy runs and what it waits for.
+    let p = w.ferry(&["plan", "--tag", "v1.0.0-rc.1"]);
+    assert_exit(&p, 0);
+    let plan = stdout(&p);
+    assert!(
+        plan.contains("strategy: CodeDeploy blue/green, shop/web (CodeDeployDefault.ECSAllAtOnce)"),
+        "{plan}"
+    );
+    assert!(plan.contains("until 1 test_url check(s) pass"), "{plan}");
     let o = w.deploy("v1.0.0-rc.1");
     assert_exit(&o, 0);
     let r = report(&o);
@@ -627,13 +635,19 @@ async fn ecs_native_blue_green_checks_test_traffic_and_bake_time() {
     })
     .await;
     w.release("v2.0.0-rc.1", "200", "healthy").await;
+    let p = w.ferry(&["plan", "--tag", "v2.0.0-rc.1"]);
+    assert_exit(&p, 0);
+    assert!(
+        stdout(&p).contains("strategy: ECS BLUE_GREEN, followed stage by stage"),
+        "{}",
+        stdout(&p)
+    );
     let o = w.deploy("v2.0.0-rc.1");
     assert_exit(&o, 0);
     let err = stderr(&o);
     for stage in [
         "lifecycle stage SCALE_UP",
         "lifecycle stage TEST_TRAFFIC_SHIFT",
-        "lifecycle stage PRODUCTION_TRAFFIC_SHIFT",
         "lifecycle stage BAKE_TIME",
         "running 1 check(s) on test traffic",
         "running 1 check(s) on production traffic during bake time",
