@@ -539,7 +539,7 @@ fn mermaid(s: &str) -> String {
 pub fn status_text(rows: &[ServiceStatus]) -> String {
     let mut s = String::new();
     for r in rows {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{:<12} {}/{}: {} ({}), {}/{} running [{}]",
             r.environment,
@@ -551,6 +551,23 @@ pub fn status_text(rows: &[ServiceStatus]) -> String {
             r.desired,
             r.deployments.join("; ")
         );
+        if let Some(strategy) = &r.strategy {
+            let _ = write!(s, ", strategy {strategy}");
+        }
+        if let Some(f) = &r.in_flight {
+            let _ = write!(s, ", release in flight: {} {}", f.deployment, f.status);
+            if let Some(stage) = &f.stage {
+                let _ = write!(s, " at {stage}");
+            }
+            if let Some(w) = f.replacement_weight {
+                let _ = write!(
+                    s,
+                    ", production traffic {w:.0}% on the replacement, {:.0}% on the original",
+                    100.0 - w
+                );
+            }
+        }
+        s.push('\n');
     }
     s
 }

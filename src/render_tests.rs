@@ -288,6 +288,8 @@ fn status_rows() -> Vec<ServiceStatus> {
             running: 3,
             desired: 3,
             deployments: vec!["PRIMARY shop-api:42 COMPLETED".into()],
+            strategy: None,
+            in_flight: None,
         },
         ServiceStatus {
             environment: "staging".into(),
@@ -303,6 +305,8 @@ fn status_rows() -> Vec<ServiceStatus> {
                 "PRIMARY shop-api:7 IN_PROGRESS".into(),
                 "ACTIVE shop-api:6 COMPLETED".into(),
             ],
+            strategy: None,
+            in_flight: None,
         },
     ]
 }
@@ -409,4 +413,30 @@ fn plan_says_which_strategy_runs_and_what_it_waits_for() {
     let json = serde_json::to_value(&plan.changes[0]).unwrap();
     assert_eq!(json["strategy"]["kind"], "native");
     assert_eq!(json["strategy"]["routing"]["kind"], "all-at-once");
+}
+
+#[test]
+fn status_shows_the_live_strategy_and_the_traffic_split() {
+    let mut row = status_rows().remove(0);
+    row.deployments = vec![
+        "PRIMARY shop-api:42 STEADY_STATE".into(),
+        "ACTIVE shop-api:43 STABILIZING".into(),
+    ];
+    row.strategy = Some("CODE_DEPLOY".into());
+    row.in_flight = Some(crate::deploy::bluegreen::InFlight {
+        deployment: "d-ABC123456".into(),
+        status: "InProgress".into(),
+        replacement_weight: Some(10.0),
+        stage: None,
+    });
+    let mut native = status_rows().remove(1);
+    native.strategy = Some("BLUE_GREEN".into());
+    native.in_flight = Some(crate::deploy::bluegreen::InFlight {
+        deployment: "arn:aws:ecs:eu-west-1:111111111111:service-deployment/shop-staging/api/abc"
+            .into(),
+        status: "IN_PROGRESS".into(),
+        replacement_weight: None,
+        stage: Some("BAKE_TIME".into()),
+    });
+    insta::assert_snapshot!("status_text_blue_green", status_text(&[row, native]));
 }

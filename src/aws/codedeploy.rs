@@ -279,3 +279,23 @@ pub async fn stop_with_rollback(cd: &Client, id: &str) -> Result<()> {
         .aws("codedeploy:StopDeployment", id)?;
     Ok(())
 }
+
+/// The group's deployments that have not ended, newest first.
+pub async fn active_deployments(cd: &Client, app: &str, group: &str) -> Result<Vec<String>> {
+    use aws_sdk_codedeploy::types::DeploymentStatus as S;
+    let out = cd
+        .list_deployments()
+        .application_name(app)
+        .deployment_group_name(group)
+        .set_include_only_statuses(Some(vec![
+            S::Created,
+            S::Queued,
+            S::InProgress,
+            S::Ready,
+            S::Baking,
+        ]))
+        .send()
+        .await
+        .aws("codedeploy:ListDeployments", format!("{app}/{group}"))?;
+    Ok(out.deployments().to_vec())
+}

@@ -301,6 +301,21 @@ impl Strategy {
     }
 }
 
+/// A blue/green release in flight, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct InFlight {
+    /// The CodeDeploy deployment id or the service deployment ARN.
+    pub deployment: String,
+    /// Its status.
+    pub status: String,
+    /// Production traffic on the replacement, when CodeDeploy reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replacement_weight: Option<f64>,
+    /// The ECS lifecycle stage (ECS-native strategies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+}
+
 /// The group's "wait before rerouting" option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReadyOption {

@@ -106,9 +106,13 @@ impl World {
 
     /// `ferry <args> --environments <dir>` against this world.
     fn ferry(&self, args: &[&str]) -> std::process::Output {
+        self.ferry_command(args).output().expect("running ferry")
+    }
+
+    fn ferry_command(&self, args: &[&str]) -> std::process::Command {
         let mut args = args.to_vec();
         args.extend(["--environments", self.dir.path().to_str().unwrap()]);
-        ferry(
+        ferry_command(
             &args,
             &[
                 ("FERRY_REGISTRY_ENDPOINTS", self.registry.endpoint_entry()),
@@ -501,6 +505,60 @@ async fn codedeploy_canary_shifts_ten_percent_first() {
         "{err}"
     );
     assert_eq!(w.production_version().await, "1.2.0-rc.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_the_traffic_split_mid_release() {
+    let w = World::new(Options {
+        config: "CodeDeployDefault.ECSCanary10Percent15Minutes",
+        mixed: false,
+        termination_minutes: 1,
+        native: None,
+    })
+    .await;
+    w.release("v1.2.1-rc.1", "121", "healthy").await;
+    let child = w
+        .ferry_command(&["deploy", "--tag", "v1.2.1-rc.1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Guard(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let deps = w.deployments().await;
+        if deps.first().is_some_and(|d| d.2 == 10.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no canary step: {deps:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let o = w.ferry(&["status", "staging"]);
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("strategy CODE_DEPLOY, release in flight: d-"),
+        "{out}"
+    );
+    assert!(
+        out.contains("production traffic 10% on the replacement, 90% on the original"),
+        "{out}"
+    );
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Kills the child if the test fails before waiting for it.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
