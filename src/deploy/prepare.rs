@@ -31,7 +31,15 @@ pub async fn prepare(
 ) -> Result<Prepared> {
     let mut svc = ecs::describe_service(client, &cfg.cluster, &cfg.service).await?;
     let code_deploy = check_controller(&svc, cfg)?;
-    if code_deploy && svc.task_sets().len() > 1 {
+    // The original task set waiting for its termination after an earlier release of this
+    // image is not in the way: then there is nothing to deploy (checked below).
+    let runs_image = match svc.task_definition() {
+        Some(td) => ecs::describe_task_definition(client, td)
+            .await
+            .is_ok_and(|(td, _)| ecs::container_image(&td, &cfg.container) == Some(image)),
+        None => false,
+    };
+    if code_deploy && svc.task_sets().len() > 1 && !runs_image {
         return Err(Failure::refused(format!(
             "service {}/{} has {} task sets: a CodeDeploy deployment is in flight; deploying on top of it would make its outcome unknowable",
             cfg.cluster,
