@@ -307,7 +307,7 @@ async fn native_service(sim: &EcsSim, cluster: &str, image: &str, strategy: &str
 }
 
 /// Application `shop`, deployment group `web` (holds the replacement on test traffic until
-/// ContinueDeployment, rolls back on failure and stop).
+/// ContinueDeployment, rolls back on failure, stop and its alarm `web-5xx`).
 async fn seed_codedeploy(sim: &EcsSim, cluster: &str, config: &str, termination_minutes: i32) {
     use aws_sdk_codedeploy::types::*;
     let conf = aws_sdk_codedeploy::Config::builder()
@@ -378,11 +378,18 @@ async fn seed_codedeploy(sim: &EcsSim, cluster: &str, config: &str, termination_
                 )
                 .build(),
         )
+        .alarm_configuration(
+            AlarmConfiguration::builder()
+                .enabled(true)
+                .alarms(Alarm::builder().name("web-5xx").build())
+                .build(),
+        )
         .auto_rollback_configuration(
             AutoRollbackConfiguration::builder()
                 .enabled(true)
                 .events(AutoRollbackEvent::DeploymentFailure)
                 .events(AutoRollbackEvent::DeploymentStopOnRequest)
+                .events(AutoRollbackEvent::DeploymentStopOnAlarm)
                 .build(),
         )
         .send()
@@ -559,6 +566,79 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_during_the_canary_step_rolls_back() {
+    let w = World::new(Options {
+        config: "CodeDeployDefault.ECSCanary10Percent15Minutes",
+        mixed: false,
+        termination_minutes: 1,
+        native: None,
+    })
+    .await;
+    w.release("v1.2.2-rc.1", "122", "healthy").await;
+    let child = w
+        .ferry_command(&["deploy", "--tag", "v1.2.2-rc.1", "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !w.deployments().await.first().is_some_and(|d| d.2 == 10.0) {
+        assert!(std::time::Instant::now() < deadline, "no canary step");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    w.sim
+        .control("/_sim/alarms", json!({"name": "web-5xx", "state": "ALARM"}))
+        .await;
+    let o = child.wait_with_output().unwrap();
+    assert_exit(&o, 4);
+    let r = report(&o);
+    let verdict = r["verdict"].as_str().unwrap();
+    assert!(verdict.contains("ALARM_ACTIVE"), "{verdict}");
+    assert!(verdict.contains("web-5xx"), "{verdict}");
+    assert!(verdict.contains("CodeDeploy rolled it back"), "{verdict}");
+    assert_eq!(
+        w.web().await.task_definition(),
+        Some(w.baseline_td.as_str())
+    );
+    assert_eq!(w.production_version().await, "0.9.0-rc.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_production_check_switches_traffic_back() {
+    let w = World::new(Options {
+        config: "CodeDeployDefault.ECSAllAtOnce",
+        mixed: false,
+        termination_minutes: 100,
+        native: None,
+    })
+    .await;
+    // A production check with no test_url that cannot pass: test traffic passes, production fails.
+    let path = w.dir.path().join("staging.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "[[smoke]]\nname = \"missing\"\nurl = \"{}/app/{}/nope/health\"\ndeadline_seconds = 2\ntimeout_seconds = 1\n",
+        w.sim.endpoint, w.cluster
+    ));
+    std::fs::write(&path, text).unwrap();
+    w.release("v1.8.0-rc.1", "180", "healthy").await;
+    let o = w.deploy("v1.8.0-rc.1");
+    assert_exit(&o, 4);
+    let r = report(&o);
+    assert_eq!(r["outcome"], "rolled-back");
+    assert_eq!(r["services"][0]["state"], "rolled-back");
+    let deps = w.deployments().await;
+    assert_eq!(deps.len(), 2, "{deps:?}");
+    // Production had moved; stopping in the termination wait switched it back.
+    assert_eq!((deps[0].1.as_str(), deps[0].2), ("Stopped", 100.0));
+    assert_eq!(deps[1].1, "Succeeded");
+    assert_eq!(
+        w.web().await.task_definition(),
+        Some(w.baseline_td.as_str())
+    );
+    assert_eq!(w.production_version().await, "0.9.0-rc.1");
 }
 
 #[tokio::test(flavor = "multi_thread")]
