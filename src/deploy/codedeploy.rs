@@ -39,6 +39,8 @@ use crate::smoke;
 const MAX_READ_ERRORS: u32 = 10;
 /// How long CodeDeploy's rollback may take beyond the rollout's own deadline.
 const ROLLBACK_GRACE: Duration = Duration::from_secs(900);
+/// How long a stopped deployment may take to name its rollback deployment.
+const NAMING_GRACE: Duration = Duration::from_secs(60);
 
 /// The CodeDeploy deployment group that deploys a service, and what it will do.
 #[derive(Debug, Clone, PartialEq)]
@@ -637,6 +639,7 @@ pub async fn roll_back(run: &mut Running) -> ServiceState {
         }
         // CodeDeploy names its rollback deployment on the stopped one.
         let mut poll = Poll::new();
+        let stopped_at = Instant::now();
         loop {
             match api::get_deployment(&cd.cd, &id).await {
                 Ok(d) if d.rollback_id.is_some() => {
@@ -662,7 +665,7 @@ pub async fn roll_back(run: &mut Running) -> ServiceState {
                 }
                 Ok(d)
                     if matches!(d.status.as_str(), "Succeeded" | "Failed" | "Stopped")
-                        && Instant::now() + ROLLBACK_GRACE > deadline =>
+                        && stopped_at.elapsed() > NAMING_GRACE =>
                 {
                     run.evidence.push(format!(
                         "{id} ended {} without a rollback deployment",
