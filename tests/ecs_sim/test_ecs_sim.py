@@ -933,3 +933,37 @@ def test_native_canary_and_a_stop_during_test_traffic_rolls_back(sim):
     wait(lambda: sd_status(c, arn3)["status"] == "ROLLBACK_SUCCESSFUL", timeout=30)
     wait(lambda: steady(c))
     assert describe(c)["taskDefinition"] == td2
+
+
+def test_native_pause_hook_holds_until_continue_or_rollback(sim):
+    hooks = [{"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+              "timeoutConfiguration": {"timeoutInMinutes": 60, "action": "ROLLBACK"}},
+             {"targetType": "AWS_LAMBDA", "hookTargetArn": "arn:aws:lambda:us-east-1:123456789012:function:check",
+              "roleArn": "arn:aws:iam::123456789012:role/hook", "lifecycleStages": ["POST_SCALE_UP"]}]
+    c, td1 = setup_native(sim, lifecycleHooks=hooks)
+    td2 = new_revision(c, sim, "repo@sha256:" + "4" * 64, "2.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    paused = lambda: next((h for h in sd_status(c, arn).get("lifecycleHookDetails", [])
+                           if h["status"] == "AWAITING_ACTION"), None)
+    hook = wait(paused)
+    assert hook["targetType"] == "PAUSE" and hook["timeoutAction"] == "ROLLBACK"
+    raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [arn]})
+    time.sleep(1.5)   # held: production has not moved
+    assert sd_status(c, arn)["lifecycleStage"] == "POST_TEST_TRAFFIC_SHIFT"
+    assert health(sim, "shop", "web", "test/")[1]["version"] == "2.0.0"
+    assert {health(sim, "shop", "web")[1]["version"] for _ in range(4)} == {"1.0.0"}
+    raw(sim, "ContinueServiceDeployment", {"serviceDeploymentArn": arn, "hookId": hook["hookId"], "action": "CONTINUE"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "ContinueServiceDeployment", {"serviceDeploymentArn": arn, "hookId": hook["hookId"], "action": "CONTINUE"})
+    assert e.value.error["__type"] == "InvalidParameterException"
+    wait(lambda: sd_status(c, arn)["status"] == "SUCCESSFUL", timeout=30)
+    td3 = new_revision(c, sim, "repo@sha256:" + "3" * 64, "3.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td3)
+    arn3 = wait(lambda: service_deployment(c, td3))
+    hook = wait(lambda: next((h for h in sd_status(c, arn3).get("lifecycleHookDetails", [])
+                              if h["status"] == "AWAITING_ACTION"), None))
+    c.continue_service_deployment(serviceDeploymentArn=arn3, hookId=hook["hookId"], action="ROLLBACK")
+    wait(lambda: sd_status(c, arn3)["status"] == "ROLLBACK_SUCCESSFUL", timeout=30)
+    wait(lambda: steady(c))
+    assert describe(c)["taskDefinition"] == td2

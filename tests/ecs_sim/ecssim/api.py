@@ -302,6 +302,18 @@ class Api:
                 failures.append({"arn": arn, "reason": "MISSING"})
         return {"serviceRevisions": out, "failures": failures}
 
+    def op_ContinueServiceDeployment(self, req):
+        sd = self.service_deployments.get(req.get("serviceDeploymentArn"))
+        if sd is None:
+            raise ApiError("ServiceDeploymentNotFoundException", "The service deployment does not exist.")
+        action = req.get("action", "CONTINUE")
+        if action not in ("CONTINUE", "ROLLBACK"):
+            raise ApiError("InvalidParameterException", f"Invalid action {action!r}.")
+        if sd["status"] != "IN_PROGRESS":
+            raise ApiError("InvalidParameterException", f"The service deployment is {sd['status']}, not paused.")
+        self.continue_service_deployment(sd, req.get("hookId"), action)
+        return {"serviceDeploymentArn": sd["serviceDeploymentArn"]}
+
     def op_StopServiceDeployment(self, req):
         sd = self.service_deployments.get(req.get("serviceDeploymentArn"))
         if sd is None:

@@ -8,7 +8,7 @@ POST_PRODUCTION_TRAFFIC_SHIFT, BAKE_TIME (blue still runs: a rollback is a switc
 CLEAN_UP (blue drains), then SUCCESSFUL. The circuit breaker, alarms and
 StopServiceDeployment(ROLLBACK) roll back as for a rolling update.
 """
-from .util import now
+from .util import ApiError, now
 
 STRATEGIES = ("BLUE_GREEN", "LINEAR", "CANARY")
 STAGES = ["RECONCILE_SERVICE", "PRE_SCALE_UP", "SCALE_UP", "POST_SCALE_UP", "TEST_TRAFFIC_SHIFT",
@@ -54,6 +54,8 @@ class Native:
             done = elapsed >= self.t("stage_seconds")
         if not done or elapsed < self.t("stage_seconds"):   # every stage is visible for a moment
             return
+        if not self.hooks_done(svc, d, sd, stage, tnow):
+            return
         i = STAGES.index(stage) + 1
         if i < len(STAGES):
             bg.update(stage=STAGES[i], at=tnow)
@@ -66,6 +68,56 @@ class Native:
         bg["stage"] = "DONE"
         self.complete(svc, d, tnow)
         self.succeed(sd)
+
+    def hooks_done(self, svc, d, sd, stage, tnow):
+        """Runs the stage's lifecycle hooks, in order: a PAUSE hook waits for
+        ContinueServiceDeployment (or its timeout action); an AWS_LAMBDA hook is reported
+        IN_PROGRESS, then SUCCEEDED (no function is called). True when all are done."""
+        bg = d["_bg"]
+        hooks = [h for h in svc["deploymentConfiguration"].get("lifecycleHooks") or []
+                 if stage in (h.get("lifecycleStages") or [])]
+        details = bg.setdefault("hooks", {})
+        for i, h in enumerate(hooks):
+            key = f"{stage}/{i}"
+            det = details.get(key)
+            timeout = h.get("timeoutConfiguration") or {}
+            if det is None:
+                pause = h.get("targetType") == "PAUSE"
+                det = {"hookId": self.new_id(), "targetType": h.get("targetType", "AWS_LAMBDA"),
+                       "status": "AWAITING_ACTION" if pause else "IN_PROGRESS",
+                       "expiresAt": tnow + float(timeout.get("timeoutInMinutes", 60)) * self.minute(),
+                       "timeoutAction": timeout.get("action", "ROLLBACK"), "_started": tnow}
+                if h.get("hookTargetArn"):
+                    det["targetArn"] = h["hookTargetArn"]
+                details[key] = det
+                sd["lifecycleHookDetails"] = [x for x in details.values() if x is det or x["status"] in
+                                              ("AWAITING_ACTION", "IN_PROGRESS")]
+                sd["updatedAt"] = tnow
+                return False
+            if det["status"] == "SUCCEEDED":
+                continue
+            if det["status"] == "IN_PROGRESS" and tnow - det["_started"] >= self.t("stage_seconds"):
+                det["status"] = "SUCCEEDED"
+                continue
+            if tnow >= det["expiresAt"] and det["status"] in ("AWAITING_ACTION", "IN_PROGRESS"):
+                det["status"] = "TIMED_OUT"
+                if det["timeoutAction"] == "CONTINUE":
+                    continue
+                self.stop_service_deployment(sd, "ROLLBACK")
+            return False
+        return True
+
+    def continue_service_deployment(self, sd, hook_id, action):
+        d = next((x for s in self.services.values() for x in s["deployments"] if x["id"] == sd.get("_target")), None)
+        det = next((h for h in ((d or {}).get("_bg") or {}).get("hooks", {}).values() if h["hookId"] == hook_id), None)
+        if det is None or det["status"] != "AWAITING_ACTION":
+            raise ApiError("InvalidParameterException",
+                           f"The service deployment is not paused at lifecycle hook {hook_id}.")
+        if action == "ROLLBACK":
+            det["status"] = "FAILED"
+            self.stop_service_deployment(sd, "ROLLBACK")
+        else:
+            det["status"] = "SUCCEEDED"
 
     def native_weight(self, svc, elapsed):
         """Production traffic on green, `elapsed` seconds into PRODUCTION_TRAFFIC_SHIFT."""

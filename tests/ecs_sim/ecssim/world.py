@@ -184,7 +184,10 @@ class World:
         return copy.deepcopy(out)
 
     def sd_shape(self, sd):
-        return copy.deepcopy({k: v for k, v in quiet(sd).items() if v != ""})
+        out = {k: v for k, v in quiet(sd).items() if v != ""}
+        if "lifecycleHookDetails" in out:
+            out["lifecycleHookDetails"] = [quiet(h) for h in out["lifecycleHookDetails"]]
+        return copy.deepcopy(out)
 
     def sd_brief(self, sd):
         full = self.sd_shape(sd)
