@@ -381,6 +381,8 @@ pub enum NativeStep {
     /// Bake time: production serves the new revision, the old one still runs. Run the
     /// production checks while a rollback is still a switch back.
     CheckProduction,
+    /// Paused at a PAUSE hook after ferry's checks passed (or with none to run): continue.
+    Continue,
     /// Nothing left to check: the rollout loop follows it to its end.
     HandOver,
 }
@@ -393,11 +395,15 @@ const TEST_STAGES: &[&str] = &[
     "POST_PRODUCTION_TRAFFIC_SHIFT",
 ];
 
-/// What to do, from the service deployment's status and `lifecycleStage`, and which checks
-/// exist and already ran.
+/// What to do, from the service deployment's status and `lifecycleStage`, whether it is paused
+/// at a PAUSE hook, and which checks exist and already ran. A pause after the test-traffic
+/// shift holds production traffic until ferry's test checks pass; a pause after the
+/// production shift holds the old revision until the production checks pass. A pause
+/// anywhere else is not ferry's to lift.
 pub fn native_step(
     status: &str,
     stage: Option<&str>,
+    paused: bool,
     test: (bool, bool),
     production: (bool, bool),
 ) -> NativeStep {
@@ -409,6 +415,21 @@ pub fn native_step(
     let Some(stage) = stage else {
         return NativeStep::Wait;
     };
+    if paused {
+        return match stage {
+            "TEST_TRAFFIC_SHIFT" | "POST_TEST_TRAFFIC_SHIFT" if has_test && !test_done => {
+                NativeStep::CheckTestTraffic
+            }
+            "TEST_TRAFFIC_SHIFT" | "POST_TEST_TRAFFIC_SHIFT" => NativeStep::Continue,
+            "PRODUCTION_TRAFFIC_SHIFT" | "POST_PRODUCTION_TRAFFIC_SHIFT"
+                if has_prod && !prod_done =>
+            {
+                NativeStep::CheckProduction
+            }
+            "PRODUCTION_TRAFFIC_SHIFT" | "POST_PRODUCTION_TRAFFIC_SHIFT" => NativeStep::Continue,
+            _ => NativeStep::Wait,
+        };
+    }
     if has_test && !test_done && TEST_STAGES.contains(&stage) {
         return NativeStep::CheckTestTraffic;
     }

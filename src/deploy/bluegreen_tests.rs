@@ -335,9 +335,53 @@ fn native_steps() {
     ];
     for (status, stage, (test, prod), want) in rows {
         assert_eq!(
-            native_step(status, stage, test, prod),
+            native_step(status, stage, false, test, prod),
             want,
             "{status} {stage:?} {test:?} {prod:?}"
         );
     }
+}
+
+#[test]
+fn native_steps_at_a_pause_hook() {
+    use NativeStep::*;
+    let fresh = ((true, false), (true, false));
+    let tested = ((true, true), (true, false));
+    let rows: Vec<(&str, Checks, NativeStep)> = vec![
+        // Held after the test-traffic shift: check, then continue.
+        ("POST_TEST_TRAFFIC_SHIFT", fresh, CheckTestTraffic),
+        ("POST_TEST_TRAFFIC_SHIFT", tested, Continue),
+        (
+            "POST_TEST_TRAFFIC_SHIFT",
+            ((false, false), (true, false)),
+            Continue,
+        ),
+        // Held after the production shift: the production checks, then continue.
+        ("POST_PRODUCTION_TRAFFIC_SHIFT", tested, CheckProduction),
+        (
+            "POST_PRODUCTION_TRAFFIC_SHIFT",
+            ((true, true), (true, true)),
+            Continue,
+        ),
+        // Somebody else's pause: not ferry's to lift.
+        ("PRE_SCALE_UP", fresh, Wait),
+        ("POST_SCALE_UP", fresh, Wait),
+    ];
+    for (stage, (test, prod), want) in rows {
+        assert_eq!(
+            native_step("IN_PROGRESS", Some(stage), true, test, prod),
+            want,
+            "{stage} {test:?} {prod:?}"
+        );
+    }
+    assert_eq!(
+        native_step(
+            "ROLLBACK_IN_PROGRESS",
+            Some("POST_TEST_TRAFFIC_SHIFT"),
+            true,
+            fresh.0,
+            fresh.1
+        ),
+        HandOver
+    );
 }

@@ -6,11 +6,15 @@
 //! service deployment with `ROLLBACK`. Then `follow` follows it to its real end, as for a
 //! rolling update.
 //!
-//! ECS has no "wait for a go" of its own here: how long the test-traffic stages last is up to
-//! the service's lifecycle hooks. Without one, production traffic may start moving while the
-//! checks still run; a failure still rolls back.
+//! A `PAUSE` lifecycle hook at `POST_TEST_TRAFFIC_SHIFT` makes ECS hold production traffic until
+//! ferry's test checks pass (`ContinueServiceDeployment` CONTINUE, or ROLLBACK on a failure), and
+//! one at `POST_PRODUCTION_TRAFFIC_SHIFT` holds the old revision until the production checks
+//! pass. Without such a hook, production traffic may start moving while the checks still run;
+//! a failure still rolls back (`StopServiceDeployment`).
 
 use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_ecs::types::DeploymentLifecycleHookStatus;
 
 use super::bluegreen::{self, NativeStep};
 use super::codedeploy::Context;
@@ -117,7 +121,7 @@ async fn stages(
     let (mut test_done, mut prod_done) = (false, false);
     while Instant::now() < deadline {
         match read(client, run, &new_td).await {
-            Ok(Some((arn, status, stage))) => {
+            Ok(Some((arn, status, stage, paused))) => {
                 errors = 0;
                 if let Some(s) = &stage {
                     if *s != last_stage {
@@ -128,6 +132,7 @@ async fn stages(
                 let step = bluegreen::native_step(
                     &status,
                     stage.as_deref(),
+                    paused.is_some(),
                     (!ctx.test_checks.is_empty(), test_done),
                     (!ctx.production_checks.is_empty(), prod_done),
                 );
@@ -137,6 +142,20 @@ async fn stages(
                         continue;
                     }
                     NativeStep::HandOver => return None,
+                    NativeStep::Continue => {
+                        let hook = paused.unwrap_or_default();
+                        tracing::info!(
+                            "{name}: continuing past the PAUSE hook at {}",
+                            stage.as_deref().unwrap_or("?")
+                        );
+                        if let Err(e) =
+                            ecs::continue_service_deployment(client, &arn, &hook, false).await
+                        {
+                            tracing::warn!("{name}: {e:#} (will retry)");
+                        }
+                        poll.wait().await;
+                        continue;
+                    }
                     NativeStep::CheckTestTraffic => {
                         test_done = true;
                         (&ctx.test_checks, "on test traffic")
@@ -168,10 +187,30 @@ async fn stages(
                         stage.as_deref().unwrap_or("?"),
                         failed.join("; ")
                     );
-                    tracing::error!("{name}: {why}; stopping the deployment with ROLLBACK");
-                    return match ecs::stop_with_rollback(client, &arn).await {
+                    // The checks took a while: ECS may have paused at a hook meanwhile.
+                    let paused = match read(client, run, &new_td).await {
+                        Ok(Some((_, _, _, now))) => now.or(paused),
+                        _ => paused,
+                    };
+                    let held = paused.as_deref();
+                    let why = match (held, step) {
+                        (Some(_), NativeStep::CheckTestTraffic) => {
+                            format!(
+                                "{why}; production traffic never moved (held by the PAUSE hook)"
+                            )
+                        }
+                        _ => why,
+                    };
+                    tracing::error!("{name}: {why}; rolling the deployment back");
+                    let done = match held {
+                        Some(hook) => {
+                            ecs::continue_service_deployment(client, &arn, hook, true).await
+                        }
+                        None => ecs::stop_with_rollback(client, &arn).await,
+                    };
+                    return match done {
                         Ok(()) => Some(why),
-                        Err(e) => Some(format!("{why}; StopServiceDeployment failed: {e:#}")),
+                        Err(e) => Some(format!("{why}; the rollback request failed: {e:#}")),
                     };
                 }
             }
@@ -193,12 +232,13 @@ async fn stages(
     None
 }
 
-/// This run's service deployment: (ARN, status, lifecycle stage); `None` until ECS lists it.
+/// This run's service deployment: (ARN, status, lifecycle stage, the PAUSE hook it waits at);
+/// `None` until ECS lists it.
 async fn read(
     client: &aws_sdk_ecs::Client,
     run: &mut Running,
     new_td: &str,
-) -> anyhow::Result<Option<(String, String, Option<String>)>> {
+) -> anyhow::Result<Option<Read>> {
     if run.service_deployment_arn.is_none() {
         let cfg = &run.prep.cfg;
         for brief in
@@ -232,6 +272,14 @@ async fn read(
                     .map(|s| s.as_str().to_string())
                     .unwrap_or_default(),
                 sd.lifecycle_stage().map(|s| s.as_str().to_string()),
+                sd.lifecycle_hook_details()
+                    .iter()
+                    .find(|h| h.status() == Some(&DeploymentLifecycleHookStatus::AwaitingAction))
+                    .and_then(|h| h.hook_id())
+                    .map(str::to_string),
             )
         }))
 }
+
+/// (ARN, status, lifecycle stage, the PAUSE hook it waits at).
+type Read = (String, String, Option<String>, Option<String>);

@@ -27,7 +27,8 @@ struct Options {
     mixed: bool,
     /// CodeDeploy minutes the original task set is kept after the shift.
     termination_minutes: i32,
-    /// An ECS-native strategy (`BLUE_GREEN`, …) instead of CodeDeploy.
+    /// An ECS-native strategy (`BLUE_GREEN`, …) instead of CodeDeploy (`config: "pause"`: with a
+    /// PAUSE hook after the test-traffic shift).
     native: Option<&'static str>,
 }
 
@@ -51,6 +52,16 @@ impl World {
             .await
             .unwrap();
         let baseline_td = match opts.native {
+            Some(strategy) if opts.config == "pause" => {
+                native_service_with(
+                    &sim,
+                    &cluster,
+                    &base_image,
+                    strategy,
+                    Some("POST_TEST_TRAFFIC_SHIFT"),
+                )
+                .await
+            }
             Some(strategy) => native_service(&sim, &cluster, &base_image, strategy).await,
             None => {
                 let td = blue_green_service(&sim, &cluster, &base_image).await;
@@ -241,6 +252,17 @@ async fn blue_green_service(sim: &EcsSim, cluster: &str, image: &str) -> String 
 /// `web` with the ECS controller and an ECS-native strategy: a load balancer with an alternate
 /// target group and test listener rule; each lifecycle stage lasts 2 s, bake time 1 minute = 8 s.
 async fn native_service(sim: &EcsSim, cluster: &str, image: &str, strategy: &str) -> String {
+    native_service_with(sim, cluster, image, strategy, None).await
+}
+
+/// [`native_service`], optionally with a PAUSE lifecycle hook at `pause_at`.
+async fn native_service_with(
+    sim: &EcsSim,
+    cluster: &str,
+    image: &str,
+    strategy: &str,
+    pause_at: Option<&str>,
+) -> String {
     use aws_sdk_ecs::types::*;
     sim.control(
         "/_sim/timing",
@@ -276,6 +298,18 @@ async fn native_service(sim: &EcsSim, cluster: &str, image: &str, strategy: &str
             DeploymentConfiguration::builder()
                 .strategy(DeploymentStrategy::from(strategy))
                 .bake_time_in_minutes(1)
+                .set_canary_configuration((strategy == "CANARY").then(|| {
+                    CanaryConfiguration::builder()
+                        .canary_percent(20.0)
+                        .canary_bake_time_in_minutes(1)
+                        .build()
+                }))
+                .set_lifecycle_hooks(pause_at.map(|stage| {
+                    vec![DeploymentLifecycleHook::builder()
+                        .target_type(DeploymentLifecycleHookTargetType::Pause)
+                        .lifecycle_stages(DeploymentLifecycleHookStage::from(stage))
+                        .build()]
+                }))
                 .deployment_circuit_breaker(
                     DeploymentCircuitBreaker::builder()
                         .enable(true)
@@ -835,4 +869,50 @@ async fn ecs_native_blue_green_failing_test_traffic_rolls_back() {
         Some(w.baseline_td.as_str())
     );
     assert_eq!(w.production_version().await, "0.9.0-rc.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ecs_native_pause_hook_holds_production_until_the_test_checks_decide() {
+    // Passing: ferry lifts the pause.
+    let w = World::new(Options {
+        config: "pause",
+        mixed: false,
+        termination_minutes: 0,
+        native: Some("CANARY"),
+    })
+    .await;
+    w.release("v2.2.0-rc.1", "220", "healthy").await;
+    let o = w.deploy("v2.2.0-rc.1");
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("continuing past the PAUSE hook at POST_TEST_TRAFFIC_SHIFT"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(w.production_version().await, "2.2.0-rc.1");
+
+    // Failing on test traffic: rolled back at the hook, production never moved.
+    w.release("v2.3.0-rc.1", "230", "smoke-error").await;
+    let o = w.deploy("v2.3.0-rc.1");
+    assert_exit(&o, 4);
+    let verdict = report(&o)["verdict"].as_str().unwrap().to_string();
+    assert!(
+        verdict.contains("production traffic never moved (held by the PAUSE hook)"),
+        "{verdict}"
+    );
+    let state = w.state().await;
+    let moved: Vec<f64> = state["nativeMaxWeight"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    // The first release moved production (canary, then all); the failed one never did.
+    assert_eq!(
+        moved.iter().filter(|w| **w == 100.0).count(),
+        1,
+        "{moved:?}"
+    );
+    assert!(moved.iter().all(|w| *w == 100.0 || *w == 0.0), "{moved:?}");
+    assert_eq!(w.production_version().await, "2.2.0-rc.1");
 }

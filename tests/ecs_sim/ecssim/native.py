@@ -45,6 +45,7 @@ class Native:
             done = elapsed >= self.t("stage_seconds")
         elif stage == "PRODUCTION_TRAFFIC_SHIFT":
             bg["weight"] = self.native_weight(svc, elapsed)
+            sd["_max_weight"] = max(sd.get("_max_weight", 0.0), bg["weight"])
             done = bg["weight"] >= 100.0
         elif stage == "BAKE_TIME":
             done = elapsed >= float(dc.get("bakeTimeInMinutes") or 0) * self.minute()
@@ -63,6 +64,7 @@ class Native:
                 bg["test"] = True
             if STAGES[i] == "PRODUCTION_TRAFFIC_SHIFT":
                 bg["weight"] = self.native_weight(svc, 0.0)
+                sd["_max_weight"] = max(sd.get("_max_weight", 0.0), bg["weight"])
             sd.update(lifecycleStage=STAGES[i], updatedAt=tnow)
             return
         bg["stage"] = "DONE"

@@ -95,6 +95,8 @@ def state_of(s):
         "codedeployDeployments": [s.cd_shape(d) for d in s.cd_deployments.values()],
         # The most production traffic each deployment ever gave its replacement (not an AWS field).
         "codedeployMaxWeight": {i: d.get("_max_weight", 0.0) for i, d in s.cd_deployments.items()},
+        # The same for ECS-native blue/green service deployments, by ARN.
+        "nativeMaxWeight": {a: sd.get("_max_weight", 0.0) for a, sd in s.service_deployments.items()},
     }
 
 
