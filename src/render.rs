@@ -649,13 +649,21 @@ pub fn strategy_lines(strategy: &crate::deploy::bluegreen::Strategy) -> Vec<Stri
             routing,
             bake_minutes,
             test_checks,
-        } => vec![
-            format!("strategy: ECS {strategy}, followed stage by stage"),
-            format!(
-                "waits for: {test_checks} test_url check(s) during the test-traffic stages, then {}, then the production checks during {bake_minutes} min bake time",
-                routing.describe()
-            ),
-        ],
+            pauses,
+        } => {
+            let hold = if pauses.iter().any(|p| p == "POST_TEST_TRAFFIC_SHIFT") {
+                " (a PAUSE hook holds production traffic until they pass)"
+            } else {
+                " (no PAUSE hook: production traffic may move while they run)"
+            };
+            vec![
+                format!("strategy: ECS {strategy}, followed stage by stage"),
+                format!(
+                    "waits for: {test_checks} test_url check(s) during the test-traffic stages{hold}, then {}, then the production checks during {bake_minutes} min bake time",
+                    routing.describe()
+                ),
+            ]
+        }
         Strategy::Refused { why } => vec![format!("deploy would refuse: {why}")],
     }
 }

@@ -408,6 +408,7 @@ fn plan_says_which_strategy_runs_and_what_it_waits_for() {
         routing: Routing::AllAtOnce,
         bake_minutes: 10,
         test_checks: 1,
+        pauses: vec!["POST_TEST_TRAFFIC_SHIFT".into()],
     };
     insta::assert_snapshot!("plan_text_ecs_blue_green", plan_text(&plan));
     let json = serde_json::to_value(&plan.changes[0]).unwrap();

@@ -286,6 +286,9 @@ pub enum Strategy {
         bake_minutes: i32,
         /// `test_url` checks ferry runs during the test-traffic stages.
         test_checks: usize,
+        /// The stages where a PAUSE lifecycle hook holds the deployment for ferry's decision.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pauses: Vec<String>,
     },
     /// `deploy` would refuse this service.
     Refused {

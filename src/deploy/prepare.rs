@@ -182,6 +182,7 @@ pub async fn strategy(
                     .and_then(|d| d.bake_time_in_minutes())
                     .unwrap_or(0),
                 test_checks: checks.len(),
+                pauses: pause_stages(svc),
             },
             Some(native_timeout(svc, td, env).0),
         ),
@@ -219,6 +220,22 @@ fn native_timeout(svc: &Service, td: &TaskDefinition, env: &Environment) -> (Dur
         native_routing(svc),
         env.file.deploy.rollout_timeout_seconds,
     )
+}
+
+/// The stages where a PAUSE lifecycle hook waits for ferry's decision.
+fn pause_stages(svc: &Service) -> Vec<String> {
+    use aws_sdk_ecs::types::{
+        DeploymentLifecycleHookStage as S, DeploymentLifecycleHookTargetType,
+    };
+    svc.deployment_configuration()
+        .map(|d| d.lifecycle_hooks())
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| h.target_type() == Some(&DeploymentLifecycleHookTargetType::Pause))
+        .flat_map(|h| h.lifecycle_stages())
+        .filter(|s| matches!(s, S::PostTestTrafficShift | S::PostProductionTrafficShift))
+        .map(|s| s.as_str().to_string())
+        .collect()
 }
 
 /// `BLUE_GREEN`, `LINEAR` or `CANARY`; `None` for a rolling update.

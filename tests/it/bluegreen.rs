@@ -882,6 +882,12 @@ async fn ecs_native_pause_hook_holds_production_until_the_test_checks_decide() {
     })
     .await;
     w.release("v2.2.0-rc.1", "220", "healthy").await;
+    let p = w.ferry(&["plan", "--tag", "v2.2.0-rc.1"]);
+    assert!(
+        stdout(&p).contains("(a PAUSE hook holds production traffic until they pass)"),
+        "{}",
+        stdout(&p)
+    );
     let o = w.deploy("v2.2.0-rc.1");
     assert_exit(&o, 0);
     assert!(
