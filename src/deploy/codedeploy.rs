@@ -833,3 +833,86 @@ pub async fn live(
     };
     (strategy, in_flight.await.ok().flatten())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(hooks: Vec<(String, String)>, capacity: Vec<(String, i32, i32)>) -> Target {
+        Target {
+            application: "shop".into(),
+            group: "web".into(),
+            config: "CodeDeployDefault.ECSAllAtOnce".into(),
+            routing: Routing::AllAtOnce,
+            ready: ReadyOption {
+                stop: true,
+                wait_minutes: 60,
+            },
+            termination_wait_minutes: 5,
+            container: "web".into(),
+            port: 8080,
+            capacity_providers: capacity,
+            hooks,
+        }
+    }
+
+    #[test]
+    fn appspec_names_the_revision_and_the_load_balancer() {
+        let td = "arn:aws:ecs:us-east-1:111111111111:task-definition/web:7";
+        let spec: serde_json::Value =
+            serde_json::from_str(&appspec(&target(Vec::new(), Vec::new()), td)).unwrap();
+        let props = &spec["Resources"][0]["TargetService"]["Properties"];
+        assert_eq!(
+            spec["Resources"][0]["TargetService"]["Type"],
+            "AWS::ECS::Service"
+        );
+        assert_eq!(props["TaskDefinition"], td);
+        assert_eq!(props["LoadBalancerInfo"]["ContainerName"], "web");
+        assert_eq!(props["LoadBalancerInfo"]["ContainerPort"], 8080);
+        assert!(props.get("CapacityProviderStrategy").is_none());
+        assert!(spec.get("Hooks").is_none());
+    }
+
+    #[test]
+    fn appspec_carries_hooks_and_capacity_providers() {
+        let t = target(
+            vec![("AfterAllowTestTraffic".into(), "check-web".into())],
+            vec![("FARGATE_SPOT".into(), 3, 1)],
+        );
+        let spec: serde_json::Value = serde_json::from_str(&appspec(&t, "td")).unwrap();
+        assert_eq!(
+            spec["Hooks"],
+            serde_json::json!([{"AfterAllowTestTraffic": "check-web"}])
+        );
+        assert_eq!(
+            spec["Resources"][0]["TargetService"]["Properties"]["CapacityProviderStrategy"],
+            serde_json::json!([{"CapacityProvider": "FARGATE_SPOT", "Weight": 3, "Base": 1}])
+        );
+    }
+
+    #[test]
+    fn test_checks_point_at_the_test_listener() {
+        let check = |url: &str, test: Option<&str>| SmokeCheck {
+            name: None,
+            url: url.into(),
+            expect_status: 200,
+            version_field: Some("version".into()),
+            deadline_seconds: 10,
+            timeout_seconds: 2,
+            follow_redirects: false,
+            consecutive: 3,
+            test_url: test.map(str::to_string),
+        };
+        let out = test_checks(&[
+            check("https://shop/health", Some("https://shop:8443/health")),
+            check("https://other/health", None),
+        ]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].url, "https://shop:8443/health");
+        assert_eq!(
+            out[0].name.as_deref(),
+            Some("https://shop/health (test listener)")
+        );
+        assert_eq!(out[0].test_url, None);
+    }
+}
