@@ -78,6 +78,7 @@ fn production_plan(with_changes: bool) -> Plan {
             follow_redirects: false,
             consecutive: 3,
             test_url: None,
+            service: None,
         }],
         unresolved: Vec::new(),
     }

@@ -248,6 +248,7 @@ mod tests {
             follow_redirects: false,
             consecutive: 1,
             test_url: None,
+            service: None,
         }
     }
 

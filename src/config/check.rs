@@ -158,6 +158,13 @@ pub fn validate(env: &Environment) -> Vec<String> {
                 )),
             }
         }
+        if let Some(svc) = &c.service {
+            if c.test_url.is_none() {
+                p.push(format!("field `smoke[{i}].service`: only with `test_url` (it says whose test listener that is); remove it"));
+            } else if !f.services.iter().any(|s| c.tests_service(s)) {
+                p.push(format!("field `smoke[{i}].service`: {svc:?} is not one of this environment's [[services]]; write `service` or `cluster/service`"));
+            }
+        }
         if !(100..=599).contains(&c.expect_status) {
             p.push(format!(
                 "field `smoke[{i}].expect_status`: {} is not an HTTP status",

@@ -143,6 +143,19 @@ pub struct SmokeCheck {
     /// checked here, on test traffic, before any production traffic moves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_url: Option<String>,
+    /// The blue/green service whose test listener `test_url` reaches (`service` or
+    /// `cluster/service`); without it the check runs for every blue/green service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl SmokeCheck {
+    /// Whether this check's `test_url` belongs to the service `cfg`.
+    pub fn tests_service(&self, cfg: &ServiceConfig) -> bool {
+        self.service
+            .as_deref()
+            .is_none_or(|s| s == cfg.service || s == format!("{}/{}", cfg.cluster, cfg.service))
+    }
 }
 
 fn default_consecutive() -> u32 {

@@ -157,6 +157,18 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "field `smoke[0].test_url`: scheme \"file\" is not http or https",
     ),
     (
+        "smoke service without test_url",
+        "version_field = \"version\"",
+        "version_field = \"version\"\nservice = \"api\"",
+        "field `smoke[0].service`: only with `test_url`",
+    ),
+    (
+        "smoke service unknown",
+        "version_field = \"version\"",
+        "version_field = \"version\"\ntest_url = \"https://x/health\"\nservice = \"web\"",
+        "field `smoke[0].service`: \"web\" is not one of this environment's [[services]]",
+    ),
+    (
         "codedeploy group without application",
         "container = \"api\"\n",
         "container = \"api\"\n[services.codedeploy]\ndeployment_group = \"api\"\n",
@@ -192,7 +204,7 @@ fn blue_green_fields_load() {
         )
         .replacen(
             "version_field = \"version\"",
-            "version_field = \"version\"\ntest_url = \"https://staging.example.com:8443/healthz\"",
+            "version_field = \"version\"\ntest_url = \"https://staging.example.com:8443/healthz\"\nservice = \"shop/api\"",
             1,
         );
     let d = dir_with(&[("staging.toml", &text), ("production.toml", PRODUCTION)]);
@@ -206,6 +218,7 @@ fn blue_green_fields_load() {
         staging.file.smoke[0].test_url.as_deref(),
         Some("https://staging.example.com:8443/healthz")
     );
+    assert!(staging.file.smoke[0].tests_service(&staging.file.services[0]));
 }
 
 #[test]

@@ -290,7 +290,13 @@ pub async fn rollout(
     }
     let t0 = Instant::now();
     let deadline = t0 + run.prep.timeout;
-    let ended = follow(ctx, &mut run, deadline, &ctx.test_checks).await;
+    let checks: Vec<SmokeCheck> = ctx
+        .test_checks
+        .iter()
+        .filter(|c| c.tests_service(&run.prep.cfg))
+        .cloned()
+        .collect();
+    let ended = follow(ctx, &mut run, deadline, &checks).await;
     run.seconds = t0.elapsed().as_secs_f64();
     run.noticed_at = Some(SystemTime::now());
     match &ended {
@@ -902,6 +908,7 @@ mod tests {
             follow_redirects: false,
             consecutive: 3,
             test_url: test.map(str::to_string),
+            service: None,
         };
         let out = test_checks(&[
             check("https://shop/health", Some("https://shop:8443/health")),

@@ -119,6 +119,12 @@ async fn stages(
     let mut errors = 0;
     let mut last_stage = String::new();
     let (mut test_done, mut prod_done) = (false, false);
+    let test_checks: Vec<_> = ctx
+        .test_checks
+        .iter()
+        .filter(|c| c.tests_service(&run.prep.cfg))
+        .cloned()
+        .collect();
     while Instant::now() < deadline {
         match read(client, run, &new_td).await {
             Ok(Some((arn, status, stage, paused))) => {
@@ -133,7 +139,7 @@ async fn stages(
                     &status,
                     stage.as_deref(),
                     paused.is_some(),
-                    (!ctx.test_checks.is_empty(), test_done),
+                    (!test_checks.is_empty(), test_done),
                     (!ctx.production_checks.is_empty(), prod_done),
                 );
                 let (checks, what) = match step {
@@ -158,7 +164,7 @@ async fn stages(
                     }
                     NativeStep::CheckTestTraffic => {
                         test_done = true;
-                        (&ctx.test_checks, "on test traffic")
+                        (&test_checks, "on test traffic")
                     }
                     NativeStep::CheckProduction => {
                         prod_done = true;

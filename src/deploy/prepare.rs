@@ -98,7 +98,8 @@ pub async fn prepare(
         timeout::rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
     let blue_green = if code_deploy {
         let checks = super::codedeploy::test_checks(&env.file.smoke);
-        let target = super::codedeploy::find_target(cd, &svc, cfg, !checks.is_empty()).await?;
+        let has_checks = checks.iter().any(|c| c.tests_service(cfg));
+        let target = super::codedeploy::find_target(cd, &svc, cfg, has_checks).await?;
         (timeout, timeout_why) = codedeploy_timeout(&svc, &td, &target, env);
         Some(target)
     } else {
@@ -148,7 +149,10 @@ pub async fn strategy(
             )
         }
     };
-    let checks = super::codedeploy::test_checks(&env.file.smoke);
+    let checks: Vec<_> = super::codedeploy::test_checks(&env.file.smoke)
+        .into_iter()
+        .filter(|c| c.tests_service(cfg))
+        .collect();
     if code_deploy {
         let cd = aws_sdk_codedeploy::Client::new(sdk);
         return match super::codedeploy::find_target(&cd, svc, cfg, !checks.is_empty()).await {

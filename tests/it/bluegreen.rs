@@ -87,7 +87,7 @@ impl World {
         std::fs::write(
             dir.path().join("staging.toml"),
             format!(
-                "account_id = \"{account}\"\nregion = \"{region}\"\n[role]\narn = \"arn:aws:iam::{account}:role/ferry-deploy\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"{repo}\"\n{services}[[smoke]]\nurl = \"{prod}\"\ntest_url = \"{test}\"\nversion_field = \"version\"\ndeadline_seconds = 6\ntimeout_seconds = 2\n",
+                "account_id = \"{account}\"\nregion = \"{region}\"\n[role]\narn = \"arn:aws:iam::{account}:role/ferry-deploy\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"{repo}\"\n{services}[[smoke]]\nurl = \"{prod}\"\ntest_url = \"{test}\"\nservice = \"web\"\nversion_field = \"version\"\ndeadline_seconds = 6\ntimeout_seconds = 2\n",
                 region = region()
             ),
         )
