@@ -93,6 +93,9 @@ pub fn plan_text(plan: &Plan) -> String {
             short_td(&c.current_task_definition),
             c.rollout_timeout_seconds
         );
+        for line in strategy_lines(&c.strategy) {
+            let _ = writeln!(s, "                 {line}");
+        }
         if c.changes.is_empty() {
             let _ = writeln!(s, "                 nothing: already runs this image");
         }
@@ -530,7 +533,7 @@ fn mermaid(s: &str) -> String {
 pub fn status_text(rows: &[ServiceStatus]) -> String {
     let mut s = String::new();
     for r in rows {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{:<12} {}/{}: {} ({}), {}/{} running [{}]",
             r.environment,
@@ -542,6 +545,23 @@ pub fn status_text(rows: &[ServiceStatus]) -> String {
             r.desired,
             r.deployments.join("; ")
         );
+        if let Some(strategy) = &r.strategy {
+            let _ = write!(s, ", strategy {strategy}");
+        }
+        if let Some(f) = &r.in_flight {
+            let _ = write!(s, ", release in flight: {} {}", f.deployment, f.status);
+            if let Some(stage) = &f.stage {
+                let _ = write!(s, " at {stage}");
+            }
+            if let Some(w) = f.replacement_weight {
+                let _ = write!(
+                    s,
+                    ", production traffic {w:.0}% on the replacement, {:.0}% on the original",
+                    100.0 - w
+                );
+            }
+        }
+        s.push('\n');
     }
     s
 }
@@ -588,3 +608,56 @@ pub fn copy_text(source: &str, destination: &str, out: &CopyOutcome) -> String {
 #[cfg(test)]
 #[path = "render_tests.rs"]
 mod tests;
+
+/// What `plan` says about a service's strategy: which one runs and what it waits for. Nothing
+/// for a rolling update (the default).
+pub fn strategy_lines(strategy: &crate::deploy::bluegreen::Strategy) -> Vec<String> {
+    use crate::deploy::bluegreen::Strategy;
+    match strategy {
+        Strategy::Rolling => Vec::new(),
+        Strategy::CodeDeploy {
+            application,
+            deployment_group,
+            config,
+            routing,
+            holds,
+            test_checks,
+            termination_wait_minutes,
+        } => {
+            let test = match (holds, test_checks) {
+                (true, 0) => "CodeDeploy holds the replacement on the test listener; no test_url check, so ferry continues at once".to_string(),
+                (true, n) => format!("CodeDeploy holds the replacement on the test listener until {n} test_url check(s) pass (then ContinueDeployment; a failure stops it with rollback, production untouched)"),
+                (false, _) => "the group does not hold the replacement on test traffic: production traffic moves as soon as it is installed".to_string(),
+            };
+            vec![
+                format!("strategy: CodeDeploy blue/green, {application}/{deployment_group} ({config})"),
+                format!("waits for: {test}"),
+                format!(
+                    "then: {}; the original task set stays {termination_wait_minutes} min (reported, not waited for)",
+                    routing.describe()
+                ),
+            ]
+        }
+        Strategy::Native {
+            strategy,
+            routing,
+            bake_minutes,
+            test_checks,
+            pauses,
+        } => {
+            let hold = if pauses.iter().any(|p| p == "POST_TEST_TRAFFIC_SHIFT") {
+                " (a PAUSE hook holds production traffic until they pass)"
+            } else {
+                " (no PAUSE hook: production traffic may move while they run)"
+            };
+            vec![
+                format!("strategy: ECS {strategy}, followed stage by stage"),
+                format!(
+                    "waits for: {test_checks} test_url check(s) during the test-traffic stages{hold}, then {}, then the production checks during {bake_minutes} min bake time",
+                    routing.describe()
+                ),
+            ]
+        }
+        Strategy::Refused { why } => vec![format!("deploy would refuse: {why}")],
+    }
+}

@@ -43,6 +43,7 @@ fn production_plan(with_changes: bool) -> Plan {
             cluster: "shop".into(),
             service: "api".into(),
             container: "api".into(),
+            codedeploy: None,
         }],
         changes: if with_changes {
             vec![ServicePreview {
@@ -62,6 +63,7 @@ fn production_plan(with_changes: bool) -> Plan {
                 }],
                 in_flight: None,
                 rollout_timeout_seconds: 720,
+                strategy: Default::default(),
             }]
         } else {
             Vec::new()
@@ -75,6 +77,8 @@ fn production_plan(with_changes: bool) -> Plan {
             timeout_seconds: 5,
             follow_redirects: false,
             consecutive: 3,
+            test_url: None,
+            service: None,
         }],
         unresolved: Vec::new(),
     }
@@ -102,6 +106,7 @@ fn staging_plan_offline() -> Plan {
             cluster: "shop-staging".into(),
             service: "api".into(),
             container: "api".into(),
+            codedeploy: None,
         }],
         changes: Vec::new(),
         smoke: Vec::new(),
@@ -285,6 +290,8 @@ fn status_rows() -> Vec<ServiceStatus> {
             running: 3,
             desired: 3,
             deployments: vec!["PRIMARY shop-api:42 COMPLETED".into()],
+            strategy: None,
+            in_flight: None,
         },
         ServiceStatus {
             environment: "staging".into(),
@@ -300,6 +307,8 @@ fn status_rows() -> Vec<ServiceStatus> {
                 "PRIMARY shop-api:7 IN_PROGRESS".into(),
                 "ACTIVE shop-api:6 COMPLETED".into(),
             ],
+            strategy: None,
+            in_flight: None,
         },
     ]
 }
@@ -377,4 +386,60 @@ fn digests_are_short_except_where_stated_whole() {
         shorten_digests(&text, Some(d)),
         format!("  image    r/app@sha256:4f0e5c1d…\n  digest   {d}\n  verdict  runs sha256:4f0e5c1d….\n")
     );
+}
+
+#[test]
+fn plan_says_which_strategy_runs_and_what_it_waits_for() {
+    use crate::deploy::bluegreen::{Routing, Strategy};
+    let mut plan = production_plan(true);
+    plan.changes[0].strategy = Strategy::CodeDeploy {
+        application: "shop".into(),
+        deployment_group: "api".into(),
+        config: "CodeDeployDefault.ECSCanary10Percent5Minutes".into(),
+        routing: Routing::Canary {
+            percent: 10,
+            minutes: 5,
+        },
+        holds: true,
+        test_checks: 1,
+        termination_wait_minutes: 60,
+    };
+    insta::assert_snapshot!("plan_text_codedeploy_canary", plan_text(&plan));
+    plan.changes[0].strategy = Strategy::Native {
+        strategy: "BLUE_GREEN".into(),
+        routing: Routing::AllAtOnce,
+        bake_minutes: 10,
+        test_checks: 1,
+        pauses: vec!["POST_TEST_TRAFFIC_SHIFT".into()],
+    };
+    insta::assert_snapshot!("plan_text_ecs_blue_green", plan_text(&plan));
+    let json = serde_json::to_value(&plan.changes[0]).unwrap();
+    assert_eq!(json["strategy"]["kind"], "native");
+    assert_eq!(json["strategy"]["routing"]["kind"], "all-at-once");
+}
+
+#[test]
+fn status_shows_the_live_strategy_and_the_traffic_split() {
+    let mut row = status_rows().remove(0);
+    row.deployments = vec![
+        "PRIMARY shop-api:42 STEADY_STATE".into(),
+        "ACTIVE shop-api:43 STABILIZING".into(),
+    ];
+    row.strategy = Some("CODE_DEPLOY".into());
+    row.in_flight = Some(crate::deploy::bluegreen::InFlight {
+        deployment: "d-ABC123456".into(),
+        status: "InProgress".into(),
+        replacement_weight: Some(10.0),
+        stage: None,
+    });
+    let mut native = status_rows().remove(1);
+    native.strategy = Some("BLUE_GREEN".into());
+    native.in_flight = Some(crate::deploy::bluegreen::InFlight {
+        deployment: "arn:aws:ecs:eu-west-1:111111111111:service-deployment/shop-staging/api/abc"
+            .into(),
+        status: "IN_PROGRESS".into(),
+        replacement_weight: None,
+        stage: Some("BAKE_TIME".into()),
+    });
+    insta::assert_snapshot!("status_text_blue_green", status_text(&[row, native]));
 }

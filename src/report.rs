@@ -108,6 +108,13 @@ pub struct ServiceStatus {
     pub desired: i32,
     /// Its deployments, one line each.
     pub deployments: Vec<String>,
+    /// How it is deployed, when not by a rolling update: `CODE_DEPLOY`, `BLUE_GREEN`, `LINEAR`
+    /// or `CANARY`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// A blue/green release in flight: where it stands and the traffic split.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<crate::deploy::bluegreen::InFlight>,
 }
 
 /// One row of `ferry validate`.

@@ -41,6 +41,12 @@ pub async fn deploy(
     let sdk = crate::aws::sts::environment_config(env).await?;
     crate::aws::sts::verify_identity(env, &sdk).await?;
     let client = crate::aws::sts::ecs_client(&sdk);
+    let bg = deploy::codedeploy::Context {
+        cd: aws_sdk_codedeploy::Client::new(&sdk),
+        test_checks: deploy::codedeploy::test_checks(&env.file.smoke),
+        production_checks: env.file.smoke.clone(),
+        versions: accepted_versions(plan),
+    };
     let image = format!(
         "{}/{}@{}",
         env.registry_host(),
@@ -51,7 +57,7 @@ pub async fn deploy(
     // Read everything and refuse early: nothing is changed until every service is ready.
     let mut prepared = Vec::new();
     for cfg in &env.file.services {
-        prepared.push(deploy::prepare::prepare(&client, env, cfg, &image, opts).await?);
+        prepared.push(deploy::prepare::prepare(&client, &bg.cd, env, cfg, &image, opts).await?);
     }
 
     // Everything is ready and nothing changed yet: from here on, GitHub shows a deployment.
@@ -83,7 +89,7 @@ pub async fn deploy(
     let mut runs = futures_util::future::join_all(
         prepared
             .into_iter()
-            .map(|p| deploy::rollout(&client, p, &image, &tags)),
+            .map(|p| deploy::rollout(&client, &bg, p, &image, &tags)),
     )
     .await;
     let nothing_changed = runs.iter().all(|r| r.new_td.is_none());
@@ -97,15 +103,19 @@ pub async fn deploy(
     let rollout_ok = runs
         .iter()
         .all(|r| matches!(r.ended, Some(Ended::Succeeded) | None));
-    let smoke = if rollout_ok && !env.file.smoke.is_empty() {
+    // Blue/green services already ran checks during the release (test listener, bake time):
+    // those come first.
+    let mut smoke: Vec<_> = runs
+        .iter()
+        .flat_map(|r| r.test_smoke.iter().cloned())
+        .collect();
+    if rollout_ok && !env.file.smoke.is_empty() {
         tracing::info!(
             "rollout complete; running {} smoke check(s)",
             env.file.smoke.len()
         );
-        crate::smoke::run(&env.file.smoke, &accepted_versions(plan)).await
-    } else {
-        Vec::new()
-    };
+        smoke.extend(crate::smoke::run(&env.file.smoke, &accepted_versions(plan)).await);
+    }
     let smoke_ok = smoke.iter().all(|s| s.ok);
 
     let mut report = DeployReport {

@@ -276,6 +276,8 @@ mod tests {
             timeout_seconds: 1,
             follow_redirects: false,
             consecutive: 1,
+            test_url: None,
+            service: None,
         }
     }
 

@@ -32,6 +32,8 @@ pub async fn read(dir: &Path, only: Option<&str>) -> Result<Vec<ServiceStatus>> 
                 })?;
             let td_arn = svc.task_definition().unwrap_or_default().to_string();
             let (td, tags) = ecs::describe_task_definition(&client, &td_arn).await?;
+            let (strategy, in_flight) =
+                crate::deploy::codedeploy::live(&sdk, &client, &svc, s).await;
             rows.push(ServiceStatus {
                 environment: env.name.clone(),
                 cluster: s.cluster.clone(),
@@ -54,6 +56,8 @@ pub async fn read(dir: &Path, only: Option<&str>) -> Result<Vec<ServiceStatus>> 
                         )
                     })
                     .collect(),
+                strategy,
+                in_flight,
             });
         }
     }

@@ -177,6 +177,24 @@ pub async fn service_revision_task_definitions(
         .collect())
 }
 
+/// `ContinueServiceDeployment`: go on past the PAUSE hook `hook_id` (`rollback`: roll back instead).
+pub async fn continue_service_deployment(
+    ecs: &aws_sdk_ecs::Client,
+    arn: &str,
+    hook_id: &str,
+    rollback: bool,
+) -> Result<()> {
+    use aws_sdk_ecs::types::DeploymentLifecycleHookAction as A;
+    ecs.continue_service_deployment()
+        .service_deployment_arn(arn)
+        .hook_id(hook_id)
+        .action(if rollback { A::Rollback } else { A::Continue })
+        .send()
+        .await
+        .aws("ecs:ContinueServiceDeployment", arn)?;
+    Ok(())
+}
+
 /// `StopServiceDeployment` with `ROLLBACK`.
 pub async fn stop_with_rollback(ecs: &aws_sdk_ecs::Client, arn: &str) -> Result<()> {
     ecs.stop_service_deployment()

@@ -4,6 +4,7 @@
 //! Endpoints are never configured here: the SDK's own `AWS_ENDPOINT_URL` and
 //! `AWS_ENDPOINT_URL_<SERVICE>` variables redirect it (the local test world uses them).
 
+pub mod codedeploy;
 pub mod ecr;
 pub mod ecs;
 pub mod sts;

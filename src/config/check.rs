@@ -114,17 +114,56 @@ pub fn validate(env: &Environment) -> Vec<String> {
             ));
         }
     }
+    for (i, s) in f.services.iter().enumerate() {
+        let Some(cd) = &s.codedeploy else { continue };
+        for (field, v) in [
+            ("application", &cd.application),
+            ("deployment_group", &cd.deployment_group),
+        ] {
+            if v.as_ref()
+                .is_some_and(|v| v.trim().is_empty() || v.len() > 100)
+            {
+                p.push(format!(
+                    "field `services[{i}].codedeploy.{field}`: must be a name of 1-100 characters"
+                ));
+            }
+        }
+        if cd.deployment_group.is_some() != cd.application.is_some() {
+            p.push(format!("field `services[{i}].codedeploy`: name both `application` and `deployment_group`, or neither (ferry then finds the group whose ecsServices names {}/{})", s.cluster, s.service));
+        }
+        for (event, function) in &cd.hooks {
+            if !crate::deploy::bluegreen::HOOK_EVENTS.contains(&event.as_str()) {
+                p.push(format!(
+                    "field `services[{i}].codedeploy.hooks.{event}`: not an ECS AppSpec hook; use one of {}",
+                    crate::deploy::bluegreen::HOOK_EVENTS.join(", ")
+                ));
+            }
+            if function.trim().is_empty() {
+                p.push(format!("field `services[{i}].codedeploy.hooks.{event}`: name the Lambda function (name or ARN)"));
+            }
+        }
+    }
     for (i, c) in f.smoke.iter().enumerate() {
-        match url::Url::parse(&c.url) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            Ok(u) => p.push(format!(
-                "field `smoke[{i}].url`: scheme {:?} is not http or https",
-                u.scheme()
-            )),
-            Err(e) => p.push(format!(
-                "field `smoke[{i}].url`: {:?} is not a URL: {e}",
-                c.url
-            )),
+        for (field, u) in
+            std::iter::once(("url", &c.url)).chain(c.test_url.iter().map(|u| ("test_url", u)))
+        {
+            match url::Url::parse(u) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                Ok(u) => p.push(format!(
+                    "field `smoke[{i}].{field}`: scheme {:?} is not http or https",
+                    u.scheme()
+                )),
+                Err(e) => p.push(format!(
+                    "field `smoke[{i}].{field}`: {u:?} is not a URL: {e}"
+                )),
+            }
+        }
+        if let Some(svc) = &c.service {
+            if c.test_url.is_none() {
+                p.push(format!("field `smoke[{i}].service`: only with `test_url` (it says whose test listener that is); remove it"));
+            } else if !f.services.iter().any(|s| c.tests_service(s)) {
+                p.push(format!("field `smoke[{i}].service`: {svc:?} is not one of this environment's [[services]]; write `service` or `cluster/service`"));
+            }
         }
         if !(100..=599).contains(&c.expect_status) {
             p.push(format!(

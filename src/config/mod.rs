@@ -99,6 +99,25 @@ pub struct ServiceConfig {
     pub service: String,
     /// The container in the task definition whose image ferry replaces.
     pub container: String,
+    /// For a service with the CodeDeploy deployment controller: its application and
+    /// deployment group, when ferry should not find them by the service they name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codedeploy: Option<CodeDeployConfig>,
+}
+
+/// `[services.codedeploy]`: which CodeDeploy deployment group deploys the service, and the
+/// AppSpec's optional parts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CodeDeployConfig {
+    /// The CodeDeploy application.
+    pub application: Option<String>,
+    /// The deployment group (of that application) whose `ecsServices` names this service.
+    pub deployment_group: Option<String>,
+    /// AppSpec hooks: lifecycle event (`BeforeInstall`, `AfterInstall`, `AfterAllowTestTraffic`,
+    /// `BeforeAllowTraffic`, `AfterAllowTraffic`) → Lambda function name or ARN.
+    #[serde(default)]
+    pub hooks: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -123,6 +142,23 @@ pub struct SmokeCheck {
     /// Answers in a row that must pass (a load balancer may still mix old and new tasks).
     #[serde(default = "default_consecutive")]
     pub consecutive: u32,
+    /// The same check through the load balancer's test listener: a blue/green release is
+    /// checked here, on test traffic, before any production traffic moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_url: Option<String>,
+    /// The blue/green service whose test listener `test_url` reaches (`service` or
+    /// `cluster/service`); without it the check runs for every blue/green service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl SmokeCheck {
+    /// Whether this check's `test_url` belongs to the service `cfg`.
+    pub fn tests_service(&self, cfg: &ServiceConfig) -> bool {
+        self.service
+            .as_deref()
+            .is_none_or(|s| s == cfg.service || s == format!("{}/{}", cfg.cluster, cfg.service))
+    }
 }
 
 fn default_consecutive() -> u32 {
@@ -413,6 +449,12 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
         match expand_vars(&c.url, |k| std::env::var(k).ok()) {
             Ok(u) => c.url = u,
             Err(e) => problems.push(format!("field `smoke[{i}].url`: {e}")),
+        }
+        if let Some(t) = &c.test_url {
+            match expand_vars(t, |k| std::env::var(k).ok()) {
+                Ok(u) => c.test_url = Some(u),
+                Err(e) => problems.push(format!("field `smoke[{i}].test_url`: {e}")),
+            }
         }
     }
     let env = Environment {

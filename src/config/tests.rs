@@ -151,12 +151,75 @@ const BROKEN: &[(&str, &str, &str, &str)] = &[
         "field `services`",
     ),
     (
+        "bad test url",
+        "version_field = \"version\"",
+        "version_field = \"version\"\ntest_url = \"file:///x\"",
+        "field `smoke[0].test_url`: scheme \"file\" is not http or https",
+    ),
+    (
+        "smoke service without test_url",
+        "version_field = \"version\"",
+        "version_field = \"version\"\nservice = \"api\"",
+        "field `smoke[0].service`: only with `test_url`",
+    ),
+    (
+        "smoke service unknown",
+        "version_field = \"version\"",
+        "version_field = \"version\"\ntest_url = \"https://x/health\"\nservice = \"web\"",
+        "field `smoke[0].service`: \"web\" is not one of this environment's [[services]]",
+    ),
+    (
+        "codedeploy group without application",
+        "container = \"api\"\n",
+        "container = \"api\"\n[services.codedeploy]\ndeployment_group = \"api\"\n",
+        "field `services[0].codedeploy`: name both `application` and `deployment_group`",
+    ),
+    (
+        "codedeploy unknown hook",
+        "container = \"api\"\n",
+        "container = \"api\"\n[services.codedeploy]\nhooks = { Install = \"fn\" }\n",
+        "field `services[0].codedeploy.hooks.Install`: not an ECS AppSpec hook",
+    ),
+    (
+        "codedeploy typo",
+        "container = \"api\"\n",
+        "container = \"api\"\n[services.codedeploy]\napplication = \"shop\"\ngroup = \"api\"\n",
+        "unknown field `group`",
+    ),
+    (
         "wrong type",
         "\"111111111111\"\nregion",
         "111111111111\nregion",
         "account_id",
     ),
 ];
+
+#[test]
+fn blue_green_fields_load() {
+    let text = STAGING
+        .replacen(
+            "container = \"api\"\n",
+            "container = \"api\"\n[services.codedeploy]\napplication = \"shop\"\ndeployment_group = \"api\"\nhooks = { AfterAllowTestTraffic = \"check-api\" }\n",
+            1,
+        )
+        .replacen(
+            "version_field = \"version\"",
+            "version_field = \"version\"\ntest_url = \"https://staging.example.com:8443/healthz\"\nservice = \"shop/api\"",
+            1,
+        );
+    let d = dir_with(&[("staging.toml", &text), ("production.toml", PRODUCTION)]);
+    let envs = Environments::load(d.path()).unwrap();
+    let staging = envs.get("staging").unwrap();
+    let cd = staging.file.services[0].codedeploy.clone().unwrap();
+    assert_eq!(cd.application.as_deref(), Some("shop"));
+    assert_eq!(cd.deployment_group.as_deref(), Some("api"));
+    assert_eq!(cd.hooks["AfterAllowTestTraffic"], "check-api");
+    assert_eq!(
+        staging.file.smoke[0].test_url.as_deref(),
+        Some("https://staging.example.com:8443/healthz")
+    );
+    assert!(staging.file.smoke[0].tests_service(&staging.file.services[0]));
+}
 
 #[test]
 fn broken_files_name_file_and_field() {

@@ -6,9 +6,12 @@
 //! The whole-run orchestration (promote → roll out → smoke → roll back → report) is
 //! `crate::run`; this module never sees the plan, only what each step needs.
 
+pub mod bluegreen;
+pub mod codedeploy;
 pub mod evidence;
 pub mod follow;
 pub mod judge;
+pub mod native;
 pub mod prepare;
 pub mod rollback;
 pub mod taskdef;
@@ -78,6 +81,10 @@ pub struct Prepared {
     pub known_events: HashSet<String>,
     /// Deployment ids that existed before this run.
     pub known_deployments: HashSet<String>,
+    /// For a CodeDeploy-controlled service: its deployment group and what it will do.
+    pub blue_green: Option<codedeploy::Target>,
+    /// An ECS-native strategy (`BLUE_GREEN`, `LINEAR`, `CANARY`), followed stage by stage.
+    pub native: Option<String>,
 }
 
 impl Prepared {
@@ -144,10 +151,14 @@ pub struct Running {
     pub start_error: Option<anyhow::Error>,
     /// The revision ECS says the service runs at the end of the run.
     pub final_td: Option<String>,
+    /// The CodeDeploy side of a blue/green release.
+    pub codedeploy: Option<codedeploy::CdRun>,
+    /// Checks run during the release itself (test listener, bake time), before the final ones.
+    pub test_smoke: Vec<crate::smoke::SmokeResult>,
 }
 
 impl Running {
-    fn new(prep: Prepared) -> Self {
+    pub(crate) fn new(prep: Prepared) -> Self {
         Running {
             prep,
             new_td: None,
@@ -161,19 +172,28 @@ impl Running {
             evidence: Vec::new(),
             start_error: None,
             final_td: None,
+            codedeploy: None,
+            test_smoke: Vec::new(),
         }
     }
 }
 
 /// Starts and follows one service's deployment. A failure to start (register or update) is
 /// recorded in the result, not returned: the other services of the run may have changed and
-/// must be rolled back too.
+/// must be rolled back too. A CodeDeploy-controlled service goes through `codedeploy`.
 pub async fn rollout(
     client: &aws_sdk_ecs::Client,
+    bg: &codedeploy::Context,
     prep: Prepared,
     image: &str,
     ferry_tags: &[(&str, String)],
 ) -> Running {
+    if prep.blue_green.is_some() {
+        return codedeploy::rollout(client, bg, prep, image, ferry_tags).await;
+    }
+    if prep.native.is_some() {
+        return native::rollout(client, bg, prep, image, ferry_tags).await;
+    }
     let mut run = Running::new(prep);
     if let Err(e) = start(client, &mut run, image, ferry_tags).await {
         tracing::error!("{}: {e:#}", run.prep.name());
@@ -227,6 +247,41 @@ async fn start(
         );
         return Ok(());
     }
+    let new_td = register(client, run, image, ferry_tags).await?;
+    let update = begin_update(client, &run.prep.cfg, &new_td, &run.prep.previous_td)
+        .await
+        .with_context(|| {
+            format!(
+                "registered {}; the service was not changed and still runs {}",
+                short_td(&new_td),
+                short_td(&run.prep.previous_td)
+            )
+        })?;
+    run.started = update.started;
+    run.new_td = Some(new_td.clone());
+    let mut ours = update.ours;
+    ours.known_before
+        .extend(run.prep.known_deployments.iter().cloned());
+    tracing::info!(
+        "{name}: updated to {} (deployment {}); following it for up to {}s ({})",
+        short_td(&new_td),
+        ours.deployment_id.as_deref().unwrap_or("?"),
+        run.prep.timeout.as_secs(),
+        run.prep.timeout_why
+    );
+    run.ours = Some(ours);
+    Ok(())
+}
+
+/// Registers the new revision (or reuses an identical orphan of an earlier run); sets
+/// `run.changes`; returns its ARN. The service is not changed.
+pub(crate) async fn register(
+    client: &aws_sdk_ecs::Client,
+    run: &mut Running,
+    image: &str,
+    ferry_tags: &[(&str, String)],
+) -> Result<String> {
+    let name = run.prep.name();
     let (req, changes) = taskdef::render(
         client,
         &run.prep.td,
@@ -272,29 +327,7 @@ async fn start(
         }
     };
     run.changes = changes;
-    let update = begin_update(client, &run.prep.cfg, &new_td, &run.prep.previous_td)
-        .await
-        .with_context(|| {
-            format!(
-                "registered {}; the service was not changed and still runs {}",
-                short_td(&new_td),
-                short_td(&run.prep.previous_td)
-            )
-        })?;
-    run.started = update.started;
-    run.new_td = Some(new_td.clone());
-    let mut ours = update.ours;
-    ours.known_before
-        .extend(run.prep.known_deployments.iter().cloned());
-    tracing::info!(
-        "{name}: updated to {} (deployment {}); following it for up to {}s ({})",
-        short_td(&new_td),
-        ours.deployment_id.as_deref().unwrap_or("?"),
-        run.prep.timeout.as_secs(),
-        run.prep.timeout_why
-    );
-    run.ours = Some(ours);
-    Ok(())
+    Ok(new_td)
 }
 
 /// What an `UpdateService` started.

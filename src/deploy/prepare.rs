@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use aws_sdk_ecs::types::{DeploymentControllerType, Service};
+use aws_sdk_ecs::types::{DeploymentControllerType, DeploymentStrategy, Service, TaskDefinition};
+
+use super::bluegreen::Strategy;
 
 use super::judge::{in_flight, ServiceView};
 use super::{taskdef, timeout, DeployOptions, Prepared};
@@ -21,13 +23,32 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 /// Reads the service and its task definition; refuses what ferry cannot deploy safely.
 pub async fn prepare(
     client: &aws_sdk_ecs::Client,
+    cd: &aws_sdk_codedeploy::Client,
     env: &Environment,
     cfg: &ServiceConfig,
     image: &str,
     opts: &DeployOptions,
 ) -> Result<Prepared> {
     let mut svc = ecs::describe_service(client, &cfg.cluster, &cfg.service).await?;
-    check_controller(&svc, cfg)?;
+    let code_deploy = check_controller(&svc, cfg)?;
+    // The original task set waiting for its termination after an earlier release of this
+    // image is not in the way: then there is nothing to deploy (checked below).
+    let runs_image = match svc.task_definition() {
+        Some(td) => ecs::describe_task_definition(client, td)
+            .await
+            .is_ok_and(|(td, _)| ecs::container_image(&td, &cfg.container) == Some(image)),
+        None => false,
+    };
+    if code_deploy && svc.task_sets().len() > 1 && !runs_image {
+        return Err(Failure::refused(format!(
+            "service {}/{} has {} task sets: a CodeDeploy deployment is in flight; deploying on top of it would make its outcome unknowable",
+            cfg.cluster,
+            cfg.service,
+            svc.task_sets().len()
+        ))
+        .hint("wait for the CodeDeploy deployment to finish (or stop it), then run ferry again")
+        .into());
+    }
     if let Some(busy) = in_flight(&ServiceView::from_sdk(&svc)) {
         if !opts.wait_for_idle {
             return Err(Failure::refused(format!(
@@ -73,9 +94,22 @@ pub async fn prepare(
             .map_err(|e| Failure::invalid(format!("{e}")))?;
     }
     let already = ecs::container_image(&td, &cfg.container) == Some(image);
-    let (timeout, timeout_why) =
+    let (mut timeout, mut timeout_why) =
         timeout::rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
     let (derived, _) = timeout::rollout_timeout(&svc, &td, None);
+    let blue_green = if code_deploy {
+        let checks = super::codedeploy::test_checks(&env.file.smoke);
+        let has_checks = checks.iter().any(|c| c.tests_service(cfg));
+        let target = super::codedeploy::find_target(cd, &svc, cfg, has_checks).await?;
+        (timeout, timeout_why) = codedeploy_timeout(&svc, &td, &target, env);
+        Some(target)
+    } else {
+        None
+    };
+    let native = native_strategy(&svc);
+    if native.is_some() {
+        (timeout, timeout_why) = native_timeout(&svc, &td, env);
+    }
     Ok(Prepared {
         cfg: cfg.clone(),
         previous_td,
@@ -92,24 +126,176 @@ pub async fn prepare(
             .filter_map(|d| d.id())
             .map(str::to_string)
             .collect(),
+        blue_green,
+        native,
     })
 }
 
-/// Blue/green (CodeDeploy) and external controllers ignore `UpdateService`'s task definition.
-fn check_controller(svc: &Service, cfg: &ServiceConfig) -> Result<()> {
+/// The strategy `deploy` will run for `svc`, with the timeout it implies when it is not a
+/// rolling update (for `plan`: a refusal is shown, not returned).
+pub async fn strategy(
+    sdk: &aws_config::SdkConfig,
+    env: &Environment,
+    cfg: &ServiceConfig,
+    svc: &Service,
+    td: &TaskDefinition,
+) -> (Strategy, Option<Duration>) {
+    let code_deploy = match check_controller(svc, cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                Strategy::Refused {
+                    why: format!("{e:#}"),
+                },
+                None,
+            )
+        }
+    };
+    let checks: Vec<_> = super::codedeploy::test_checks(&env.file.smoke)
+        .into_iter()
+        .filter(|c| c.tests_service(cfg))
+        .collect();
+    if code_deploy {
+        let cd = aws_sdk_codedeploy::Client::new(sdk);
+        return match super::codedeploy::find_target(&cd, svc, cfg, !checks.is_empty()).await {
+            Ok(t) => (
+                Strategy::CodeDeploy {
+                    application: t.application.clone(),
+                    deployment_group: t.group.clone(),
+                    config: t.config.clone(),
+                    routing: t.routing,
+                    holds: t.ready.holds(),
+                    test_checks: checks.len(),
+                    termination_wait_minutes: t.termination_wait_minutes,
+                },
+                Some(codedeploy_timeout(svc, td, &t, env).0),
+            ),
+            Err(e) => (
+                Strategy::Refused {
+                    why: format!("{e:#}"),
+                },
+                None,
+            ),
+        };
+    }
+    match native_strategy(svc) {
+        Some(strategy) => (
+            Strategy::Native {
+                strategy,
+                routing: native_routing(svc),
+                bake_minutes: svc
+                    .deployment_configuration()
+                    .and_then(|d| d.bake_time_in_minutes())
+                    .unwrap_or(0),
+                test_checks: checks.len(),
+                pauses: pause_stages(svc),
+            },
+            Some(native_timeout(svc, td, env).0),
+        ),
+        None => (Strategy::Rolling, None),
+    }
+}
+
+/// A CodeDeploy release: install (one rolling batch), the test-traffic checks, the shift.
+fn codedeploy_timeout(
+    svc: &Service,
+    td: &TaskDefinition,
+    target: &super::codedeploy::Target,
+    env: &Environment,
+) -> (Duration, String) {
+    let (install, _) = timeout::rollout_timeout(svc, td, None);
+    let smoke = super::codedeploy::test_checks(&env.file.smoke)
+        .iter()
+        .map(|c| Duration::from_secs(c.deadline_seconds))
+        .max()
+        .unwrap_or_default();
+    super::bluegreen::timeout(
+        install,
+        smoke,
+        target.routing,
+        env.file.deploy.rollout_timeout_seconds,
+    )
+}
+
+/// An ECS-native release: the rolling estimate (with bake time) plus the traffic shift.
+fn native_timeout(svc: &Service, td: &TaskDefinition, env: &Environment) -> (Duration, String) {
+    let (install, _) = timeout::rollout_timeout(svc, td, None);
+    super::bluegreen::timeout(
+        install,
+        Duration::ZERO,
+        native_routing(svc),
+        env.file.deploy.rollout_timeout_seconds,
+    )
+}
+
+/// The stages where a PAUSE lifecycle hook waits for ferry's decision.
+fn pause_stages(svc: &Service) -> Vec<String> {
+    use aws_sdk_ecs::types::{
+        DeploymentLifecycleHookStage as S, DeploymentLifecycleHookTargetType,
+    };
+    svc.deployment_configuration()
+        .map(|d| d.lifecycle_hooks())
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| h.target_type() == Some(&DeploymentLifecycleHookTargetType::Pause))
+        .flat_map(|h| h.lifecycle_stages())
+        .filter(|s| matches!(s, S::PostTestTrafficShift | S::PostProductionTrafficShift))
+        .map(|s| s.as_str().to_string())
+        .collect()
+}
+
+/// `BLUE_GREEN`, `LINEAR` or `CANARY`; `None` for a rolling update.
+fn native_strategy(svc: &Service) -> Option<String> {
+    svc.deployment_configuration()
+        .and_then(|d| d.strategy())
+        .filter(|s| **s != DeploymentStrategy::Rolling)
+        .map(|s| s.as_str().to_string())
+}
+
+/// How an ECS-native strategy moves production traffic.
+fn native_routing(svc: &Service) -> super::bluegreen::Routing {
+    use super::bluegreen::Routing;
+    let dc = svc.deployment_configuration();
+    match dc.and_then(|d| d.strategy()) {
+        Some(DeploymentStrategy::Canary) => {
+            let c = dc.and_then(|d| d.canary_configuration());
+            Routing::Canary {
+                percent: c.and_then(|c| c.canary_percent()).unwrap_or(5.0) as i32,
+                minutes: c
+                    .and_then(|c| c.canary_bake_time_in_minutes())
+                    .unwrap_or(10),
+            }
+        }
+        Some(DeploymentStrategy::Linear) => {
+            let c = dc.and_then(|d| d.linear_configuration());
+            Routing::Linear {
+                percent: c.and_then(|c| c.step_percent()).unwrap_or(10.0) as i32,
+                minutes: c.and_then(|c| c.step_bake_time_in_minutes()).unwrap_or(6),
+            }
+        }
+        _ => Routing::AllAtOnce,
+    }
+}
+
+/// External controllers ignore `UpdateService`'s task definition; CodeDeploy-controlled
+/// services are deployed through CodeDeploy (`true`).
+fn check_controller(svc: &Service, cfg: &ServiceConfig) -> Result<bool> {
     if let Some(kind) = svc.deployment_controller().map(|c| c.r#type()) {
+        if *kind == DeploymentControllerType::CodeDeploy {
+            return Ok(true);
+        }
         if *kind != DeploymentControllerType::Ecs {
             return Err(Failure::invalid(format!(
-                "service {}/{} uses the {} deployment controller; ferry deploys services with the ECS (rolling update) controller",
+                "service {}/{} uses the {} deployment controller; ferry deploys services with the ECS (rolling update, blue/green) or CODE_DEPLOY controller",
                 cfg.cluster,
                 cfg.service,
                 kind.as_str()
             ))
-            .hint("deploy this service with its own controller (e.g. CodeDeploy), or remove it from the environment's [[services]]")
+            .hint("deploy this service with its own controller, or remove it from the environment's [[services]]")
             .into());
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The ids of the service's events.

@@ -12,6 +12,9 @@ use crate::aws::ecs::{self, short_td};
 
 /// Rolls one service back if this run changed it; returns where it stands.
 pub async fn roll_back(client: &aws_sdk_ecs::Client, run: &mut Running) -> ServiceState {
+    if run.codedeploy.is_some() {
+        return super::codedeploy::roll_back(run).await;
+    }
     let name = run.prep.name();
     let (Some(new_td), Some(ours)) = (run.new_td.clone(), run.ours.clone()) else {
         return if run.start_error.is_some() {

@@ -205,6 +205,9 @@ pub struct ServicePreview {
     pub in_flight: Option<String>,
     /// How long deploy would follow the rollout.
     pub rollout_timeout_seconds: u64,
+    /// The strategy deploy would run, and what it waits for.
+    #[serde(skip_serializing_if = "super::bluegreen::Strategy::is_rolling")]
+    pub strategy: super::bluegreen::Strategy,
 }
 
 /// Reads each service and renders the revision `deploy` would register, without registering it.
@@ -222,8 +225,13 @@ pub async fn preview(
         let (td, td_tags) = ecs::describe_task_definition(&client, &current).await?;
         let (_, changes) = render(&client, &td, &td_tags, &cfg.container, image, ferry_tags)?;
         let already = ecs::container_image(&td, &cfg.container) == Some(image);
-        let (timeout, _) =
+        let (mut timeout, _) =
             super::timeout::rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
+        let strategy = super::prepare::strategy(sdk, env, cfg, &svc, &td).await;
+        if let Some(t) = strategy.1 {
+            timeout = t;
+        }
+        let strategy = strategy.0;
         out.push(ServicePreview {
             cluster: cfg.cluster.clone(),
             service: cfg.service.clone(),
@@ -232,6 +240,7 @@ pub async fn preview(
             changes: if already { Vec::new() } else { changes },
             in_flight: super::judge::in_flight(&super::judge::ServiceView::from_sdk(&svc)),
             rollout_timeout_seconds: timeout.as_secs(),
+            strategy,
         });
     }
     Ok(out)

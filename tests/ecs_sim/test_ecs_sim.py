@@ -17,6 +17,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = botocore.session.get_session().get_service_model("ecs")
+MODELS = {"ecs": MODEL, "codedeploy": botocore.session.get_session().get_service_model("codedeploy")}
 SCALE = 0.5   # every simulated duration is halved to keep the suite short
 
 
@@ -55,21 +56,27 @@ def ecs(endpoint):
                         config=Config(retries={"max_attempts": 5, "mode": "standard"}))
 
 
-def raw(endpoint, op, body):
-    """The simulator's answer as bytes on the wire, validated against the service model."""
+def raw(endpoint, op, body, service="ecs"):
+    """The simulator's answer as bytes on the wire, validated against the service model (ECS, or
+    CodeDeploy with service="codedeploy")."""
+    model = MODELS[service]
     req = urllib.request.Request(endpoint + "/", data=json.dumps(body).encode(), method="POST", headers={
-        "X-Amz-Target": f"AmazonEC2ContainerServiceV20141113.{op}", "Content-Type": "application/x-amz-json-1.1"})
+        "X-Amz-Target": f"{model.metadata['targetPrefix']}.{op}", "Content-Type": "application/x-amz-json-1.1"})
     try:
         with urllib.request.urlopen(req) as r:
             assert r.headers["Content-Type"] == "application/x-amz-json-1.1"
             out = json.loads(r.read())
     except urllib.error.HTTPError as e:
         err = json.loads(e.read())
-        known = {s.name for s in MODEL.operation_model(op).error_shapes} | {"ThrottlingException", "ServerException", "ClientException"}
+        known = {s.name for s in model.operation_model(op).error_shapes} | {"ThrottlingException", "ServerException", "ClientException"}
         assert err["__type"] in known, f"{op}: undocumented error {err['__type']}"
         e.error = err   # the body is read: keep it for the caller
         raise
-    check_shape(out, MODEL.operation_model(op).output_shape, op)
+    shape = model.operation_model(op).output_shape
+    if shape is None:
+        assert out == {}, f"{op}: the model has no output, got {out!r}"
+    else:
+        check_shape(out, shape, op)
     return out
 
 
@@ -107,9 +114,9 @@ def control(endpoint, what, body):
     urllib.request.urlopen(req).read()
 
 
-def health(endpoint, cluster, service):
+def health(endpoint, cluster, service, listener=""):
     try:
-        with urllib.request.urlopen(f"{endpoint}/app/{cluster}/{service}/health") as r:
+        with urllib.request.urlopen(f"{endpoint}/app/{cluster}/{service}/{listener}health") as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
@@ -665,3 +672,298 @@ def test_a_cluster_without_capacity_holds_the_rollout_until_capacity_returns(sim
     assert sd_status(c, arn)["status"] == "IN_PROGRESS" and describe(c)["deployments"][0]["pendingCount"] == 2
     control(sim, "capacity", {"cluster": "shop", "available": True})
     wait(lambda: sd_status(c, arn)["status"] == "SUCCESSFUL")
+
+
+# ---------- CodeDeploy blue/green
+TG_BLUE = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/0123456789abcdef"
+LISTENER = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shop/0123456789abcdef/"
+
+
+def codedeploy(endpoint):
+    return boto3.client("codedeploy", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="test", aws_secret_access_key="test",
+                        config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+
+
+def setup_blue_green(endpoint, config="CodeDeployDefault.ECSAllAtOnce", ready=None, termination_minutes=0,
+                     rollback_events=("DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM"),
+                     alarms=None):
+    """Service `web` in `shop` with the CODE_DEPLOY controller, app `shop`, group `web`; one
+    CodeDeploy minute lasts 0.5 s."""
+    control(endpoint, "timing", {"codedeploy_minute_seconds": 1.0})   # × SCALE
+    lb = [{"targetGroupArn": TG_BLUE, "containerName": "web", "containerPort": 8080}]
+    c, td = setup_service(endpoint, wait_steady=False, loadBalancers=lb, deploymentController={"type": "CODE_DEPLOY"})
+    cd = codedeploy(endpoint)
+    cd.create_application(applicationName="shop", computePlatform="ECS")
+    group = dict(applicationName="shop", deploymentGroupName="web", serviceRoleArn="arn:aws:iam::123456789012:role/cd",
+                 deploymentConfigName=config, ecsServices=[{"clusterName": "shop", "serviceName": "web"}],
+                 deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+                 blueGreenDeploymentConfiguration={
+                     "deploymentReadyOption": ready or {"actionOnTimeout": "CONTINUE_DEPLOYMENT", "waitTimeInMinutes": 0},
+                     "terminateBlueInstancesOnDeploymentSuccess": {"action": "TERMINATE",
+                                                                   "terminationWaitTimeInMinutes": termination_minutes}},
+                 loadBalancerInfo={"targetGroupPairInfoList": [{
+                     "targetGroups": [{"name": "web-blue"}, {"name": "web-green"}],
+                     "prodTrafficRoute": {"listenerArns": [LISTENER + "prod"]},
+                     "testTrafficRoute": {"listenerArns": [LISTENER + "test"]}}]},
+                 autoRollbackConfiguration={"enabled": bool(rollback_events), "events": list(rollback_events)})
+    if alarms:
+        group["alarmConfiguration"] = {"enabled": True, "alarms": [{"name": a} for a in alarms]}
+    cd.create_deployment_group(**group)
+    wait(lambda: health(endpoint, "shop", "web")[0] == 200)
+    return c, cd, td
+
+
+def appspec(td, container="web", port=8080):
+    content = json.dumps({"version": 0.0, "Resources": [{"TargetService": {"Type": "AWS::ECS::Service", "Properties": {
+        "TaskDefinition": td, "LoadBalancerInfo": {"ContainerName": container, "ContainerPort": port}}}}]})
+    return {"revisionType": "AppSpecContent", "appSpecContent": {"content": content}}
+
+
+def cd_deploy(c, cd, endpoint, image, version, behavior="healthy"):
+    td = new_revision(c, endpoint, image, version, behavior)
+    return td, cd.create_deployment(applicationName="shop", deploymentGroupName="web", revision=appspec(td))["deploymentId"]
+
+
+def cd_status(cd, dep):
+    return cd.get_deployment(deploymentId=dep)["deploymentInfo"]
+
+
+def ecs_target(cd, dep):
+    return cd.get_deployment_target(deploymentId=dep, targetId="shop:web")["deploymentTarget"]["ecsTarget"]
+
+
+def test_codedeploy_answers_match_the_service_model(sim):
+    c, cd, td = setup_blue_green(sim, ready={"actionOnTimeout": "STOP_DEPLOYMENT", "waitTimeInMinutes": 30})
+    raw(sim, "DescribeServices", {"cluster": "shop", "services": ["web"]})
+    td2, dep = cd_deploy(c, cd, sim, "repo@sha256:" + "a" * 64, "2.0.0")
+    for op, body in [("ListApplications", {}), ("ListDeploymentGroups", {"applicationName": "shop"}),
+                     ("BatchGetDeploymentGroups", {"applicationName": "shop", "deploymentGroupNames": ["web", "nope"]}),
+                     ("GetDeploymentGroup", {"applicationName": "shop", "deploymentGroupName": "web"}),
+                     ("GetDeploymentConfig", {"deploymentConfigName": "CodeDeployDefault.ECSCanary10Percent5Minutes"}),
+                     ("ListDeployments", {"applicationName": "shop", "deploymentGroupName": "web"}),
+                     ("GetDeployment", {"deploymentId": dep})]:
+        raw(sim, op, body, "codedeploy")
+    wait(lambda: cd_status(cd, dep)["status"] == "Ready")
+    raw(sim, "GetDeployment", {"deploymentId": dep}, "codedeploy")
+    raw(sim, "ListDeploymentTargets", {"deploymentId": dep}, "codedeploy")
+    raw(sim, "GetDeploymentTarget", {"deploymentId": dep, "targetId": "shop:web"}, "codedeploy")
+    raw(sim, "DescribeServices", {"cluster": "shop", "services": ["web"]})
+    raw(sim, "ContinueDeployment", {"deploymentId": dep, "deploymentWaitType": "READY_WAIT"}, "codedeploy")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "ContinueDeployment", {"deploymentId": dep, "deploymentWaitType": "READY_WAIT"}, "codedeploy")
+    assert e.value.error["__type"] == "DeploymentIsNotInReadyStateException"
+    wait(lambda: cd_status(cd, dep)["status"] == "Succeeded")
+    raw(sim, "GetDeployment", {"deploymentId": dep}, "codedeploy")
+    raw(sim, "GetDeploymentTarget", {"deploymentId": dep, "targetId": "shop:web"}, "codedeploy")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "StopDeployment", {"deploymentId": dep, "autoRollbackEnabled": True}, "codedeploy")
+    assert e.value.error["__type"] == "DeploymentAlreadyCompletedException"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "GetDeployment", {"deploymentId": "d-NOPE00000"}, "codedeploy")
+    assert e.value.error["__type"] == "DeploymentDoesNotExistException"
+    _, dep2 = cd_deploy(c, cd, sim, "repo@sha256:" + "b" * 64, "3.0.0")
+    wait(lambda: cd_status(cd, dep2)["status"] == "Ready")
+    out = raw(sim, "StopDeployment", {"deploymentId": dep2, "autoRollbackEnabled": True}, "codedeploy")
+    assert out["status"] == "Pending"
+    info = raw(sim, "GetDeployment", {"deploymentId": dep2}, "codedeploy")["deploymentInfo"]
+    rb = info["rollbackInfo"]["rollbackDeploymentId"]
+    wait(lambda: cd_status(cd, rb)["status"] == "Succeeded")
+    raw(sim, "GetDeployment", {"deploymentId": rb}, "codedeploy")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "UpdateService", {"cluster": "shop", "service": "web", "taskDefinition": td})
+    assert e.value.error["__type"] == "InvalidParameterException"
+
+
+def test_codedeploy_all_at_once_with_a_ready_wait_and_test_listener(sim):
+    c, cd, td1 = setup_blue_green(sim, ready={"actionOnTimeout": "STOP_DEPLOYMENT", "waitTimeInMinutes": 30},
+                                  termination_minutes=2)
+    assert health(sim, "shop", "web", "test/")[1]["version"] == "1.0.0"
+    td2, dep = cd_deploy(c, cd, sim, "repo@sha256:" + "c" * 64, "2.0.0")
+    wait(lambda: cd_status(cd, dep)["status"] == "Ready")
+    # The replacement serves the test listener; production never moved.
+    assert {health(sim, "shop", "web", "test/")[1]["version"] for _ in range(4)} == {"2.0.0"}
+    assert {health(sim, "shop", "web")[1]["version"] for _ in range(4)} == {"1.0.0"}
+    target = ecs_target(cd, dep)
+    assert {ts["taskSetLabel"]: ts["trafficWeight"] for ts in target["taskSetsInfo"]} == {"Blue": 100.0, "Green": 0.0}
+    assert [e["status"] for e in target["lifecycleEvents"]][:5] == ["Succeeded"] * 5
+    assert describe(c)["taskDefinition"] == td1
+    cd.continue_deployment(deploymentId=dep, deploymentWaitType="READY_WAIT")
+    wait(lambda: cd_status(cd, dep)["instanceTerminationWaitTimeStarted"])
+    assert cd_status(cd, dep)["status"] == "InProgress"
+    assert {health(sim, "shop", "web")[1]["version"] for _ in range(4)} == {"2.0.0"}
+    assert describe(c)["taskDefinition"] == td2
+    assert len(describe(c)["taskSets"]) == 2     # the original waits for its termination
+    cd.continue_deployment(deploymentId=dep, deploymentWaitType="TERMINATION_WAIT")
+    wait(lambda: cd_status(cd, dep)["status"] == "Succeeded")
+    wait(lambda: len(describe(c)["taskSets"]) == 1)
+    assert describe(c)["taskSets"][0]["taskDefinition"] == td2
+
+
+def test_codedeploy_canary_shifts_traffic_over_time(sim):
+    c, cd, _ = setup_blue_green(sim, config="CodeDeployDefault.ECSCanary10Percent5Minutes")
+    _, dep = cd_deploy(c, cd, sim, "repo@sha256:" + "d" * 64, "2.0.0")
+    weights = []
+
+    def green():
+        if cd_status(cd, dep)["status"] == "Created":
+            return False
+        w = {ts["taskSetLabel"]: ts["trafficWeight"] for ts in ecs_target(cd, dep)["taskSetsInfo"]}.get("Green")
+        if w is not None and (not weights or weights[-1] != w):
+            weights.append(w)
+        return cd_status(cd, dep)["status"] == "Succeeded"
+    wait(green, timeout=30)
+    assert 10.0 in weights and weights[-1] == 100.0, weights
+
+
+def test_codedeploy_linear_shifts_in_steps(sim):
+    cd = codedeploy(sim)
+    c, cd, _ = setup_blue_green(sim, config="CodeDeployDefault.ECSLinear10PercentEvery1Minutes")
+    _, dep = cd_deploy(c, cd, sim, "repo@sha256:" + "e" * 64, "2.0.0")
+    seen = set()
+
+    def done():
+        if cd_status(cd, dep)["status"] != "Created":
+            for ts in ecs_target(cd, dep)["taskSetsInfo"]:
+                if ts["taskSetLabel"] == "Green":
+                    seen.add(ts["trafficWeight"])
+        return cd_status(cd, dep)["status"] == "Succeeded"
+    wait(done, timeout=30)
+    assert {20.0, 50.0, 100.0} <= seen, sorted(seen)
+
+
+def test_codedeploy_unhealthy_replacement_fails_install_and_rolls_back(sim):
+    c, cd, td1 = setup_blue_green(sim)
+    _, dep = cd_deploy(c, cd, sim, "repo@sha256:" + "f" * 64, "2.0.0", "elb-unhealthy")
+    wait(lambda: cd_status(cd, dep)["status"] == "Failed")
+    info = cd_status(cd, dep)
+    assert info["errorInformation"]["code"] == "ECS_UPDATE_ERROR"
+    install = next(e for e in ecs_target(cd, dep)["lifecycleEvents"] if e["lifecycleEventName"] == "Install")
+    assert install["status"] == "Failed" and "steady state" in install["diagnostics"]["message"]
+    rb = info["rollbackInfo"]["rollbackDeploymentId"]
+    wait(lambda: cd_status(cd, rb)["status"] == "Succeeded")
+    assert cd_status(cd, rb)["creator"] == "codeDeployRollback"
+    wait(lambda: len(describe(c)["taskSets"]) == 1)
+    assert describe(c)["taskDefinition"] == td1
+    assert health(sim, "shop", "web")[1]["version"] == "1.0.0"
+
+
+def test_codedeploy_alarm_stops_a_canary_and_a_rollback_can_fail(sim):
+    c, cd, td1 = setup_blue_green(sim, config="CodeDeployDefault.ECSCanary10Percent15Minutes", alarms=["web-5xx"])
+    _, dep = cd_deploy(c, cd, sim, "repo@sha256:" + "9" * 64, "2.0.0")
+    wait(lambda: cd_status(cd, dep)["status"] != "Created" and any(
+        ts["trafficWeight"] == 10.0 for ts in ecs_target(cd, dep)["taskSetsInfo"]))
+    control(sim, "codedeploy", {"fail_rollback": True})
+    control(sim, "alarms", {"name": "web-5xx", "state": "ALARM"})
+    wait(lambda: cd_status(cd, dep)["status"] == "Stopped")
+    info = cd_status(cd, dep)
+    assert info["errorInformation"]["code"] == "ALARM_ACTIVE"
+    rb = info["rollbackInfo"]["rollbackDeploymentId"]
+    wait(lambda: cd_status(cd, rb)["status"] == "Failed")
+    assert "rollback failed" in cd_status(cd, rb)["errorInformation"]["message"]
+    # Traffic stays where it was: a human must look.
+    assert {ts["taskSetLabel"]: ts["trafficWeight"] for ts in ecs_target(cd, dep)["taskSetsInfo"]}["Green"] == 10.0
+
+
+def test_codedeploy_rejects_a_second_deployment_and_a_wrong_appspec(sim):
+    c, cd, td1 = setup_blue_green(sim, ready={"actionOnTimeout": "STOP_DEPLOYMENT", "waitTimeInMinutes": 30})
+    _, dep = cd_deploy(c, cd, sim, "repo@sha256:" + "8" * 64, "2.0.0")
+    with pytest.raises(cd.exceptions.DeploymentLimitExceededException):
+        cd.create_deployment(applicationName="shop", deploymentGroupName="web", revision=appspec(td1))
+    cd.stop_deployment(deploymentId=dep, autoRollbackEnabled=True)
+    with pytest.raises(cd.exceptions.InvalidRevisionException):
+        cd.create_deployment(applicationName="shop", deploymentGroupName="web", revision=appspec(td1, port=9999))
+    with pytest.raises(cd.exceptions.DeploymentGroupDoesNotExistException):
+        cd.create_deployment(applicationName="shop", deploymentGroupName="nope", revision=appspec(td1))
+
+
+# ---------- ECS-native blue/green, linear, canary
+TG_ALT = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-green/fedcba9876543210"
+
+
+def setup_native(endpoint, strategy="BLUE_GREEN", **dc):
+    control(endpoint, "timing", {"ecs_minute_seconds": 1.0, "stage_seconds": 0.4})   # × SCALE
+    lb = [{"targetGroupArn": TG, "containerName": "web", "containerPort": 8080, "advancedConfiguration": {
+        "alternateTargetGroupArn": TG_ALT, "productionListenerRule": LISTENER + "prod-rule",
+        "testListenerRule": LISTENER + "test-rule", "roleArn": "arn:aws:iam::123456789012:role/ecs-lb"}}]
+    return setup_service(endpoint, loadBalancers=lb,
+                         deploymentConfiguration=dict({"strategy": strategy, "bakeTimeInMinutes": 1}, **dc))
+
+
+def test_native_blue_green_walks_the_lifecycle_stages(sim):
+    c, td1 = setup_native(sim)
+    raw(sim, "DescribeServices", {"cluster": "shop", "services": ["web"]})
+    td2 = new_revision(c, sim, "repo@sha256:" + "7" * 64, "2.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    stages, versions = [], {"test": set(), "prod": set()}
+
+    def follow():
+        sd = raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [arn]})["serviceDeployments"][0]
+        if sd.get("lifecycleStage") and (not stages or stages[-1] != sd["lifecycleStage"]):
+            stages.append(sd["lifecycleStage"])
+        if sd.get("lifecycleStage") == "POST_TEST_TRAFFIC_SHIFT":
+            versions["test"].add(health(sim, "shop", "web", "test/")[1].get("version"))
+            versions["prod"].add(health(sim, "shop", "web")[1].get("version"))
+        return sd["status"] == "SUCCESSFUL"
+    wait(follow, timeout=30)
+    assert stages[0] == "RECONCILE_SERVICE" and stages[-1] == "CLEAN_UP", stages
+    assert {"SCALE_UP", "TEST_TRAFFIC_SHIFT", "PRODUCTION_TRAFFIC_SHIFT", "BAKE_TIME"} <= set(stages), stages
+    # During the test-traffic stages: green on the test listener, production untouched.
+    assert versions == {"test": {"2.0.0"}, "prod": {"1.0.0"}}, versions
+    assert describe(c)["taskDefinition"] == td2
+    assert {health(sim, "shop", "web")[1]["version"] for _ in range(4)} == {"2.0.0"}
+
+
+def test_native_canary_and_a_stop_during_test_traffic_rolls_back(sim):
+    c, td1 = setup_native(sim, "CANARY", canaryConfiguration={"canaryPercent": 20.0, "canaryBakeTimeInMinutes": 2})
+    td2 = new_revision(c, sim, "repo@sha256:" + "6" * 64, "2.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    wait(lambda: sd_status(c, arn).get("lifecycleStage") == "PRODUCTION_TRAFFIC_SHIFT")
+    seen = {health(sim, "shop", "web")[1]["version"] for _ in range(20)}
+    assert seen == {"1.0.0", "2.0.0"}, seen
+    wait(lambda: sd_status(c, arn)["status"] == "SUCCESSFUL", timeout=30)
+    td3 = new_revision(c, sim, "repo@sha256:" + "5" * 64, "3.0.0", "smoke-error")
+    c.update_service(cluster="shop", service="web", taskDefinition=td3)
+    arn3 = wait(lambda: service_deployment(c, td3))
+    wait(lambda: sd_status(c, arn3).get("lifecycleStage") == "TEST_TRAFFIC_SHIFT")
+    assert health(sim, "shop", "web", "test/")[0] == 500
+    c.stop_service_deployment(serviceDeploymentArn=arn3, stopType="ROLLBACK")
+    wait(lambda: sd_status(c, arn3)["status"] == "ROLLBACK_SUCCESSFUL", timeout=30)
+    wait(lambda: steady(c))
+    assert describe(c)["taskDefinition"] == td2
+
+
+def test_native_pause_hook_holds_until_continue_or_rollback(sim):
+    hooks = [{"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+              "timeoutConfiguration": {"timeoutInMinutes": 60, "action": "ROLLBACK"}},
+             {"targetType": "AWS_LAMBDA", "hookTargetArn": "arn:aws:lambda:us-east-1:123456789012:function:check",
+              "roleArn": "arn:aws:iam::123456789012:role/hook", "lifecycleStages": ["POST_SCALE_UP"]}]
+    c, td1 = setup_native(sim, lifecycleHooks=hooks)
+    td2 = new_revision(c, sim, "repo@sha256:" + "4" * 64, "2.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    paused = lambda: next((h for h in sd_status(c, arn).get("lifecycleHookDetails", [])
+                           if h["status"] == "AWAITING_ACTION"), None)
+    hook = wait(paused)
+    assert hook["targetType"] == "PAUSE" and hook["timeoutAction"] == "ROLLBACK"
+    raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [arn]})
+    time.sleep(1.5)   # held: production has not moved
+    assert sd_status(c, arn)["lifecycleStage"] == "POST_TEST_TRAFFIC_SHIFT"
+    assert health(sim, "shop", "web", "test/")[1]["version"] == "2.0.0"
+    assert {health(sim, "shop", "web")[1]["version"] for _ in range(4)} == {"1.0.0"}
+    raw(sim, "ContinueServiceDeployment", {"serviceDeploymentArn": arn, "hookId": hook["hookId"], "action": "CONTINUE"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "ContinueServiceDeployment", {"serviceDeploymentArn": arn, "hookId": hook["hookId"], "action": "CONTINUE"})
+    assert e.value.error["__type"] == "InvalidParameterException"
+    wait(lambda: sd_status(c, arn)["status"] == "SUCCESSFUL", timeout=30)
+    td3 = new_revision(c, sim, "repo@sha256:" + "3" * 64, "3.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td3)
+    arn3 = wait(lambda: service_deployment(c, td3))
+    hook = wait(lambda: next((h for h in sd_status(c, arn3).get("lifecycleHookDetails", [])
+                              if h["status"] == "AWAITING_ACTION"), None))
+    c.continue_service_deployment(serviceDeploymentArn=arn3, hookId=hook["hookId"], action="ROLLBACK")
+    wait(lambda: sd_status(c, arn3)["status"] == "ROLLBACK_SUCCESSFUL", timeout=30)
+    wait(lambda: steady(c))
+    assert describe(c)["taskDefinition"] == td2

@@ -846,14 +846,30 @@ async fn a_codedeploy_service_is_refused_before_anything_changes() {
                 .build()
                 .unwrap(),
         )
+        .load_balancers(
+            LoadBalancer::builder()
+                .target_group_arn("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-blue/0123456789abcdef")
+                .container_name(&w.spec.container)
+                .container_port(8080)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
     let revisions = w.sim.revisions(&w.family()).await;
-    let o = w.deploy("v2.0.0-rc.1", &[]);
+    // No CodeDeploy deployment group names the service: refused before anything changes.
+    let mut env = w.env();
+    env.push(("AWS_ENDPOINT_URL_CODEDEPLOY", w.sim.endpoint.clone()));
+    let dir = w.dir.path().to_str().unwrap();
+    let o = ferry(
+        &["deploy", "--environments", dir, "--tag", "v2.0.0-rc.1"],
+        &env,
+    );
     assert_exit(&o, 2);
     assert!(
-        stderr(&o).contains("uses the CODE_DEPLOY deployment controller"),
+        stderr(&o).contains(
+            "uses the CODE_DEPLOY deployment controller, but no CodeDeploy deployment group names it"
+        ),
         "{}",
         stderr(&o)
     );

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod action;
+mod bluegreen;
 mod common;
 mod copy;
 mod deploy;

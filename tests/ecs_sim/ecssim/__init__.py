@@ -1,13 +1,18 @@
 """An ECS rollout simulator for ferry's tests and demo (see ../README.md).
 
 `Sim` is assembled from three parts: `world` (state, knobs, lookups, answer shapes),
-`scheduler` (the clock that moves tasks and deployments), and `api` (the ECS operations).
+`scheduler` (the clock that moves tasks and deployments), `api` (the ECS operations) and
+`codedeploy` (CodeDeploy's ECS blue/green deployments over the same services).
 `server` puts it behind HTTP. Standard library only.
 """
 from .api import Api
+from .codedeploy import CodeDeploy
+from .native import Native
 from .scheduler import Scheduler
 from .world import World
 
 
-class Sim(Api, Scheduler, World):
-    pass
+class Sim(Api, CodeDeploy, Native, Scheduler, World):
+    def __init__(self, *a, **k):
+        World.__init__(self, *a, **k)
+        self.cd_init()

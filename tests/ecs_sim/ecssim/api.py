@@ -8,30 +8,30 @@ from .util import ApiError, now
 
 
 class Api:
-    def op(self, name, req):
+    def op(self, name, req, service="ecs"):
         self.calls[name] += 1
         bucket = self.throttles.get(name)
         if bucket is not None and not bucket.take():
             raise ApiError("ThrottlingException", "Rate exceeded")
         if name in self.denied:
-            raise self.access_denied(name, req)
+            raise self.access_denied(name, req, service)
         fault = self.faults.get(name)
         if fault and fault[1] > 0:
             fault[1] -= 1
             raise ApiError(fault[0], "Rate exceeded" if fault[0] == "ThrottlingException" else "Injected fault")
-        handler = getattr(self, "op_" + name, None)
+        handler = getattr(self, ("op_cd_" if service == "codedeploy" else "op_") + name, None)
         if handler is None:
             raise ApiError("UnknownOperationException", f"The simulator does not implement {name}.")
         with self.lock:
             return handler(req)
 
-    def access_denied(self, name, req):
+    def access_denied(self, name, req, service="ecs"):
         resource = (req.get("serviceDeploymentArns") or req.get("serviceRevisionArns") or [None])[0] \
             or req.get("serviceDeploymentArn") or req.get("service") or "*"
         return ApiError("AccessDeniedException",
                         f"User: arn:aws:sts::{self.account}:assumed-role/deploy/ferry is not authorized to perform: "
-                        f"ecs:{name} on resource: {resource} because no identity-based policy allows the "
-                        f"ecs:{name} action")
+                        f"{service}:{name} on resource: {resource} because no identity-based policy allows the "
+                        f"{service}:{name} action")
 
     # ---------- eventual consistency
     def remember_before_update(self, svc):
@@ -155,6 +155,9 @@ class Api:
         td = self.task_definition(req.get("taskDefinition"))
         lbs = copy.deepcopy(req.get("loadBalancers") or [])
         self.check_load_balancers(lbs, td)
+        if (req.get("deploymentController") or {}).get("type") == "CODE_DEPLOY" and not lbs:
+            raise ApiError("InvalidParameterException",
+                           "A service with the CODE_DEPLOY deployment controller needs a load balancer.")
         dc = {"maximumPercent": 200, "minimumHealthyPercent": 100,
               "deploymentCircuitBreaker": {"enable": False, "rollback": False}}
         dc.update(copy.deepcopy(req.get("deploymentConfiguration") or {}))
@@ -168,7 +171,7 @@ class Api:
             "deploymentController": req.get("deploymentController") or {"type": "ECS"}, "enableECSManagedTags": False,
             "propagateTags": "NONE", "enableExecuteCommand": False, "tags": req.get("tags") or [],
             "healthCheckGracePeriodSeconds": req.get("healthCheckGracePeriodSeconds"),
-            "_quiet": {}, "_last_completed": None, "_stale": None,
+            "_quiet": {}, "_last_completed": None, "_stale": None, "_task_sets": [],
         }
         if req.get("capacityProviderStrategy"):
             svc["capacityProviderStrategy"] = req["capacityProviderStrategy"]
@@ -176,7 +179,11 @@ class Api:
             svc["launchType"] = req.get("launchType", "FARGATE")
         self.services[(c["clusterName"], name)] = {k: v for k, v in svc.items() if v is not None or k.startswith("_")}
         svc = self.services[(c["clusterName"], name)]
-        self.start_deployment(svc, td)
+        if svc["deploymentController"].get("type") == "CODE_DEPLOY":
+            ts = self.new_task_set(svc, td, "Blue", lbs[0].get("targetGroupArn") or "")
+            ts.update(status="PRIMARY", _weight=100.0, _test=True)
+        else:
+            self.start_deployment(svc, td)
         return {"service": self.service_shape(svc)}
 
     def op_DescribeServices(self, req):
@@ -194,6 +201,12 @@ class Api:
     def op_UpdateService(self, req):
         svc = self.service(req.get("cluster"), req.get("service"))
         td = self.task_definition(req["taskDefinition"]) if req.get("taskDefinition") else None
+        if svc["deploymentController"].get("type") == "CODE_DEPLOY" and (
+                (td and td["taskDefinitionArn"] != svc["taskDefinition"]) or req.get("forceNewDeployment")
+                or req.get("loadBalancers") is not None):
+            raise ApiError("InvalidParameterException",
+                           "Unable to update task definition on services with a CODE_DEPLOY deployment controller. "
+                           "Use AWS CodeDeploy to trigger a new deployment.")
         lbs = req.get("loadBalancers")
         if lbs is not None:
             self.check_load_balancers(lbs, td or self.task_definition(svc["taskDefinition"]))
@@ -288,6 +301,18 @@ class Api:
             else:
                 failures.append({"arn": arn, "reason": "MISSING"})
         return {"serviceRevisions": out, "failures": failures}
+
+    def op_ContinueServiceDeployment(self, req):
+        sd = self.service_deployments.get(req.get("serviceDeploymentArn"))
+        if sd is None:
+            raise ApiError("ServiceDeploymentNotFoundException", "The service deployment does not exist.")
+        action = req.get("action", "CONTINUE")
+        if action not in ("CONTINUE", "ROLLBACK"):
+            raise ApiError("InvalidParameterException", f"Invalid action {action!r}.")
+        if sd["status"] != "IN_PROGRESS":
+            raise ApiError("InvalidParameterException", f"The service deployment is {sd['status']}, not paused.")
+        self.continue_service_deployment(sd, req.get("hookId"), action)
+        return {"serviceDeploymentArn": sd["serviceDeploymentArn"]}
 
     def op_StopServiceDeployment(self, req):
         sd = self.service_deployments.get(req.get("serviceDeploymentArn"))

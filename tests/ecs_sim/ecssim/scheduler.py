@@ -69,6 +69,7 @@ class Scheduler:
         sd["_source"] = {"td": previous["taskDefinition"], "rev": previous["_rev"]} if previous else None
         d = self.new_deployment(svc, td, sd["serviceDeploymentArn"], rev)
         sd["_target"] = d["id"]
+        self.begin_native(svc, d, sd)
         self.resolved(svc, "throttle")   # a new task definition is not throttled
         return d
 
@@ -215,7 +216,8 @@ class Scheduler:
         if svc.get("loadBalancers"):
             t["_target"], t["_target_at"] = "initial", tnow + self.t("elb_health_seconds")
             for lb in svc["loadBalancers"]:
-                self.event(svc, f"(service {svc['serviceName']}) registered 1 targets in (target-group {lb.get('targetGroupArn')})")
+                tg = d.get("_tg") or lb.get("targetGroupArn")   # a task set has its own target group
+                self.event(svc, f"(service {svc['serviceName']}) registered 1 targets in (target-group {tg})")
 
     def grace_over(self, svc, t, tnow):
         return tnow >= t["startedAt"] + float(svc.get("healthCheckGracePeriodSeconds") or 0) * self.scale
@@ -337,6 +339,9 @@ class Scheduler:
                     for t in list(d["_tasks"]):
                         self.tick_task(svc, d, t, tnow)
                 self.tick_service(svc, tnow)
+                if svc["_task_sets"]:
+                    self.tick_task_sets(svc, tnow)
+            self.tick_codedeploy(tnow)
             self.prune(tnow)
 
     def prune(self, tnow):
@@ -360,10 +365,13 @@ class Scheduler:
         if primary["rolloutState"] == "IN_PROGRESS" and not primary["_halted"]:
             if not (self.check_breaker(svc, primary, sd) or self.check_alarms(svc, primary, sd)):
                 self.launch_needed(svc, primary, sd, tnow)
-        if primary["rolloutState"] != "FAILED" and not primary["_halted"]:
+        if primary["rolloutState"] != "FAILED" and not primary["_halted"] and self.native_drain_allowed(primary):
             self.drain_old(svc, primary)
         self.retire_drained(svc)
-        self.check_steady(svc, primary, sd, tnow)
+        if primary.get("_bg") is not None:
+            self.tick_native(svc, primary, sd, tnow)
+        else:
+            self.check_steady(svc, primary, sd, tnow)
         self.update_target_counts(svc, sd)
 
     def advance(self, svc, sd, tnow):
@@ -389,6 +397,8 @@ class Scheduler:
         desired = svc["desiredCount"]
         max_total = max(desired, math.floor(desired * svc["deploymentConfiguration"].get("maximumPercent", 200) / 100))
         total = sum(len(self.unstopping(x)) for x in svc["deployments"])
+        if d.get("_bg") is not None:   # blue/green: green starts at full size next to blue
+            max_total = total - len(self.unstopping(d)) + desired
         need = desired - len(self.unstopping(d))
         for _ in range(max(0, min(need, max_total - total))):
             self.launch(svc, d)
@@ -505,7 +515,7 @@ class Scheduler:
             return None
         minutes = svc["deploymentConfiguration"].get("bakeTimeInMinutes")
         if minutes is not None:
-            return float(minutes) * 60 * self.scale
+            return float(minutes) * self.t("ecs_minute_seconds")
         return self.t("alarm_bake_seconds") if self.alarm_config(svc) else None
 
     def check_steady(self, svc, d, sd, tnow):

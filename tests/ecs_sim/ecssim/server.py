@@ -7,6 +7,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .codedeploy import CD_PREFIX
 from .util import ApiError
 
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
@@ -61,6 +62,13 @@ def control_alarms(s, req):
     s.alarms[need(req, "name")] = state
 
 
+def control_codedeploy(s, req):
+    unknown = sorted(set(req) - set(s.cd_knobs))
+    if unknown:
+        raise BadControl(f"unknown keys {unknown}; known: {sorted(s.cd_knobs)}")
+    s.cd_knobs.update({k: bool(v) for k, v in req.items()})
+
+
 def control_capacity(s, req):
     cluster = need(req, "cluster")
     if need(req, "available"):
@@ -71,7 +79,7 @@ def control_capacity(s, req):
 
 CONTROLS = {"images": control_images, "faults": control_faults, "timing": control_timing, "lag": control_lag,
             "deny": control_deny, "throttle": control_throttle, "alarms": control_alarms,
-            "capacity": control_capacity}
+            "capacity": control_capacity, "codedeploy": control_codedeploy}
 
 
 def state_of(s):
@@ -84,23 +92,39 @@ def state_of(s):
         "lag": {"default": s.lag["default"], "services": [{"cluster": c, "service": n, "seconds": v}
                                                           for (c, n), v in s.lag["services"].items()]},
         "clustersWithoutCapacity": sorted(s.no_capacity),
+        "codedeployDeployments": [s.cd_shape(d) for d in s.cd_deployments.values()],
+        # The most production traffic each deployment ever gave its replacement (not an AWS field).
+        "codedeployMaxWeight": {i: d.get("_max_weight", 0.0) for i, d in s.cd_deployments.items()},
+        # The same for ECS-native blue/green service deployments, by ARN.
+        "nativeMaxWeight": {a: sd.get("_max_weight", 0.0) for a, sd in s.service_deployments.items()},
     }
 
 
 # ---------- the app behind a service
-def serving_tasks(s, svc):
+def serving_tasks(s, svc, listener="production"):
+    if svc["_task_sets"]:
+        return s.cd_serving(svc, listener)
+    native = s.native_serving(svc, listener)
+    if native is not None:
+        return native
+    if listener != "production":
+        # A blue/green service's test listener serves the production revision between deployments.
+        return None if s.strategy(svc) not in ("BLUE_GREEN", "LINEAR", "CANARY") else serving_tasks(s, svc)
     tasks = [t for d in svc["deployments"] for t in d["_tasks"] if t["lastStatus"] == "RUNNING"]
     if svc.get("loadBalancers"):
         return [t for t in tasks if t["_target"] == "healthy"]   # registered, healthy, not draining
     return [t for t in tasks if t["healthStatus"] == "HEALTHY" or not t["_has_hc"]]
 
 
-def health(s, cluster, service):
+def health(s, cluster, service, listener="production"):
     with s.lock:
         svc = s.services.get((cluster, service))
         if svc is None:
             return 404, {"status": "error", "message": "no such service"}
-        up = sorted(serving_tasks(s, svc), key=lambda t: t["createdAt"])
+        up = serving_tasks(s, svc, listener)
+        if up is None:
+            return 404, {"status": "error", "message": "this service has no test listener"}
+        up = sorted(up, key=lambda t: t["createdAt"])
         if not up:
             return 503, {"status": "error", "message": "no healthy targets"}
         s.rr[(cluster, service)] += 1
@@ -137,6 +161,8 @@ class Handler(BaseHTTPRequestHandler):
             if self.path.startswith("/_sim/"):
                 return self.control(self.path[len("/_sim/"):], self.body())
             target = self.headers.get("X-Amz-Target", "")
+            if target.startswith(CD_PREFIX):
+                return self.send_json(200, self.sim.op(target[len(CD_PREFIX):], self.body(), "codedeploy"))
             if not target.startswith(TARGET_PREFIX):
                 raise ApiError("UnknownOperationException", f"Unknown target {target!r}.")
             self.send_json(200, self.sim.op(target[len(TARGET_PREFIX):], self.body()))
@@ -161,6 +187,8 @@ class Handler(BaseHTTPRequestHandler):
         parts = self.path.strip("/").split("/")
         if len(parts) == 4 and parts[0] == "app" and parts[3] == "health":
             return self.send_json(*health(self.sim, parts[1], parts[2]))
+        if len(parts) == 5 and parts[0] == "app" and parts[3] == "test" and parts[4] == "health":
+            return self.send_json(*health(self.sim, parts[1], parts[2], "test"))
         if self.path == "/_sim/calls":
             return self.send_json(200, dict(self.sim.calls))
         if self.path == "/_sim/state":

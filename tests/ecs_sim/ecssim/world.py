@@ -28,6 +28,9 @@ TIMING_DEFAULTS = {
     "restart_backoff_seconds": 0.1,    # first delay after repeated launch failures, doubling...
     "restart_backoff_max_seconds": 1.6,  # ...up to this (ECS: 27 minutes)
     "exit_after_seconds": 0.2,         # `crash-after-running`: RUNNING -> exit
+    "codedeploy_minute_seconds": 60.0,
+    "ecs_minute_seconds": 60.0,        # one minute of ECS: bakeTimeInMinutes, canary and linear bake times
+    "stage_seconds": 0.3,              # a blue/green lifecycle stage with nothing to wait for (no hook)  # one minute of CodeDeploy (ready wait, canary/linear interval, termination wait)
 }
 
 # Service deployment states that have ended (StopServiceDeployment refuses them).
@@ -174,10 +177,17 @@ class World:
         out["deployments"] = [self.deployment_shape(d) for d in svc["deployments"]]
         out["runningCount"] = sum(d["runningCount"] for d in out["deployments"])
         out["pendingCount"] = sum(d["pendingCount"] for d in out["deployments"])
+        if svc["deploymentController"].get("type") == "CODE_DEPLOY":
+            out["taskSets"] = [self.task_set_shape(svc, ts) for ts in svc["_task_sets"]]
+            out["runningCount"] = sum(ts["runningCount"] for ts in out["taskSets"])
+            out["pendingCount"] = sum(ts["pendingCount"] for ts in out["taskSets"])
         return copy.deepcopy(out)
 
     def sd_shape(self, sd):
-        return copy.deepcopy({k: v for k, v in quiet(sd).items() if v != ""})
+        out = {k: v for k, v in quiet(sd).items() if v != ""}
+        if "lifecycleHookDetails" in out:
+            out["lifecycleHookDetails"] = [quiet(h) for h in out["lifecycleHookDetails"]]
+        return copy.deepcopy(out)
 
     def sd_brief(self, sd):
         full = self.sd_shape(sd)
