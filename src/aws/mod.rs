@@ -136,9 +136,9 @@ where
                     (Some(code), Some(msg)) => format!("{code}: {msg}"),
                     (Some(code), None) => code.to_string(),
                     (None, Some(msg)) => format!("HTTP {}: {msg}", raw.status().as_u16()),
-                    (None, None) => {
+                    (None, None) => unparsed_answer(raw).unwrap_or_else(|| {
                         format!("HTTP {} without an AWS error code", raw.status().as_u16())
-                    }
+                    }),
                 };
                 let id = e
                     .meta()
@@ -195,10 +195,75 @@ fn one_line(s: &str) -> String {
 }
 
 /// The cause chain below an error's own (generic) message.
+/// The error an STS call answered, when `e` is one whose answer the SDK could not parse.
+fn sts_answer(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use aws_sdk_sts::operation::{
+        assume_role::AssumeRoleError,
+        assume_role_with_web_identity::AssumeRoleWithWebIdentityError,
+        get_caller_identity::GetCallerIdentityError,
+    };
+    fn raw<E: ProvideErrorMetadata>(e: &SdkError<E>) -> Option<String> {
+        match e {
+            SdkError::ServiceError(se) if se.err().code().is_none() => unparsed_answer(se.raw()),
+            _ => None,
+        }
+    }
+    let (op, said) = if let Some(x) = e.downcast_ref::<SdkError<AssumeRoleError>>() {
+        ("sts:AssumeRole", raw(x)?)
+    } else if let Some(x) = e.downcast_ref::<SdkError<AssumeRoleWithWebIdentityError>>() {
+        ("sts:AssumeRoleWithWebIdentity", raw(x)?)
+    } else if let Some(x) = e.downcast_ref::<SdkError<GetCallerIdentityError>>() {
+        ("sts:GetCallerIdentity", raw(x)?)
+    } else {
+        return None;
+    };
+    Some(format!("{op}: {said}"))
+}
+
+/// `Code: Message` from an error answer the SDK could not parse (an XML `<Code>`/`<Message>`
+/// anywhere in it, or a JSON `code`/`message`), read from at most 64 KiB of the body.
+fn unparsed_answer(raw: &aws_sdk_ecs::config::http::HttpResponse) -> Option<String> {
+    let body = raw.body().bytes()?;
+    let text = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let a = text.find(&open)? + open.len();
+        let b = text[a..].find(&format!("</{name}>"))? + a;
+        Some(text[a..b].trim().to_string())
+    };
+    let (code, message) = match (tag("Code"), tag("Message")) {
+        (None, None) => {
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let field = |k: &[&str]| {
+                k.iter()
+                    .find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string))
+            };
+            (
+                field(&["__type", "code", "Code"]),
+                field(&["message", "Message"]),
+            )
+        }
+        found => found,
+    };
+    match (code, message) {
+        (Some(c), Some(m)) => Some(format!("{c}: {m}")),
+        (Some(c), None) => Some(c),
+        (None, Some(m)) => Some(m),
+        (None, None) => None,
+    }
+    .map(|s| one_line(&s))
+}
+
 fn chain_without_head(err: &dyn std::error::Error) -> String {
     let mut parts = Vec::new();
     let mut source = err.source();
     while let Some(e) = source {
+        // A credentials provider's STS call whose error answer the SDK could not parse
+        // (moto, some proxies): its body still says what was refused.
+        if let Some(said) = sts_answer(e) {
+            parts.push(said);
+            break;
+        }
         parts.push(e.to_string());
         source = e.source();
     }
@@ -236,6 +301,29 @@ mod tests {
             err(None, Some(429)).to_string(),
             "ecs:ListServiceDeployments web/api: HTTP 429: User is not authorized. (request id r-1)"
         );
+    }
+
+    #[test]
+    fn an_answer_the_sdk_could_not_parse_still_says_what_it_says() {
+        use aws_sdk_ecs::config::http::HttpResponse as Response;
+        use aws_smithy_types::body::SdkBody;
+        let xml = "<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: u is not authorized to perform: sts:AssumeRole</Message></Error></Errors></ErrorResponse>";
+        let resp = Response::new(403u16.try_into().unwrap(), SdkBody::from(xml));
+        assert_eq!(
+            unparsed_answer(&resp).as_deref(),
+            Some("AccessDenied: User: u is not authorized to perform: sts:AssumeRole")
+        );
+        let json = r#"{"__type": "ThrottlingException", "message": "Rate exceeded"}"#;
+        let resp = Response::new(400u16.try_into().unwrap(), SdkBody::from(json));
+        assert_eq!(
+            unparsed_answer(&resp).as_deref(),
+            Some("ThrottlingException: Rate exceeded")
+        );
+        let resp = Response::new(
+            500u16.try_into().unwrap(),
+            SdkBody::from("<html>oops</html>"),
+        );
+        assert_eq!(unparsed_answer(&resp), None);
     }
 
     #[test]
