@@ -6,9 +6,11 @@ use super::*;
 use crate::aws::sts::AuthMode;
 use crate::config::{ServiceConfig, SmokeCheck};
 use crate::deploy::taskdef::{FieldChange, ServicePreview};
+use crate::deploy::ServiceState;
 use crate::github::event::TriggerSource;
 use crate::plan::{ImageRef, Plan};
-use crate::report::ServiceReport;
+use crate::report::{DeployReport, Outcome, ServiceReport};
+use crate::smoke::SmokeResult;
 
 const DIGEST: &str = "sha256:4f0e5c1d2b3a49586776655443322110ffeeddccbbaa99887766554433221100";
 const TD: &str = "arn:aws:ecs:eu-west-1:222222222222:task-definition/shop-api";

@@ -1,18 +1,15 @@
 //! The CodeDeploy calls ferry makes for ECS blue/green, one thin wrapper each: every error
-//! names the operation and the resource (see [`super::AwsResultExt`]); the answers become the
-//! plain views `deploy::bluegreen` decides on.
+//! names the operation and the resource (see [`super::AwsResultExt`]). The answers are the
+//! SDK's own types; `deploy` turns them into the views it decides on.
 
 use anyhow::{anyhow, Result};
 use aws_sdk_codedeploy::types::{
-    AppSpecContent, DeploymentGroupInfo, DeploymentReadyAction, DeploymentWaitType,
-    RevisionLocation, RevisionLocationType, TrafficRoutingType,
+    AppSpecContent, DeploymentGroupInfo, DeploymentInfo, DeploymentWaitType, EcsTarget,
+    RevisionLocation, RevisionLocationType, TrafficRoutingConfig,
 };
 use aws_sdk_codedeploy::Client;
 
 use super::AwsResultExt;
-use crate::deploy::bluegreen::{
-    DeploymentView, EventView, ReadyOption, Routing, TargetView, TaskSetView,
-};
 
 /// Most pages of applications or deployment groups read while searching (100 names each).
 const MAX_PAGES: usize = 20;
@@ -91,17 +88,6 @@ pub fn names_service(g: &DeploymentGroupInfo, cluster: &str, service: &str) -> b
     })
 }
 
-/// The group's "wait before rerouting" option.
-pub fn ready_option(g: &DeploymentGroupInfo) -> ReadyOption {
-    let r = g
-        .blue_green_deployment_configuration()
-        .and_then(|b| b.deployment_ready_option());
-    ReadyOption {
-        stop: r.and_then(|r| r.action_on_timeout()) == Some(&DeploymentReadyAction::StopDeployment),
-        wait_minutes: r.map_or(0, |r| r.wait_time_in_minutes()),
-    }
-}
-
 /// Minutes the original task set waits before its termination.
 pub fn termination_wait_minutes(g: &DeploymentGroupInfo) -> i32 {
     g.blue_green_deployment_configuration()
@@ -109,34 +95,18 @@ pub fn termination_wait_minutes(g: &DeploymentGroupInfo) -> i32 {
         .map_or(0, |t| t.termination_wait_time_in_minutes())
 }
 
-/// How the named deployment configuration moves traffic.
-pub async fn routing(cd: &Client, config: &str) -> Result<Routing> {
+/// How the named deployment configuration moves traffic (`None`: all at once).
+pub async fn traffic_routing(cd: &Client, config: &str) -> Result<Option<TrafficRoutingConfig>> {
     let out = cd
         .get_deployment_config()
         .deployment_config_name(config)
         .send()
         .await
         .aws("codedeploy:GetDeploymentConfig", config)?;
-    let trc = out
+    Ok(out
         .deployment_config_info()
-        .and_then(|i| i.traffic_routing_config());
-    Ok(match trc.and_then(|t| t.r#type()) {
-        Some(TrafficRoutingType::TimeBasedCanary) => {
-            let c = trc.and_then(|t| t.time_based_canary());
-            Routing::Canary {
-                percent: c.map_or(0, |c| c.canary_percentage()),
-                minutes: c.map_or(0, |c| c.canary_interval()),
-            }
-        }
-        Some(TrafficRoutingType::TimeBasedLinear) => {
-            let c = trc.and_then(|t| t.time_based_linear());
-            Routing::Linear {
-                percent: c.map_or(0, |c| c.linear_percentage()),
-                minutes: c.map_or(0, |c| c.linear_interval()),
-            }
-        }
-        _ => Routing::AllAtOnce,
-    })
+        .and_then(|i| i.traffic_routing_config())
+        .cloned())
 }
 
 /// Creates a deployment of `appspec` (JSON); returns its id.
@@ -173,39 +143,21 @@ pub async fn create_deployment(
     })
 }
 
-/// The deployment, as a view.
-pub async fn get_deployment(cd: &Client, id: &str) -> Result<DeploymentView> {
+/// The deployment.
+pub async fn get_deployment(cd: &Client, id: &str) -> Result<DeploymentInfo> {
     let out = cd
         .get_deployment()
         .deployment_id(id)
         .send()
         .await
         .aws("codedeploy:GetDeployment", id)?;
-    let d = out
-        .deployment_info()
-        .ok_or_else(|| anyhow!("codedeploy:GetDeployment {id} answered no deployment"))?;
-    Ok(DeploymentView {
-        id: id.to_string(),
-        status: d
-            .status()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
-        error: d.error_information().map(|e| {
-            (
-                e.code().map(|c| c.as_str().to_string()).unwrap_or_default(),
-                e.message().unwrap_or_default().to_string(),
-            )
-        }),
-        rollback_id: d
-            .rollback_info()
-            .and_then(|r| r.rollback_deployment_id())
-            .map(str::to_string),
-        termination_wait: d.instance_termination_wait_time_started(),
-    })
+    out.deployment_info()
+        .cloned()
+        .ok_or_else(|| anyhow!("codedeploy:GetDeployment {id} answered no deployment"))
 }
 
-/// The deployment's ECS target (`cluster:service`), as a view; `None` before it started.
-pub async fn get_target(cd: &Client, id: &str, target: &str) -> Result<Option<TargetView>> {
+/// The deployment's ECS target (`cluster:service`); `None` before it started.
+pub async fn get_target(cd: &Client, id: &str, target: &str) -> Result<Option<EcsTarget>> {
     let out = match cd
         .get_deployment_target()
         .deployment_id(id)
@@ -222,40 +174,10 @@ pub async fn get_target(cd: &Client, id: &str, target: &str) -> Result<Option<Ta
         }
         Err(e) => return Err(e).aws("codedeploy:GetDeploymentTarget", format!("{id} {target}")),
     };
-    let Some(t) = out.deployment_target().and_then(|t| t.ecs_target()) else {
-        return Ok(None);
-    };
-    Ok(Some(TargetView {
-        events: t
-            .lifecycle_events()
-            .iter()
-            .map(|e| EventView {
-                name: e.lifecycle_event_name().unwrap_or_default().to_string(),
-                status: e
-                    .status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                message: e
-                    .diagnostics()
-                    .and_then(|d| d.message())
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_string),
-            })
-            .collect(),
-        task_sets: t
-            .task_sets_info()
-            .iter()
-            .map(|s| TaskSetView {
-                label: s
-                    .task_set_label()
-                    .map(|l| l.as_str().to_string())
-                    .unwrap_or_default(),
-                weight: s.traffic_weight(),
-                running: s.running_count(),
-                desired: s.desired_count(),
-            })
-            .collect(),
-    }))
+    Ok(out
+        .deployment_target()
+        .and_then(|t| t.ecs_target())
+        .cloned())
 }
 
 /// Reroutes production traffic now (`READY_WAIT`).

@@ -132,10 +132,10 @@ pub fn validate(env: &Environment) -> Vec<String> {
             p.push(format!("field `services[{i}].codedeploy`: name both `application` and `deployment_group`, or neither (ferry then finds the group whose ecsServices names {}/{})", s.cluster, s.service));
         }
         for (event, function) in &cd.hooks {
-            if !crate::deploy::bluegreen::HOOK_EVENTS.contains(&event.as_str()) {
+            if !super::HOOK_EVENTS.contains(&event.as_str()) {
                 p.push(format!(
                     "field `services[{i}].codedeploy.hooks.{event}`: not an ECS AppSpec hook; use one of {}",
-                    crate::deploy::bluegreen::HOOK_EVENTS.join(", ")
+                    super::HOOK_EVENTS.join(", ")
                 ));
             }
             if function.trim().is_empty() {

@@ -105,6 +105,16 @@ pub struct ServiceConfig {
     pub codedeploy: Option<CodeDeployConfig>,
 }
 
+/// The AppSpec hooks an ECS deployment can run (Lambda functions), in lifecycle order: the
+/// events `[services.codedeploy] hooks` may name.
+pub const HOOK_EVENTS: &[&str] = &[
+    "BeforeInstall",
+    "AfterInstall",
+    "AfterAllowTestTraffic",
+    "BeforeAllowTraffic",
+    "AfterAllowTraffic",
+];
+
 /// `[services.codedeploy]`: which CodeDeploy deployment group deploys the service, and the
 /// AppSpec's optional parts.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]

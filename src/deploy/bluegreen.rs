@@ -6,15 +6,6 @@
 
 use std::time::Duration;
 
-/// The AppSpec hooks an ECS deployment can run (Lambda functions), in lifecycle order.
-pub const HOOK_EVENTS: &[&str] = &[
-    "BeforeInstall",
-    "AfterInstall",
-    "AfterAllowTestTraffic",
-    "BeforeAllowTraffic",
-    "AfterAllowTraffic",
-];
-
 /// A CodeDeploy deployment as `GetDeployment` answered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeploymentView {
