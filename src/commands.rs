@@ -30,9 +30,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             };
             deploy(envs, cli.output, &trigger, &opts).await
         }
-        Command::Status { environment } => {
-            let rows = crate::status::read(envs, environment.as_deref()).await?;
-            emit(cli.output, &rows, || render::status_text(&rows))
+        Command::Status {
+            environment,
+            history,
+        } => {
+            let envs =
+                crate::status::read(envs, environment.as_deref(), usize::from(history)).await?;
+            emit(cli.output, &envs, || render::status_text(&envs))
         }
         Command::Copy {
             source,
@@ -94,11 +98,33 @@ fn release_to_act_on(args: &TriggerArgs) -> Result<Option<Trigger>> {
     }
 }
 
+/// The plan's options from the flags and `GITHUB_RUN_ATTEMPT` (a re-run is deliberate).
+fn plan_options(args: &TriggerArgs, offline: bool) -> Result<crate::plan::PlanOptions> {
+    let run_attempt = match std::env::var("GITHUB_RUN_ATTEMPT") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                Failure::invalid(format!("GITHUB_RUN_ATTEMPT={v:?} is not a positive number"))
+                    .hint("GitHub Actions sets it; outside Actions leave it unset")
+            })?,
+        _ => 1,
+    };
+    Ok(crate::plan::PlanOptions {
+        offline,
+        from: args.from.clone(),
+        allow_downgrade: args.allow_downgrade,
+        run_attempt,
+    })
+}
+
 async fn plan(envs: &Path, output: OutputFormat, args: &TriggerArgs, offline: bool) -> Result<()> {
     let Some(trigger) = release_to_act_on(args)? else {
         return Ok(());
     };
-    let plan = crate::plan::plan(&trigger, envs, crate::plan::PlanOptions { offline }).await?;
+    let plan = crate::plan::plan(&trigger, envs, &plan_options(args, offline)?).await?;
     emit(output, &plan, || render::plan_text(&plan))?;
     actions::github_summary(&render::plan_markdown(&plan))?;
     actions::github_outputs(&[
@@ -118,12 +144,7 @@ async fn deploy(
     let Some(trigger) = release_to_act_on(args)? else {
         return Ok(());
     };
-    let plan = crate::plan::plan(
-        &trigger,
-        envs_dir,
-        crate::plan::PlanOptions { offline: false },
-    )
-    .await?;
+    let plan = crate::plan::plan(&trigger, envs_dir, &plan_options(args, false)?).await?;
     tracing::info!(
         "deploying {} to {} (account {}, {}): {}",
         plan.tag,
@@ -132,6 +153,14 @@ async fn deploy(
         plan.region,
         plan.source.display()
     );
+    if let Some(h) = render::headline(
+        plan.kind,
+        plan.live_release.as_deref(),
+        &plan.tag,
+        plan.downgrade,
+    ) {
+        tracing::info!("{h} in {}", plan.environment);
+    }
     let envs = crate::config::load(envs_dir)?;
     let env = envs.get(&plan.environment)?;
     let source_env = envs.get(&plan.source.environment)?;
@@ -143,6 +172,7 @@ async fn deploy(
         ("version", &report.version),
         ("image", &report.image),
         ("outcome", &format!("{:?}", report.outcome).to_lowercase()),
+        ("kind", report.kind.as_str()),
     ])?;
     crate::run::result_of(&report)
 }

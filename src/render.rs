@@ -9,8 +9,11 @@ use crate::aws::sts::AuthMode;
 use crate::deploy::{Ended, Running, ServiceState};
 use crate::plan::Plan;
 use crate::registry::copy::CopyOutcome;
-use crate::report::{Check, DeployReport, Outcome, ServiceStatus};
+use crate::report::{Check, DeployReport, Outcome};
 use crate::smoke::SmokeResult;
+
+mod memory;
+pub use memory::{headline, status_text};
 
 /// The plan as a person reads it.
 pub fn plan_text(plan: &Plan) -> String {
@@ -36,6 +39,7 @@ pub fn plan_text(plan: &Plan) -> String {
     };
     let _ = writeln!(s, "  role         {} ({auth})", plan.role_arn);
     let _ = writeln!(s, "  source       {}", plan.source.display());
+    memory::plan_lines(&mut s, plan);
     if plan.promote {
         let _ = writeln!(
             s,
@@ -305,6 +309,7 @@ pub fn report_text(r: &DeployReport) -> String {
             c.attempts
         );
     }
+    memory::report_lines(&mut s, r);
     let _ = writeln!(s, "  verdict  {}", r.verdict);
     s
 }
@@ -317,26 +322,6 @@ pub fn report_markdown(r: &DeployReport) -> String {
         r.environment,
         report_text(r)
     )
-}
-
-/// `ferry status`, one line per service.
-pub fn status_text(rows: &[ServiceStatus]) -> String {
-    let mut s = String::new();
-    for r in rows {
-        let _ = writeln!(
-            s,
-            "{:<12} {}/{}: {} ({}), {}/{} running [{}]",
-            r.environment,
-            r.cluster,
-            r.service,
-            r.release.as_deref().unwrap_or("not deployed by ferry"),
-            short_td(&r.task_definition),
-            r.running,
-            r.desired,
-            r.deployments.join("; ")
-        );
-    }
-    s
 }
 
 /// `ferry validate`, one line per check.

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod copy;
+pub mod referrers;
 
 use anyhow::{bail, Context, Result};
 
