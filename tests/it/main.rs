@@ -8,4 +8,5 @@
 mod common;
 mod copy;
 mod deploy;
+mod memory;
 mod plan;
