@@ -53,6 +53,8 @@ pub struct Plan {
     pub candidates: Vec<CandidateView>,
     /// An older release never deployed here, allowed by `--allow-downgrade`.
     pub downgrade: bool,
+    /// The release candidate these bytes were verified as (a promoted image reports it).
+    pub built_as: Option<String>,
 }
 
 /// Where a plan's digest comes from.
@@ -167,6 +169,7 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
         record: None,
         candidates: Vec::new(),
         downgrade: false,
+        built_as: None,
     };
     if let Some(from) = &opts.from {
         memory::check_from(from, &tag, env, source_env)?;

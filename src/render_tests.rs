@@ -130,6 +130,7 @@ fn production_plan(with_changes: bool) -> Plan {
             },
         ],
         downgrade: false,
+        built_as: Some("v1.4.0-rc.3".into()),
     }
 }
 
@@ -199,6 +200,7 @@ fn staging_plan_offline() -> Plan {
         record: None,
         candidates: Vec::new(),
         downgrade: false,
+        built_as: None,
     }
 }
 

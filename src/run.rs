@@ -230,6 +230,10 @@ fn accepted_versions(plan: &Plan) -> Vec<String> {
         v.push(src.trim_start_matches('v').to_string());
         v.push(src.clone());
     }
+    if let Some(b) = &plan.built_as {
+        v.push(b.trim_start_matches('v').to_string());
+        v.push(b.clone());
+    }
     v
 }
 

@@ -153,6 +153,11 @@ pub async fn resolve(
         plan.source.digest = Some(own.digest.clone());
         plan.source.media_type = Some(image.media_type);
         plan.digest_from = DigestFrom::OwnRecord;
+        // A promoted image still reports the candidate it was built as (for the smoke check).
+        match store.read(&own.record).await {
+            Ok(r) => plan.built_as = r.promoted_from.map(|p| p.tag),
+            Err(e) => plan.unresolved.push(format!("record {}: {e:#}", own.record)),
+        }
         plan.record = Some(own);
         return Ok(Resolved::Done);
     }
@@ -236,6 +241,7 @@ pub async fn resolve(
     }
     plan.candidates = p.candidates;
     plan.source.tag = Some(p.tag.clone());
+    plan.built_as = Some(p.tag.clone());
     match src.client().get_manifest(repo, &digest).await? {
         Some(m) => plan.source.media_type = Some(m.media_type),
         None => plan.unresolved.push(format!(
