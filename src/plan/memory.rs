@@ -156,7 +156,9 @@ pub async fn resolve(
         // A promoted image still reports the candidate it was built as (for the smoke check).
         match store.read(&own.record).await {
             Ok(r) => plan.built_as = r.promoted_from.map(|p| p.tag),
-            Err(e) => plan.unresolved.push(format!("record {}: {e:#}", own.record)),
+            Err(e) => plan
+                .unresolved
+                .push(format!("record {}: {e:#}", own.record)),
         }
         plan.record = Some(own);
         return Ok(Resolved::Done);

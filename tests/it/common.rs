@@ -82,7 +82,12 @@ impl Registry {
         let mut r = Self::for_account(account);
         let mut front = Command::new("python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/referrers_proxy/proxy.py"))
-            .args(["--upstream", &format!("http://127.0.0.1:{}", r.port), "--port", "0"])
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{}", r.port),
+                "--port",
+                "0",
+            ])
             .arg("--state")
             .arg(r._dir.path().join("referrers.json"))
             .stdout(Stdio::piped())

@@ -53,7 +53,12 @@ impl World {
         w.sim.image(&simage, "0.9.0-rc.1", "healthy").await;
         w.sim.image(&pimage, "0.9.0-rc.1", "healthy").await;
         w.sim
-            .service(&w.staging_cluster, &w.spec.service, &w.spec.container, &simage)
+            .service(
+                &w.staging_cluster,
+                &w.spec.service,
+                &w.spec.container,
+                &simage,
+            )
             .await;
         w.sim
             .service(&w.prod_cluster, &w.spec.service, &w.spec.container, &pimage)
@@ -172,7 +177,13 @@ async fn records_are_written_next_to_the_image_and_read_back_by_oras_on_both_reg
     assert_eq!(recs.len(), 1, "{recs:?}");
     let r = &recs[0];
     assert_eq!(
-        (&r["environment"], &r["tag"], &r["digest"], &r["result"], &r["kind"]),
+        (
+            &r["environment"],
+            &r["tag"],
+            &r["digest"],
+            &r["result"],
+            &r["kind"]
+        ),
         (
             &Value::from("staging"),
             &Value::from("v1.0.0-rc.1"),
@@ -205,16 +216,30 @@ async fn records_are_written_next_to_the_image_and_read_back_by_oras_on_both_reg
     w.deploy_ok("v1.0.0-rc.1", 0);
     let (_, again) = w.staging.oras_records(&w.spec.repo, &rc1);
     assert_eq!(again.len(), 2);
-    assert!(again.iter().any(|x| x["_manifest"] == r["_manifest"] && x["run"] == r["run"]));
+    assert!(again
+        .iter()
+        .any(|x| x["_manifest"] == r["_manifest"] && x["run"] == r["run"]));
     // Visible with standard tools: one tag per record.
     let tags = std::process::Command::new("skopeo")
-        .args(["list-tags", "--tls-verify=false", "--creds", &w.staging.creds()])
+        .args([
+            "list-tags",
+            "--tls-verify=false",
+            "--creds",
+            &w.staging.creds(),
+        ])
         .arg(format!("docker://{}/{}", w.staging.addr(), w.spec.repo))
         .output()
         .unwrap();
     let listed = String::from_utf8_lossy(&tags.stdout);
-    assert_eq!(listed.matches("ferry-record_staging_v1.0.0-rc.1_").count(), 2, "{listed}");
-    assert!(!listed.contains("ferry-claim"), "claims are removed after the run: {listed}");
+    assert_eq!(
+        listed.matches("ferry-record_staging_v1.0.0-rc.1_").count(),
+        2,
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("ferry-claim"),
+        "claims are removed after the run: {listed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -232,7 +257,11 @@ async fn the_gate_refuses_a_failed_highest_rc_and_from_promotes_a_verified_one()
     for needle in [rc1.as_str(), rc2.as_str(), "passed", "--from v1.1.0-rc.N"] {
         assert!(err.contains(needle), "{needle} not in {err}");
     }
-    assert_eq!(w.prod.skopeo_digest(&w.spec.repo, "v1.1.0"), None, "nothing promoted");
+    assert_eq!(
+        w.prod.skopeo_digest(&w.spec.repo, "v1.1.0"),
+        None,
+        "nothing promoted"
+    );
 
     // --from must name a candidate that passed.
     let o = w.deploy("v1.1.0", &["--from", "v1.1.0-rc.2"]);
@@ -278,6 +307,28 @@ async fn a_moved_rc_tag_is_reported_and_refused() {
     assert!(err.contains("tag moved after it passed"), "{err}");
     assert!(err.contains(&verified) && err.contains(&moved), "{err}");
     assert_eq!(w.prod.skopeo_digest(&w.spec.repo, "v3.0.0"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_production_tag_with_other_bytes_is_never_moved() {
+    let w = World::new(None).await;
+    let verified = w.rc("v3.0.0-rc.1", "301", "healthy", "healthy").await;
+    w.deploy_ok("v3.0.0-rc.1", 0);
+    let moved = w
+        .prod
+        .push_image(&w.spec.repo, "v3.0.0", &["--seed", "999"]);
+    let o = w.deploy("v3.0.0", &[]);
+    plan_predicts(&w, "v3.0.0", &[], &o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains(&moved) && err.contains("refusing to move the tag"),
+        "{err}"
+    );
+    assert!(err.contains(&verified), "{err}");
+    assert_eq!(
+        w.prod.skopeo_digest(&w.spec.repo, "v3.0.0").as_deref(),
+        Some(moved.as_str())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -452,7 +503,10 @@ async fn of_two_simultaneous_runs_exactly_one_rolls_out() {
         .unwrap()
     };
     let (pa, pb) = (spawn("v5.0.0-rc.1"), spawn("v5.0.0-rc.2"));
-    let (oa, ob) = (pa.wait_with_output().unwrap(), pb.wait_with_output().unwrap());
+    let (oa, ob) = (
+        pa.wait_with_output().unwrap(),
+        pb.wait_with_output().unwrap(),
+    );
     let codes = (oa.status.code(), ob.status.code());
     let (winner, loser, image) = match codes {
         (Some(0), Some(3)) => (&oa, &ob, &a),
@@ -464,13 +518,18 @@ async fn of_two_simultaneous_runs_exactly_one_rolls_out() {
         ),
     };
     assert!(
-        stderr(loser).contains("another run is deploying") && stderr(loser).contains("nothing was changed"),
+        stderr(loser).contains("another run is deploying")
+            && stderr(loser).contains("nothing was changed"),
         "{}",
         stderr(loser)
     );
     let report: Value = serde_json::from_str(&stdout(winner)).unwrap();
     assert_eq!(report["outcome"], "deployed");
-    assert_eq!(w.sim.revisions(&family).await, before + 1, "only the winner registered a revision");
+    assert_eq!(
+        w.sim.revisions(&family).await,
+        before + 1,
+        "only the winner registered a revision"
+    );
     let svc = w.sim.describe(&w.staging_cluster, &w.spec.service).await;
     let td = w
         .sim
@@ -494,7 +553,12 @@ async fn status_shows_history_and_a_drift_made_by_hand() {
     w.deploy_ok("v6.0.0-rc.1", 0);
     w.deploy_ok("v6.0.0-rc.2", 4);
 
-    let o = w.run("status", "", &["staging", "--output", "json", "--history", "5"], &[]);
+    let o = w.run(
+        "status",
+        "",
+        &["staging", "--output", "json", "--history", "5"],
+        &[],
+    );
     assert_exit(&o, 0);
     let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let env = &st[0];
