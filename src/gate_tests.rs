@@ -177,7 +177,7 @@ fn the_promotion_gate() {
                 "v1.1.0-rc.2, failed (rolled-back)",
                 "v1.1.0-rc.1",
                 "passed",
-                &"sha256:aaaa"[..],
+                "sha256:aaaa",
             ]),
         ),
         (

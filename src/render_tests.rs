@@ -371,7 +371,7 @@ fn report_json() {
 }
 
 fn status_rows() -> Vec<EnvironmentStatus> {
-    let rows = vec![
+    let rows = [
         ServiceStatus {
             environment: "production".into(),
             cluster: "shop".into(),

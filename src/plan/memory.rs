@@ -57,7 +57,7 @@ pub fn check_from(
 }
 
 /// The newest `RECENT` record tags plus every one of `release`, oldest first, no duplicates.
-fn select<'a>(cat: &'a Catalog, wanted: impl Fn(&NamedTag) -> bool) -> Vec<NamedTag> {
+fn select(cat: &Catalog, wanted: impl Fn(&NamedTag) -> bool) -> Vec<NamedTag> {
     let recent_from = cat.records.len().saturating_sub(RECENT);
     let mut seen = BTreeSet::new();
     cat.records
