@@ -11,8 +11,10 @@ use serde::Serialize;
 use crate::cli::{Cli, Command, OutputFormat, TriggerArgs};
 use crate::error::{Failure, FailureKind};
 use crate::github::actions;
+use crate::github::deployments::{DeploymentRequest, Outcome as GhOutcome, Session};
 use crate::github::event::{self, Resolved, Trigger};
 use crate::render;
+use crate::tag::ReleaseTag;
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
@@ -120,8 +122,30 @@ fn plan_options(args: &TriggerArgs, offline: bool) -> Result<crate::plan::PlanOp
     })
 }
 
+/// The release to act on, its tag, and the run's GitHub session: a `workflow_dispatch`
+/// release is looked up on GitHub and refused as a release event would be (draft,
+/// contradicting pre-release flag).
+async fn release_and_session(
+    envs: &Path,
+    args: &TriggerArgs,
+) -> Result<Option<(Trigger, ReleaseTag, Session)>> {
+    let Some(mut trigger) = release_to_act_on(args)? else {
+        return Ok(None);
+    };
+    let environments = crate::config::load(envs)?;
+    let tag = crate::plan::classify(&trigger, &environments)?;
+    let mut gh = Session::from_env(trigger.repository.as_deref());
+    gh.check_dispatch_release(&mut trigger, &tag).await?;
+    Ok(Some((trigger, tag, gh)))
+}
+
 async fn plan(envs: &Path, output: OutputFormat, args: &TriggerArgs, offline: bool) -> Result<()> {
-    let Some(trigger) = release_to_act_on(args)? else {
+    let trigger = if offline {
+        release_to_act_on(args)?
+    } else {
+        release_and_session(envs, args).await?.map(|(t, _, _)| t)
+    };
+    let Some(trigger) = trigger else {
         return Ok(());
     };
     let plan = crate::plan::plan(&trigger, envs, &plan_options(args, offline)?).await?;
@@ -141,10 +165,53 @@ async fn deploy(
     args: &TriggerArgs,
     opts: &crate::deploy::DeployOptions,
 ) -> Result<()> {
-    let Some(trigger) = release_to_act_on(args)? else {
+    let Some((trigger, tag, mut gh)) = release_and_session(envs_dir, args).await? else {
         return Ok(());
     };
-    let plan = crate::plan::plan(&trigger, envs_dir, &plan_options(args, false)?).await?;
+    let result = deploy_release(envs_dir, args, &trigger, &tag, opts, &mut gh).await;
+    let verdict = match &result {
+        Ok(report) => report.verdict.clone(),
+        Err(e) => format!("{e:#}"),
+    };
+    let outcome = match &result {
+        Ok(report) => GhOutcome::from_result(&crate::run::result_of(report)),
+        Err(e) if crate::error::exit_code(e) == 4 => GhOutcome::Failure,
+        Err(_) => GhOutcome::Error,
+    };
+    gh.finish(outcome, &verdict).await;
+    let mut report = result?;
+    report.github = Some(gh.report().clone());
+    emit(output, &report, || render::report_text(&report))?;
+    actions::github_summary(&render::report_markdown(&report))?;
+    let digest = report.image.split_once('@').map_or("", |(_, d)| d);
+    let task_definitions = report
+        .services
+        .iter()
+        .filter_map(|s| s.final_task_definition.as_deref())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let outcome = serde_json::to_value(report.outcome)?;
+    actions::github_outputs(&[
+        ("environment", &report.environment),
+        ("version", &report.version),
+        ("image", &report.image),
+        ("digest", digest),
+        ("outcome", outcome.as_str().unwrap_or_default()),
+        ("task-definitions", &task_definitions),
+        ("kind", report.kind.as_str()),
+    ])?;
+    crate::run::result_of(&report)
+}
+
+async fn deploy_release(
+    envs_dir: &Path,
+    args: &TriggerArgs,
+    trigger: &Trigger,
+    tag: &ReleaseTag,
+    opts: &crate::deploy::DeployOptions,
+    gh: &mut Session,
+) -> Result<crate::report::DeployReport> {
+    let plan = crate::plan::plan(trigger, envs_dir, &plan_options(args, false)?).await?;
     tracing::info!(
         "deploying {} to {} (account {}, {}): {}",
         plan.tag,
@@ -164,17 +231,12 @@ async fn deploy(
     let envs = crate::config::load(envs_dir)?;
     let env = envs.get(&plan.environment)?;
     let source_env = envs.get(&plan.source.environment)?;
-    let report = crate::run::deploy(&plan, env, source_env, opts).await?;
-    emit(output, &report, || render::report_text(&report))?;
-    actions::github_summary(&render::report_markdown(&report))?;
-    actions::github_outputs(&[
-        ("environment", &report.environment),
-        ("version", &report.version),
-        ("image", &report.image),
-        ("outcome", &format!("{:?}", report.outcome).to_lowercase()),
-        ("kind", report.kind.as_str()),
-    ])?;
-    crate::run::result_of(&report)
+    let request = DeploymentRequest::new(
+        tag,
+        &plan.environment,
+        plan.source.digest.as_deref().unwrap_or_default(),
+    );
+    crate::run::deploy(&plan, env, source_env, opts, gh, &request).await
 }
 
 /// What an interruption (Ctrl-C, or SIGTERM from a cancelled job) leaves behind, said plainly.

@@ -39,6 +39,9 @@ pub fn plan_text(plan: &Plan) -> String {
     };
     let _ = writeln!(s, "  role         {} ({auth})", plan.role_arn);
     let _ = writeln!(s, "  source       {}", plan.source.display());
+    if let Some(d) = &plan.source.digest {
+        let _ = writeln!(s, "  digest       {d}");
+    }
     memory::plan_lines(&mut s, plan);
     if plan.promote {
         let _ = writeln!(
@@ -120,9 +123,14 @@ pub fn plan_text(plan: &Plan) -> String {
                 .as_ref()
                 .map(|f| format!(", JSON `{f}` == {}", plan.version))
                 .unwrap_or_default();
+            let in_a_row = if c.consecutive > 1 {
+                format!(", {} answers in a row", c.consecutive)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "    - GET {} expects {}{version} within {}s",
+                "    - GET {} expects {}{version}{in_a_row} within {}s",
                 c.url, c.expect_status, c.deadline_seconds
             );
         }
@@ -130,7 +138,7 @@ pub fn plan_text(plan: &Plan) -> String {
     for u in &plan.unresolved {
         let _ = writeln!(s, "  unresolved   {u}");
     }
-    s
+    shorten_digests(&s, plan.source.digest.as_deref())
 }
 
 /// The plan as Markdown for the step summary.
@@ -141,6 +149,46 @@ pub fn plan_markdown(plan: &Plan) -> String {
         plan.environment,
         plan_text(plan)
     )
+}
+
+/// `sha256:4f0e5c1d…`: enough to tell digests apart at a glance.
+pub fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}…", &hex[..8]),
+        _ => digest.to_string(),
+    }
+}
+
+/// Every `sha256:<64 hex>` in `text` in its short form, except on the line that states
+/// `keep` on its own (`digest   sha256:…`), where a person may need to copy it whole.
+pub fn shorten_digests(text: &str, keep: Option<&str>) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let is_digest_line = keep.is_some_and(|k| {
+            let t = line.trim();
+            t.strip_prefix("digest")
+                .is_some_and(|rest| rest.trim() == k)
+        });
+        if is_digest_line {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("sha256:") {
+            let hex = &rest[i + 7..];
+            let n = hex.bytes().take_while(u8::is_ascii_hexdigit).count();
+            if n == 64 {
+                out.push_str(&rest[..i]);
+                out.push_str(&short_digest(&rest[i..i + 7 + 64]));
+                rest = &rest[i + 7 + 64..];
+            } else {
+                out.push_str(&rest[..i + 7]);
+                rest = &rest[i + 7..];
+            }
+        }
+        out.push_str(rest);
+    }
+    out
 }
 
 /// How a service's state reads.
@@ -272,6 +320,9 @@ pub fn report_text(r: &DeployReport) -> String {
     };
     let _ = writeln!(s, "{head}: {} → {}", r.tag, r.environment);
     let _ = writeln!(s, "  image    {}", r.image);
+    if let Some((_, d)) = r.image.split_once('@') {
+        let _ = writeln!(s, "  digest   {d}");
+    }
     if let Some(p) = &r.promotion {
         let _ = writeln!(
             s,
@@ -311,17 +362,179 @@ pub fn report_text(r: &DeployReport) -> String {
     }
     memory::report_lines(&mut s, r);
     let _ = writeln!(s, "  verdict  {}", r.verdict);
+    shorten_digests(&s, r.image.split_once('@').map(|(_, d)| d))
+}
+
+/// The deploy report as a GitHub step-summary page: a headline with the outcome, a table
+/// per service and per smoke check, the verdict, the evidence folded away, a Mermaid timeline
+/// of the rollout, and links to the run and each ECS service. Digests are short except once.
+pub fn report_markdown(r: &DeployReport) -> String {
+    let mut s = String::new();
+    let (icon, head) = match r.outcome {
+        Outcome::Deployed => ("✅", "deployed to"),
+        Outcome::AlreadyDeployed => ("✅", "already runs on"),
+        Outcome::RolledBack => ("❌", "failed and was rolled back on"),
+        Outcome::NeedsAttention => ("⚠️", "failed, and needs a person on"),
+    };
+    let _ = writeln!(
+        s,
+        "## {icon} {} {head} {}\n",
+        md(&r.tag),
+        md(&r.environment)
+    );
+    let (repo, digest) = r.image.split_once('@').unwrap_or((r.image.as_str(), ""));
+    let _ = write!(
+        s,
+        "**Image** `{repo}@{}` · digest `{digest}`",
+        short_digest(digest)
+    );
+    if let Some(p) = &r.promotion {
+        let _ = write!(
+            s,
+            " · {}",
+            if p.already_done {
+                "already promoted (same digest)".to_string()
+            } else {
+                format!(
+                    "promoted: {} blob(s) copied, {:.1} MiB, digest verified",
+                    p.blobs_copied,
+                    p.bytes_copied as f64 / 1048576.0
+                )
+            }
+        );
+    }
+    s.push_str("\n\n| service | before | after | result |\n|---|---|---|---|\n");
+    for svc in &r.services {
+        let before = match &svc.previous_release {
+            Some(rel) => format!("{} ({})", short_td(&svc.previous_task_definition), md(rel)),
+            None => short_td(&svc.previous_task_definition).to_string(),
+        };
+        let after = svc
+            .final_task_definition
+            .as_deref()
+            .map(short_td)
+            .unwrap_or("unknown");
+        let took = if svc.rollout_seconds > 0.0 {
+            format!(", {:.1} s", svc.rollout_seconds)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "| [{}/{}]({}) | {before} | {after} | {}{took} |",
+            md(&svc.cluster),
+            md(&svc.service),
+            console_url(&r.region, &svc.cluster, &svc.service),
+            state_words(svc.state),
+        );
+    }
+    if !r.smoke.is_empty() {
+        s.push_str("\n| smoke check | result | attempts |\n|---|---|---|\n");
+        for c in &r.smoke {
+            let _ = writeln!(
+                s,
+                "| {} | {} {} | {} |",
+                md(&c.name),
+                if c.ok { "✅" } else { "❌" },
+                md(&c.detail),
+                c.attempts
+            );
+        }
+    }
+    let _ = writeln!(s, "\n> {}\n", md(&shorten_digests(&r.verdict, None)));
+    let evidence: Vec<String> = r
+        .services
+        .iter()
+        .flat_map(|svc| {
+            svc.evidence
+                .iter()
+                .map(move |e| format!("{}/{}: {e}", svc.cluster, svc.service))
+        })
+        .collect();
+    if !evidence.is_empty() {
+        // A fence inside the evidence must not end the code block early.
+        let _ = writeln!(
+            s,
+            "<details><summary>Evidence ({} line(s))</summary>\n\n```text\n{}\n```\n</details>\n",
+            evidence.len(),
+            evidence.join("\n").replace("```", "` ` `")
+        );
+    }
+    s.push_str(&timeline(r));
+    if let Some(url) = &r.run_url {
+        let _ = writeln!(s, "\n[Run log]({url})");
+    }
     s
 }
 
-/// The deploy report as Markdown for the step summary.
-pub fn report_markdown(r: &DeployReport) -> String {
-    format!(
-        "### ferry deploy: {} → {}\n\n```\n{}```\n",
-        r.tag,
-        r.environment,
-        report_text(r)
-    )
+/// A Mermaid Gantt chart of the run: each service's rollout, then the smoke checks.
+fn timeline(r: &DeployReport) -> String {
+    let rolled: Vec<_> = r
+        .services
+        .iter()
+        .filter(|s| s.rollout_seconds > 0.0)
+        .collect();
+    if rolled.is_empty() && r.smoke.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "```mermaid\ngantt\n    title Rollout timeline\n    dateFormat X\n    axisFormat %M:%S\n",
+    );
+    let mut end = 0u64;
+    for svc in &rolled {
+        let secs = svc.rollout_seconds.ceil().max(1.0) as u64;
+        end = end.max(secs);
+        let status = match svc.state {
+            ServiceState::Deployed => "done",
+            _ => "crit",
+        };
+        let _ = writeln!(
+            s,
+            "    section {}/{}\n    rollout :{status}, 0, {secs}s",
+            mermaid(&svc.cluster),
+            mermaid(&svc.service)
+        );
+    }
+    if !r.smoke.is_empty() {
+        s.push_str("    section smoke\n");
+        for c in &r.smoke {
+            let secs = c.seconds.ceil().max(1.0) as u64;
+            let _ = writeln!(
+                s,
+                "    {} :{}, {end}, {secs}s",
+                mermaid(&c.name),
+                if c.ok { "done" } else { "crit" }
+            );
+        }
+    }
+    s.push_str("```\n");
+    s
+}
+
+/// The ECS console page of a service.
+fn console_url(region: &str, cluster: &str, service: &str) -> String {
+    format!("https://{region}.console.aws.amazon.com/ecs/v2/clusters/{cluster}/services/{service}/health?region={region}")
+}
+
+/// Text safe inside a Markdown table cell or quote: no pipes, no HTML, one line.
+fn md(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\n', '\r'], " ")
+}
+
+/// Text safe as a Mermaid task or section name.
+fn mermaid(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "/-_.".contains(c) {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect()
 }
 
 /// `ferry validate`, one line per check.

@@ -102,6 +102,7 @@ fn production_plan(with_changes: bool) -> Plan {
             deadline_seconds: 120,
             timeout_seconds: 5,
             follow_redirects: false,
+            consecutive: 3,
         }],
         unresolved: Vec::new(),
         kind: RunKind::Deploy,
@@ -233,6 +234,8 @@ fn report(outcome: Outcome, state: ServiceState, evidence: &[&str]) -> DeployRep
         tag: "v1.4.0".into(),
         version: "1.4.0".into(),
         environment: "production".into(),
+        region: "eu-west-1".into(),
+        run_url: Some("https://github.com/acme/shop/actions/runs/42".into()),
         image: format!("222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api@{DIGEST}"),
         promotion: Some(CopyOutcome {
             digest: DIGEST.into(),
@@ -270,6 +273,7 @@ fn report(outcome: Outcome, state: ServiceState, evidence: &[&str]) -> DeployRep
             referrers: ReferrersPath::Api,
         }),
         record_error: None,
+        github: None,
         verdict: String::new(),
     };
     r.verdict = match outcome {
@@ -488,4 +492,16 @@ fn every_service_state_has_words_and_a_detail() {
         assert!(!state_words(s).is_empty());
         assert!(!service_detail(s, "td/web:1", Some("td/web:2"), None).is_empty());
     }
+}
+
+#[test]
+fn digests_are_short_except_where_stated_whole() {
+    let d = DIGEST;
+    assert_eq!(short_digest(d), "sha256:4f0e5c1d…");
+    assert_eq!(short_digest("sha256:abc"), "sha256:abc");
+    let text = format!("  image    r/app@{d}\n  digest   {d}\n  verdict  runs {d}.\n");
+    assert_eq!(
+        shorten_digests(&text, Some(d)),
+        format!("  image    r/app@sha256:4f0e5c1d…\n  digest   {d}\n  verdict  runs sha256:4f0e5c1d….\n")
+    );
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::deploy::taskdef::FieldChange;
 use crate::deploy::ServiceState;
+use crate::github::deployments::GithubReport;
 use crate::records::store::Written;
 use crate::records::RunKind;
 use crate::registry::copy::CopyOutcome;
@@ -20,6 +21,10 @@ pub struct DeployReport {
     pub version: String,
     /// The environment deployed to.
     pub environment: String,
+    /// Its AWS region.
+    pub region: String,
+    /// The GitHub Actions run, when ferry ran in one.
+    pub run_url: Option<String>,
     /// The image every service is pinned to (`registry/repo@sha256:…`).
     pub image: String,
     /// The promotion copy, when the image was promoted from another environment.
@@ -40,6 +45,9 @@ pub struct DeployReport {
     pub record: Option<Written>,
     /// Why no record could be written (the outcome above still stands).
     pub record_error: Option<String>,
+    /// The run's GitHub deployment, when ferry had a token (never fails the deploy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub github: Option<GithubReport>,
 }
 
 /// How a deploy ended; decides the exit code.

@@ -16,6 +16,7 @@ use crate::aws::ecs;
 use crate::config::Environment;
 use crate::deploy::{self, taskdef, DeployOptions, Ended, Running, ServiceState};
 use crate::error::{Failure, FailureKind};
+use crate::github::deployments::{DeploymentRequest, Session};
 use crate::plan::Plan;
 use crate::records::RunKind;
 use crate::render;
@@ -30,6 +31,8 @@ pub async fn deploy(
     env: &Environment,
     source_env: &Environment,
     opts: &DeployOptions,
+    gh: &mut Session,
+    gh_request: &DeploymentRequest,
 ) -> Result<DeployReport> {
     let digest = plan.source.digest.clone().ok_or_else(|| {
         anyhow!(
@@ -42,7 +45,7 @@ pub async fn deploy(
     let started = crate::records::now_unix();
     let store = crate::records::store::Store::open(env).await?;
     let claim = memory::claim_environment(&store, env, plan).await?;
-    let result = execute(plan, env, source_env, opts, &digest).await;
+    let result = execute(plan, env, source_env, opts, &digest, gh, gh_request).await;
     memory::release(&store, &claim).await;
     let mut report = result?;
     if let Some(h) = render::headline(
@@ -64,6 +67,8 @@ async fn execute(
     source_env: &Environment,
     opts: &DeployOptions,
     digest: &str,
+    gh: &mut Session,
+    gh_request: &DeploymentRequest,
 ) -> Result<DeployReport> {
     let digest = digest.to_string();
     let sdk = crate::aws::sts::environment_config(env).await?;
@@ -81,6 +86,9 @@ async fn execute(
     for cfg in &env.file.services {
         prepared.push(deploy::prepare::prepare(&client, env, cfg, &image, opts).await?);
     }
+
+    // Everything is ready and nothing changed yet: from here on, GitHub shows a deployment.
+    gh.start(gh_request).await;
 
     let promotion = if plan.promote {
         tracing::info!(
@@ -137,6 +145,8 @@ async fn execute(
         tag: plan.tag.clone(),
         version: plan.version.clone(),
         environment: env.name.clone(),
+        region: env.file.region.clone(),
+        run_url: crate::github::actions::run_url(),
         image,
         promotion,
         services: Vec::new(),
@@ -150,6 +160,7 @@ async fn execute(
             .filter(|_| plan.kind == RunKind::Rollback),
         record: None,
         record_error: None,
+        github: None,
     };
 
     if rollout_ok && smoke_ok {
@@ -177,6 +188,8 @@ async fn execute(
         return Ok(report);
     }
 
+    gh.progress(&format!("failed; rolling back: {}", why.join("; ")))
+        .await;
     for r in runs.iter_mut() {
         if r.new_td.is_some() && r.evidence.is_empty() {
             r.evidence = deploy::evidence::explain(&client, r).await;

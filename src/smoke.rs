@@ -4,13 +4,15 @@
 //! A check retries with backoff until its deadline (a new task can take a moment to receive
 //! traffic), each request has its own timeout, redirects are not followed unless configured,
 //! and an optional JSON field must equal the release version so an old task still answering
-//! does not pass.
+//! does not pass. A check passes only after `consecutive` answers in a row pass (default 3):
+//! while a load balancer still mixes old and new tasks, one lucky answer proves nothing.
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::config::SmokeCheck;
+use crate::poll::Poll;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SmokeResult {
@@ -57,33 +59,94 @@ async fn run_one(check: &SmokeCheck, versions: &[String]) -> SmokeResult {
         }
     };
     let mut attempts = 0;
-    let mut delay = Duration::from_millis(250);
+    let mut passes = 0;
+    let mut poll = Poll::with(Duration::from_millis(250), Duration::from_secs(5));
+    let needed = check.consecutive.max(1);
     loop {
         attempts += 1;
         let outcome = attempt(&client, check, versions).await;
         let ok = outcome.is_ok();
-        let detail = outcome.unwrap_or_else(|e| e);
-        if ok || Instant::now() + delay >= deadline {
-            if !ok {
-                tracing::warn!("smoke {name}: failed after {attempts} attempt(s): {detail}");
-            } else {
+        let mut detail = outcome.unwrap_or_else(|e| e);
+        if ok {
+            passes += 1;
+        } else {
+            passes = 0;
+        }
+        let passed = passes >= needed;
+        let next = if ok {
+            // Behind a load balancer that still mixes old and new tasks one lucky answer
+            // proves little: ask again at once, until `consecutive` answers in a row pass.
+            BETWEEN_PASSES
+        } else {
+            poll.next_delay()
+        };
+        if passed || Instant::now() + next >= deadline {
+            if passed {
+                if needed > 1 {
+                    detail.push_str(&format!(" ({needed} answers in a row)"));
+                }
                 tracing::info!("smoke {name}: {detail}");
+            } else {
+                if ok {
+                    detail = format!(
+                        "only {passes} of the {needed} answers in a row needed passed before the deadline; the last: {detail}"
+                    );
+                }
+                tracing::warn!("smoke {name}: failed after {attempts} attempt(s): {detail}");
             }
             return SmokeResult {
                 name,
                 url: check.url.clone(),
-                ok,
+                ok: passed,
                 attempts,
                 detail,
                 seconds: started.elapsed().as_secs_f64(),
             };
         }
-        tracing::info!(
-            "smoke {name}: attempt {attempts}: {detail}; retrying in {:.1}s",
-            delay.as_secs_f64()
-        );
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        if !ok {
+            tracing::info!(
+                "smoke {name}: attempt {attempts}: {detail}; retrying in {:.1}s",
+                next.as_secs_f64()
+            );
+        }
+        tokio::time::sleep(next).await;
+    }
+}
+
+/// The pause between answers that passed, while counting them.
+const BETWEEN_PASSES: Duration = Duration::from_millis(100);
+
+/// Why a request got no answer, in the words a person debugging it needs.
+fn no_answer(e: &reqwest::Error, check: &SmokeCheck) -> String {
+    let chain = {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(c) = src {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            src = c.source();
+        }
+        s
+    };
+    let host = reqwest::Url::parse(&check.url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    if e.is_timeout() {
+        format!("no answer within {}s", check.timeout_seconds)
+    } else if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        format!(
+            "DNS lookup of {host} failed (is the host name right, and does it resolve from here?)"
+        )
+    } else if chain.contains("Connection refused") || chain.contains("connection refused") {
+        format!("connection refused by {host}")
+    } else if e.is_connect() {
+        format!(
+            "cannot connect to {host}: {}",
+            chain.rsplit(": ").next().unwrap_or("")
+        )
+    } else {
+        format!("request failed: {chain}")
     }
 }
 
@@ -93,15 +156,11 @@ async fn attempt(
     check: &SmokeCheck,
     versions: &[String],
 ) -> Result<String, String> {
-    let resp = client.get(&check.url).send().await.map_err(|e| {
-        if e.is_timeout() {
-            format!("no answer within {}s", check.timeout_seconds)
-        } else if e.is_connect() {
-            "connection refused or unreachable".to_string()
-        } else {
-            format!("request failed: {e}")
-        }
-    })?;
+    let resp = client
+        .get(&check.url)
+        .send()
+        .await
+        .map_err(|e| no_answer(&e, check))?;
     let status = resp.status().as_u16();
     if status != check.expect_status {
         let location = resp
@@ -187,6 +246,7 @@ mod tests {
             deadline_seconds: 3,
             timeout_seconds: 1,
             follow_redirects: false,
+            consecutive: 1,
         }
     }
 
@@ -200,6 +260,45 @@ mod tests {
         let r = run(&[check(url)], &versions()).await;
         assert!(r[0].ok, "{r:?}");
         assert_eq!(r[0].attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn a_mix_of_old_and_new_passes_only_after_answers_in_a_row() {
+        let old = (200, r#"{"build":{"version":"1.0.0"}}"#);
+        let new = (200, r#"{"build":{"version":"1.1.0"}}"#);
+        let url = serve(vec![new, old, new, new, old, new, new, new]);
+        let mut c = check(url);
+        c.consecutive = 3;
+        let r = run(&[c], &versions()).await;
+        assert!(r[0].ok, "{r:?}");
+        assert_eq!(r[0].attempts, 8, "the lucky first answers must not count");
+        assert!(
+            r[0].detail.contains("3 answers in a row"),
+            "{}",
+            r[0].detail
+        );
+
+        // Old and new keep alternating: never 2 in a row, so it fails at the deadline.
+        let url = serve([new, old].repeat(200));
+        let mut c = check(url);
+        c.consecutive = 2;
+        c.deadline_seconds = 1;
+        let r = run(&[c], &versions()).await;
+        assert!(!r[0].ok, "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_dns_failure_says_dns() {
+        let mut c = check("http://no-such-host.invalid/health".into());
+        c.deadline_seconds = 1;
+        let r = run(&[c], &versions()).await;
+        assert!(!r[0].ok);
+        assert!(
+            r[0].detail
+                .contains("DNS lookup of no-such-host.invalid failed"),
+            "{}",
+            r[0].detail
+        );
     }
 
     #[tokio::test]

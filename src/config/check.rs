@@ -148,6 +148,12 @@ pub fn validate(env: &Environment) -> Vec<String> {
                 c.deadline_seconds, c.timeout_seconds
             ));
         }
+        if !(1..=20).contains(&c.consecutive) {
+            p.push(format!(
+                "field `smoke[{i}].consecutive`: {} is not between 1 and 20",
+                c.consecutive
+            ));
+        }
         if let Some(v) = &c.version_field {
             if v.is_empty() || v.split('.').any(str::is_empty) {
                 p.push(format!("field `smoke[{i}].version_field`: {v:?} must be a dotted path like \"version\" or \"build.version\""));

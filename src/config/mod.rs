@@ -119,6 +119,13 @@ pub struct SmokeCheck {
     pub timeout_seconds: u64,
     #[serde(default)]
     pub follow_redirects: bool,
+    /// Answers in a row that must pass (a load balancer may still mix old and new tasks).
+    #[serde(default = "default_consecutive")]
+    pub consecutive: u32,
+}
+
+fn default_consecutive() -> u32 {
+    3
 }
 
 fn default_status() -> u16 {
@@ -381,9 +388,18 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_string();
+    let size = std::fs::metadata(path)
+        .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?
+        .len();
+    if size > MAX_FILE_BYTES {
+        return Err(vec![format!(
+            "{}: {size} bytes; an environment file is at most {MAX_FILE_BYTES} bytes",
+            path.display()
+        )]);
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![format!("{}: cannot read: {e}", path.display())])?;
-    let file: EnvironmentFile = toml::from_str(&text).map_err(|e| {
+    let mut file: EnvironmentFile = toml::from_str(&text).map_err(|e| {
         // toml's message already names the key and shows the line.
         vec![format!(
             "{}: {}",
@@ -391,12 +407,19 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
             e.to_string().trim_end().replace('\n', "\n      ")
         )]
     })?;
+    let mut problems = Vec::new();
+    for (i, c) in file.smoke.iter_mut().enumerate() {
+        match expand_vars(&c.url, |k| std::env::var(k).ok()) {
+            Ok(u) => c.url = u,
+            Err(e) => problems.push(format!("field `smoke[{i}].url`: {e}")),
+        }
+    }
     let env = Environment {
         name,
         path: path.to_path_buf(),
         file,
     };
-    let problems = validate(&env);
+    problems.extend(validate(&env));
     if problems.is_empty() {
         Ok(env)
     } else {
@@ -405,6 +428,36 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
             .map(|p| format!("{}: {p}", path.display()))
             .collect())
     }
+}
+
+/// The largest environment file ferry reads.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Replaces each `${NAME}` with the environment variable `NAME` (so a smoke URL can follow
+/// where the service really is, e.g. the local world's ports). `$` alone stays as it is.
+pub fn expand_vars(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("{s:?} opens `${{` without a closing `}}`"))?;
+        let name = &after[..end];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!(
+                "{s:?}: `${{{name}}}` is not a variable name (letters, digits, _)"
+            ));
+        }
+        let value = lookup(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            format!("{s:?} uses ${{{name}}}, which is not set in ferry's environment (export it, or write the URL out)")
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Loads the environments and says which file to fix; used by every subcommand.

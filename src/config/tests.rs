@@ -245,3 +245,21 @@ fn role_arn_partitions_are_exactly_the_real_ones() {
         );
     }
 }
+
+#[test]
+fn variables_in_smoke_urls() {
+    let env = |k: &str| (k == "SIM").then(|| "http://127.0.0.1:5413".to_string());
+    for (input, want) in [
+        ("${SIM}/app/health", Ok("http://127.0.0.1:5413/app/health")),
+        ("https://x.example/$path", Ok("https://x.example/$path")),
+        ("${NOPE}/x", Err("${NOPE}, which is not set")),
+        ("${SIM/x", Err("without a closing")),
+        ("${a-b}/x", Err("is not a variable name")),
+    ] {
+        match (super::expand_vars(input, env), want) {
+            (Ok(got), Ok(w)) => assert_eq!(got, w, "{input}"),
+            (Err(got), Err(w)) => assert!(got.contains(w), "{input}: {got}"),
+            (got, w) => panic!("{input}: got {got:?}, want {w:?}"),
+        }
+    }
+}

@@ -11,7 +11,7 @@ use super::Running;
 use crate::aws::ecs;
 
 /// Service events that only narrate (a task started or stopped, steady state).
-fn is_narration(message: &str) -> bool {
+pub fn is_narration(message: &str) -> bool {
     message.contains("has started")
         || message.contains("has stopped")
         || message.contains("steady state")

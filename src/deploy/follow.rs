@@ -42,6 +42,8 @@ struct Follower<'a> {
     since_secs: i64,
     /// When `DescribeServices` first listed our deployment.
     visible_at: Option<Instant>,
+    /// The newest service event since the start that says more than "started/stopped".
+    telling_event: Option<String>,
     last_progress: String,
 }
 
@@ -61,6 +63,7 @@ pub async fn follow(
         seen_events: run.prep.known_events.clone(),
         since_secs: aws_smithy_types::DateTime::from(run.started).secs(),
         visible_at: None,
+        telling_event: None,
         last_progress: String::new(),
     };
     let deadline = Instant::now() + timeout;
@@ -100,11 +103,13 @@ pub async fn follow(
             }
         }
         if Instant::now() >= deadline {
-            return Ended::TimedOut {
-                pending: last_view
-                    .map(|v| judge::pending(ours, &v))
-                    .unwrap_or_else(|| "the service could not be read".into()),
-            };
+            let mut pending = last_view
+                .map(|v| judge::pending(ours, &v))
+                .unwrap_or_else(|| "the service could not be read".into());
+            if let Some(e) = &f.telling_event {
+                pending.push_str(&format!("; last event: {e}"));
+            }
+            return Ended::TimedOut { pending };
         }
         poll.wait().await;
     }
@@ -147,7 +152,11 @@ impl Follower<'_> {
             .collect();
         new.reverse();
         for e in new {
-            tracing::info!("{}: event: {}", self.name, e.message().unwrap_or_default());
+            let message = e.message().unwrap_or_default();
+            tracing::info!("{}: event: {message}", self.name);
+            if !super::evidence::is_narration(message) {
+                self.telling_event = Some(message.to_string());
+            }
         }
     }
 

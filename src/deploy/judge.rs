@@ -370,12 +370,29 @@ pub fn progress(d: &DeploymentView) -> String {
 
 /// What is still pending, for a timeout's message.
 pub fn pending(ours: &Ours, svc: &ServiceView) -> String {
-    match svc.deployments.iter().find(|d| ours.is_ours(d)) {
-        Some(d) => format!(
+    let counts = |d: &DeploymentView| {
+        format!(
             "{} of {} task(s) running, {} pending, {} failed, rollout {}",
             d.running, d.desired, d.pending, d.failed, d.rollout_state
+        )
+    };
+    if let Some(d) = svc.deployments.iter().find(|d| ours.is_ours(d)) {
+        return counts(d);
+    }
+    match ours.newer(svc).into_iter().find(|d| d.status == "PRIMARY") {
+        Some(p) if p.task_definition == ours.previous_task_definition => format!(
+            "ECS's rollback to {} ({}): {}",
+            short_td(&p.task_definition),
+            p.id,
+            counts(p)
         ),
-        None => "ECS never listed this run's deployment".into(),
+        Some(p) => format!(
+            "deployment {} of {} replaced it: {}",
+            p.id,
+            short_td(&p.task_definition),
+            counts(p)
+        ),
+        None => "ECS did not list this run's deployment yet".into(),
     }
 }
 

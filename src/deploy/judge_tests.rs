@@ -495,5 +495,10 @@ fn pending_names_what_is_left() {
         pending(&ours(), &s),
         "1 of 2 task(s) running, 1 pending, 0 failed, rollout IN_PROGRESS"
     );
-    assert!(pending(&ours(), &stale()).contains("never listed"));
+    assert!(pending(&ours(), &stale()).contains("did not list this run's deployment yet"));
+    let rolling = svc(true, vec![d("ecs-svc/rb", "PRIMARY", OLD, "IN_PROGRESS")]);
+    assert_eq!(
+        pending(&ours(), &rolling),
+        "ECS's rollback to web:1 (ecs-svc/rb): 1 of 2 task(s) running, 1 pending, 0 failed, rollout IN_PROGRESS"
+    );
 }

@@ -71,6 +71,9 @@ pub struct Prepared {
     pub timeout: Duration,
     /// Why that long.
     pub timeout_why: String,
+    /// How long bringing the service back may take: derived from the service, never less
+    /// than the rollout timeout (a short override for the release must not cut a rollback).
+    pub rollback_timeout: Duration,
     /// Service events that existed before this run: not ours to report.
     pub known_events: HashSet<String>,
     /// Deployment ids that existed before this run.
@@ -235,18 +238,39 @@ async fn start(
     for c in &changes {
         tracing::info!("{name}: {c}");
     }
-    let family = run.prep.td.family().unwrap_or("?").to_string();
-    let out = crate::aws::AwsResultExt::aws(
-        req.send().await,
-        "ecs:RegisterTaskDefinition",
-        format!("family {family} (for {name})"),
-    )?;
-    let new_td = out
-        .task_definition()
-        .and_then(|t| t.task_definition_arn())
-        .ok_or_else(|| anyhow!("ecs:RegisterTaskDefinition for {name} returned no ARN"))?
-        .to_string();
-    tracing::info!("{name}: registered {}", short_td(&new_td));
+    let new_td = match taskdef::find_orphan(
+        client,
+        &run.prep.td,
+        &run.prep.cfg.container,
+        image,
+        ferry_tags,
+        &req,
+    )
+    .await
+    {
+        Some(arn) => {
+            tracing::info!(
+                "{name}: reusing {}, registered by an earlier run that stopped before updating the service (identical)",
+                short_td(&arn)
+            );
+            arn
+        }
+        None => {
+            let family = run.prep.td.family().unwrap_or("?").to_string();
+            let out = crate::aws::AwsResultExt::aws(
+                req.send().await,
+                "ecs:RegisterTaskDefinition",
+                format!("family {family} (for {name})"),
+            )?;
+            let arn = out
+                .task_definition()
+                .and_then(|t| t.task_definition_arn())
+                .ok_or_else(|| anyhow!("ecs:RegisterTaskDefinition for {name} returned no ARN"))?
+                .to_string();
+            tracing::info!("{name}: registered {}", short_td(&arn));
+            arn
+        }
+    };
     run.changes = changes;
     let update = begin_update(client, &run.prep.cfg, &new_td, &run.prep.previous_td)
         .await

@@ -75,6 +75,7 @@ pub async fn prepare(
     let already = ecs::container_image(&td, &cfg.container) == Some(image);
     let (timeout, timeout_why) =
         timeout::rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
+    let (derived, _) = timeout::rollout_timeout(&svc, &td, None);
     Ok(Prepared {
         cfg: cfg.clone(),
         previous_td,
@@ -83,6 +84,7 @@ pub async fn prepare(
         already,
         timeout,
         timeout_why,
+        rollback_timeout: derived.max(timeout),
         known_events: event_ids(&svc),
         known_deployments: svc
             .deployments()

@@ -82,7 +82,7 @@ pub async fn roll_back(client: &aws_sdk_ecs::Client, run: &mut Running) -> Servi
         );
         match ecs::stop_with_rollback(client, &arn).await {
             Ok(()) => {
-                let timeout = run.prep.timeout;
+                let timeout = run.prep.rollback_timeout;
                 return match follow::follow(client, run, &ours, timeout).await {
                     Ended::Failed {
                         back_on_previous: Some(true),
@@ -141,7 +141,7 @@ async fn redeploy(
     let saved_arn = run.service_deployment_arn.take();
     let saved_started = run.started;
     run.started = update.started;
-    let timeout = run.prep.timeout;
+    let timeout = run.prep.rollback_timeout;
     let ended = follow::follow(client, run, &rollback_ours, timeout).await;
     run.service_deployment_arn = saved_arn;
     run.started = saved_started;

@@ -122,6 +122,54 @@ pub fn render(
     Ok((req, changes))
 }
 
+/// A revision of the family registered after `current` that is exactly what `wanted` would
+/// register (a run killed between `RegisterTaskDefinition` and `UpdateService` leaves one):
+/// reusing it keeps the family free of identical orphans. `None` when there is none, or on
+/// any doubt (it is only an optimisation).
+pub async fn find_orphan(
+    client: &aws_sdk_ecs::Client,
+    current: &TaskDefinition,
+    container: &str,
+    image: &str,
+    ferry_tags: &[(&str, String)],
+    wanted: &RegisterTaskDefinitionFluentBuilder,
+) -> Option<String> {
+    let family = current.family()?;
+    let listed = client
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .sort(aws_sdk_ecs::types::SortOrder::Desc)
+        .max_results(1)
+        .send()
+        .await
+        .ok()?;
+    let latest = listed.task_definition_arns().first()?;
+    if Some(latest.as_str()) == current.task_definition_arn() {
+        return None;
+    }
+    let (td, tags) = ecs::describe_task_definition(client, latest).await.ok()?;
+    if td.family() != Some(family) || td.revision() <= current.revision() {
+        return None;
+    }
+    let (again, changes) = render(client, &td, &tags, container, image, ferry_tags).ok()?;
+    (changes.is_empty() && same_request(again.as_input(), wanted.as_input()))
+        .then(|| latest.clone())
+}
+
+/// Two register requests ask for the same revision (tags compared as a set).
+fn same_request(
+    a: &aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionInputBuilder,
+    b: &aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionInputBuilder,
+) -> bool {
+    let sorted = |x: &aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionInputBuilder| {
+        let mut tags = x.get_tags().clone().unwrap_or_default();
+        tags.sort_by(|p, q| p.key().cmp(&q.key()));
+        x.clone().set_tags(Some(tags))
+    };
+    sorted(a) == sorted(b)
+}
+
 /// The tags ferry puts on a revision for this release.
 pub fn ferry_tags(
     tag: &str,
@@ -436,6 +484,21 @@ mod tests {
                 "tags[ferry:version]: (none) → 1.1.0",
             ]
         );
+    }
+
+    #[test]
+    fn an_identical_request_is_the_same_even_with_tags_reordered() {
+        let td = full_task_definition();
+        let tags = [
+            (TAG_RELEASE, "v1.1.0".to_string()),
+            (TAG_VERSION, "1.1.0".to_string()),
+        ];
+        let (a, _) = render(&client(), &td, &[], "web", "repo@sha256:new", &tags).unwrap();
+        let reversed: Vec<(&str, String)> = tags.iter().rev().cloned().collect();
+        let (b, _) = render(&client(), &td, &[], "web", "repo@sha256:new", &reversed).unwrap();
+        assert!(same_request(a.as_input(), b.as_input()));
+        let (c, _) = render(&client(), &td, &[], "web", "repo@sha256:other", &tags).unwrap();
+        assert!(!same_request(a.as_input(), c.as_input()));
     }
 
     #[test]

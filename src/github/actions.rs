@@ -1,6 +1,6 @@
 //! GitHub Actions' side channels: step outputs (`$GITHUB_OUTPUT`), the step summary
 //! (`$GITHUB_STEP_SUMMARY`, kept under its 1 MiB limit) and annotations (workflow commands on
-//! stdout, escaped). Outside Actions every function here does nothing.
+//! stderr, escaped). Outside Actions every function here does nothing.
 
 use std::io::Write as _;
 
@@ -48,6 +48,19 @@ pub fn github_summary(markdown: &str) -> Result<()> {
     Ok(())
 }
 
+/// The URL of this GitHub Actions run (and attempt), from the runner's variables.
+pub fn run_url() -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let server = var("GITHUB_SERVER_URL")?;
+    let repo = var("GITHUB_REPOSITORY")?;
+    let id = var("GITHUB_RUN_ID")?;
+    let mut url = format!("{}/{repo}/actions/runs/{id}", server.trim_end_matches('/'));
+    if let Some(attempt) = var("GITHUB_RUN_ATTEMPT").filter(|a| a != "1") {
+        url.push_str(&format!("/attempts/{attempt}"));
+    }
+    Some(url)
+}
+
 /// Escapes a workflow-command message (`%`, CR, LF).
 pub fn escape_workflow_data(s: &str) -> String {
     s.replace('%', "%25")
@@ -61,7 +74,9 @@ pub fn github_error_annotation(title: &str, message: &str) {
         let title = escape_workflow_data(title)
             .replace(':', "%3A")
             .replace(',', "%2C");
-        println!("::error title={title}::{}", escape_workflow_data(message));
+        // stderr: the runner reads workflow commands there too, and stdout stays pure JSON
+        // under `--output json`.
+        eprintln!("::error title={title}::{}", escape_workflow_data(message));
     }
 }
 

@@ -208,20 +208,6 @@ pub fn new_run_id() -> String {
     format!("{ms}-{:08x}", rand::random::<u32>())
 }
 
-/// The GitHub Actions run URL, when running in Actions.
-pub fn actions_run_url() -> Option<String> {
-    let v = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
-    if v("GITHUB_ACTIONS").as_deref() != Some("true") {
-        return None;
-    }
-    let server = v("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
-    let (repo, id) = (v("GITHUB_REPOSITORY")?, v("GITHUB_RUN_ID")?);
-    Some(match v("GITHUB_RUN_ATTEMPT") {
-        Some(a) => format!("{server}/{repo}/actions/runs/{id}/attempts/{a}"),
-        None => format!("{server}/{repo}/actions/runs/{id}"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,8 +17,7 @@ use crate::error::Failure;
 use crate::plan::{DigestFrom, Plan};
 use crate::records::store::{ClaimInfo, Store};
 use crate::records::{
-    actions_run_url, new_run_id, now_unix, rfc3339_of, Record, RecordResult, ServiceRecord,
-    SmokeRecord, SCHEMA,
+    new_run_id, now_unix, rfc3339_of, Record, RecordResult, ServiceRecord, SmokeRecord, SCHEMA,
 };
 use crate::report::{DeployReport, Outcome};
 
@@ -55,7 +54,11 @@ pub async fn claim_environment(store: &Store, env: &Environment, plan: &Plan) ->
     let ttl = env_number(CLAIM_TTL_ENV, 3600, 86_400)?;
     let settle = env_number(SETTLE_ENV, 3000, 60_000)?;
     let claim = store
-        .claim(&plan.tag, ttl * 1000, actions_run_url().as_deref())
+        .claim(
+            &plan.tag,
+            ttl * 1000,
+            crate::github::actions::run_url().as_deref(),
+        )
         .await?;
     tracing::info!(
         "claimed {} for {} ({}); checking for other runs in {settle} ms",
@@ -167,7 +170,7 @@ pub async fn record(
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
-        run_url: actions_run_url(),
+        run_url: crate::github::actions::run_url(),
         ferry_version: env!("CARGO_PKG_VERSION").into(),
         promoted_from: source_record(plan, source_env).await,
     };

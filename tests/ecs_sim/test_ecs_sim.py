@@ -17,18 +17,35 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = botocore.session.get_session().get_service_model("ecs")
+SCALE = 0.5   # every simulated duration is halved to keep the suite short
+
+
+def start_sim(*args):
+    """A simulator on a free port (--port 0), loopback only; returns (endpoint, process)."""
+    p = subprocess.Popen([sys.executable, os.path.join(HERE, "ecs_sim.py"), "--port", "0", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline().strip()
+    assert line.startswith("ECS_SIM_ENDPOINT=http://127.0.0.1:"), line
+    return line.split("=", 1)[1], p
 
 
 @pytest.fixture
-def sim():
-    p = subprocess.Popen([sys.executable, os.path.join(HERE, "ecs_sim.py"), "--port", "0"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = p.stdout.readline().strip()
-    assert line.startswith("ECS_SIM_ENDPOINT="), line
-    endpoint = line.split("=", 1)[1]
-    yield endpoint
-    p.terminate()
-    p.wait(timeout=10)
+def make_sim():
+    started = []
+
+    def make(*args):
+        endpoint, p = start_sim(*(args if "--time-scale" in args else ("--time-scale", str(SCALE), *args)))
+        started.append(p)
+        return endpoint
+    yield make
+    for p in started:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+@pytest.fixture
+def sim(make_sim):
+    return make_sim()
 
 
 def ecs(endpoint):
@@ -50,6 +67,7 @@ def raw(endpoint, op, body):
         err = json.loads(e.read())
         known = {s.name for s in MODEL.operation_model(op).error_shapes} | {"ThrottlingException", "ServerException", "ClientException"}
         assert err["__type"] in known, f"{op}: undocumented error {err['__type']}"
+        e.error = err   # the body is read: keep it for the caller
         raise
     check_shape(out, MODEL.operation_model(op).output_shape, op)
     return out
@@ -59,6 +77,8 @@ def check_shape(value, shape, path):
     t = shape.type_name
     if t == "structure":
         assert isinstance(value, dict), f"{path}: expected an object"
+        for k in shape.required_members:
+            assert k in value, f"{path}: required member {k} of {shape.name} is missing"
         for k, v in value.items():
             assert k in shape.members, f"{path}.{k}: not a member of {shape.name}"
             check_shape(v, shape.members[k], f"{path}.{k}")
@@ -95,22 +115,51 @@ def health(endpoint, cluster, service):
         return e.code, json.loads(e.read())
 
 
-def setup_service(endpoint, image="repo@sha256:" + "1" * 64, version="1.0.0", breaker=True):
-    control(endpoint, "images", {"image": image, "version": version, "behavior": "healthy"})
+TG = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-tg/0123456789abcdef"
+LB = [{"targetGroupArn": TG, "containerName": "web", "containerPort": 8080}]
+
+
+def setup_service(endpoint, image="repo@sha256:" + "1" * 64, version="1.0.0", breaker=True, behavior="healthy",
+                  wait_steady=True, **create):
+    """Cluster `shop`, service `web` (desired 2, circuit breaker with rollback unless breaker=False)
+    running `image`; extra CreateService arguments in `create` (loadBalancers, launchType, ...)."""
+    control(endpoint, "images", {"image": image, "version": version, "behavior": behavior})
     c = ecs(endpoint)
     c.create_cluster(clusterName="shop")
     td = c.register_task_definition(family="web", containerDefinitions=[{"name": "web", "image": image, "essential": True}],
                                     tags=[{"key": "team", "value": "shop"}])["taskDefinition"]["taskDefinitionArn"]
-    c.create_service(cluster="shop", serviceName="web", taskDefinition=td, desiredCount=2,
-                     deploymentConfiguration={"maximumPercent": 200, "minimumHealthyPercent": 100,
-                                              "deploymentCircuitBreaker": {"enable": breaker, "rollback": breaker}},
-                     networkConfiguration={"awsvpcConfiguration": {"subnets": ["s"], "securityGroups": ["g"]}})
-    wait(lambda: steady(c))
+    dc = {"maximumPercent": 200, "minimumHealthyPercent": 100,
+          "deploymentCircuitBreaker": {"enable": breaker, "rollback": breaker}}
+    dc.update(create.pop("deploymentConfiguration", {}))
+    create.setdefault("desiredCount", 2)
+    c.create_service(cluster="shop", serviceName="web", taskDefinition=td, deploymentConfiguration=dc,
+                     networkConfiguration={"awsvpcConfiguration": {"subnets": ["s"], "securityGroups": ["g"]}}, **create)
+    if wait_steady:
+        wait(lambda: steady(c))
     return c, td
 
 
+def describe(c):
+    return c.describe_services(cluster="shop", services=["web"])["services"][0]
+
+
+def sim_state(endpoint):
+    with urllib.request.urlopen(endpoint + "/_sim/state") as r:
+        return json.loads(r.read())
+
+
+def tasks_of(c, td, status="STOPPED"):
+    arns = c.list_tasks(cluster="shop", serviceName="web", desiredStatus=status)["taskArns"]
+    tasks = c.describe_tasks(cluster="shop", tasks=arns)["tasks"] if arns else []
+    return [t for t in tasks if t["taskDefinitionArn"] == td]
+
+
+def messages(c):
+    return [e["message"] for e in describe(c)["events"]]
+
+
 def steady(c):
-    d = c.describe_services(cluster="shop", services=["web"])["services"][0]["deployments"]
+    d = describe(c)["deployments"]
     return len(d) == 1 and d[0]["rolloutState"] == "COMPLETED"
 
 
@@ -250,3 +299,369 @@ def test_aws_cli_parses_the_answers(sim):
     out = subprocess.run(aws + ["ecs", "list-service-deployments", "--endpoint-url", sim, "--cluster", "shop", "--service", "web",
                           "--output", "json"], env=env, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["serviceDeployments"][0]["status"] == "SUCCESSFUL"
+
+
+def statuses_until_end(c, arn, on_status=None, timeout=20):
+    """Polls a service deployment until it ends; returns the statuses seen, in order."""
+    seen = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = sd_status(c, arn)["status"]
+        if not seen or seen[-1] != st:
+            seen.append(st)
+            if on_status:
+                on_status(st)
+        if st in ("SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"):
+            return seen
+        time.sleep(0.03)
+    raise AssertionError(f"service deployment never ended: {seen}")
+
+
+# ---------- 1. eventual consistency, denied operations, rate limits
+def test_reads_lag_behind_update_service(make_sim):
+    sim = make_sim()
+    c, td1 = setup_service(sim)
+    control(sim, "lag", {"cluster": "shop", "service": "web", "seconds": 1.5})
+    td2 = new_revision(c, sim, "repo@sha256:" + "7" * 64, "7.0.0", "healthy")
+    before = describe(c)
+    answer = c.update_service(cluster="shop", service="web", taskDefinition=td2)["service"]
+    # UpdateService's own answer is current: the new PRIMARY deployment and its id.
+    assert answer["taskDefinition"] == td2 and answer["deployments"][0]["taskDefinition"] == td2
+    new_id = answer["deployments"][0]["id"]
+    # Reads answer the state from before the update.
+    stale = describe(c)
+    assert stale["taskDefinition"] == td1
+    assert [d["id"] for d in stale["deployments"]] == [d["id"] for d in before["deployments"]]
+    assert new_id not in [d["id"] for d in stale["deployments"]]
+    assert len(c.list_service_deployments(cluster="shop", service="web")["serviceDeployments"]) == 1
+    hidden = sim_state(sim)["serviceDeployments"][-1]   # the simulator's own state never lags
+    out = raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [hidden["serviceDeploymentArn"]]})
+    assert out == {"serviceDeployments": [], "failures": [{"arn": hidden["serviceDeploymentArn"], "reason": "MISSING"}]}
+    out = raw(sim, "DescribeServiceRevisions", {"serviceRevisionArns": [hidden["targetServiceRevision"]["arn"]]})
+    assert out["failures"][0]["reason"] == "MISSING"
+    # Then the reads catch up.
+    wait(lambda: describe(c)["taskDefinition"] == td2, timeout=5)
+    assert new_id in [d["id"] for d in describe(c)["deployments"]]
+    arn = wait(lambda: service_deployment(c, td2))
+    assert arn == hidden["serviceDeploymentArn"]
+    # A default lag for every service, from the command line.
+    sim2 = make_sim("--read-lag", "1")
+    c2, td = setup_service(sim2)
+    td3 = new_revision(c2, sim2, "repo@sha256:" + "8" * 64, "8.0.0", "healthy")
+    c2.update_service(cluster="shop", service="web", taskDefinition=td3)
+    assert describe(c2)["taskDefinition"] == td
+    wait(lambda: describe(c2)["taskDefinition"] == td3, timeout=5)
+
+
+def test_denied_operations_answer_access_denied(sim):
+    c, _ = setup_service(sim)
+    ops = ["ListServiceDeployments", "DescribeServiceDeployments", "DescribeServiceRevisions"]
+    arn = sim_state(sim)["serviceDeployments"][0]["serviceDeploymentArn"]
+    control(sim, "deny", {"operations": ops})
+    for op, body in [("ListServiceDeployments", {"cluster": "shop", "service": "web"}),
+                     ("DescribeServiceDeployments", {"serviceDeploymentArns": [arn]}),
+                     ("DescribeServiceRevisions", {"serviceRevisionArns": ["arn:aws:ecs:us-east-1:1:service-revision/x"]})]:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            raw(sim, op, body)   # raw() checks the error code is one the operation documents
+        assert (e.value.code, e.value.error["__type"]) == (400, "AccessDeniedException")
+    with pytest.raises(c.exceptions.AccessDeniedException) as e:
+        c.list_service_deployments(cluster="shop", service="web")
+    assert "is not authorized to perform: ecs:ListServiceDeployments" in e.value.response["Error"]["Message"]
+    assert describe(c)["serviceName"] == "web", "other operations still work"
+    control(sim, "deny", {"operations": []})
+    assert c.list_service_deployments(cluster="shop", service="web")["serviceDeployments"]
+
+
+def test_rate_limit_answers_throttling(sim):
+    setup_service(sim)
+    control(sim, "throttle", {"operation": "ListServiceDeployments", "per_second": 1})
+    body = {"cluster": "shop", "service": "web"}
+    raw(sim, "ListServiceDeployments", body)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "ListServiceDeployments", body)
+    assert e.value.code == 400
+    assert e.value.error == {"__type": "ThrottlingException", "message": "Rate exceeded"}
+    raw(sim, "DescribeServices", {"cluster": "shop", "services": ["web"]})   # other operations are not limited
+    time.sleep(1.05)
+    raw(sim, "ListServiceDeployments", body)
+    control(sim, "throttle", {"operation": "ListServiceDeployments", "per_second": 0})
+    for _ in range(3):
+        raw(sim, "ListServiceDeployments", body)
+
+
+# ---------- 2. service deployment lifecycle
+def test_service_deployment_lifecycle_and_stop_during_rollback(sim):
+    c, td1 = setup_service(sim)
+    control(sim, "timing", {"pending_seconds": 1.0})
+    td2 = new_revision(c, sim, "repo@sha256:" + "a" * 64, "10.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    assert statuses_until_end(c, arn) == ["PENDING", "IN_PROGRESS", "SUCCESSFUL"]
+    full = raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [arn]})["serviceDeployments"][0]
+    assert full["deploymentCircuitBreaker"]["status"] == "MONITORING_COMPLETE"
+    assert full["startedAt"] >= full["createdAt"] and full["finishedAt"] >= full["startedAt"]
+
+    td3 = new_revision(c, sim, "repo@sha256:" + "b" * 64, "11.0.0", "crash")
+    c.update_service(cluster="shop", service="web", taskDefinition=td3)
+    arn = wait(lambda: service_deployment(c, td3))
+    accepted = []
+
+    def stop_while_rolling_back(status):
+        if status.startswith("ROLLBACK_") and status != "ROLLBACK_SUCCESSFUL":
+            accepted.append(c.stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")["serviceDeploymentArn"])
+    seen = statuses_until_end(c, arn, stop_while_rolling_back)
+    assert seen == ["PENDING", "IN_PROGRESS", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS", "ROLLBACK_SUCCESSFUL"]
+    assert accepted == [arn, arn], "StopServiceDeployment is accepted while rolling back; the rollback continues"
+    assert describe(c)["taskDefinition"] == td2
+    with pytest.raises(c.exceptions.ConflictException):
+        c.stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+
+
+def test_stop_with_abort_ends_stopped(sim):
+    c, td1 = setup_service(sim)
+    control(sim, "timing", {"pending_seconds": 1.0})
+    td2 = new_revision(c, sim, "repo@sha256:" + "c" * 64, "12.0.0", "slow")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    wait(lambda: sd_status(c, arn)["status"] == "IN_PROGRESS")
+    c.stop_service_deployment(serviceDeploymentArn=arn, stopType="ABORT")
+    seen = statuses_until_end(c, arn, lambda st: st == "STOP_REQUESTED" and
+                              c.stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK"))
+    assert seen == ["STOP_REQUESTED", "STOPPED"], "a stop request continues to stop, even when asked to roll back"
+    sd = raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [arn]})["serviceDeployments"][0]
+    assert "stoppedAt" in sd and "ABORT" in sd["statusReason"]
+    svc = describe(c)
+    assert svc["deployments"][0]["rolloutState"] == "FAILED", "no rollback: the stopped deployment stays PRIMARY"
+    assert svc["deployments"][1]["taskDefinition"] == td1 and svc["deployments"][1]["runningCount"] == 2
+    with pytest.raises(c.exceptions.ConflictException):
+        c.stop_service_deployment(serviceDeploymentArn=arn, stopType="ABORT")
+
+
+# ---------- 3. the circuit breaker as ECS counts
+def test_health_check_replacements_count_and_stop_with_scheduler_code(sim):
+    c, td1 = setup_service(sim)
+    td2 = new_revision(c, sim, "repo@sha256:" + "d" * 64, "13.0.0", "unhealthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    wait(lambda: sd_status(c, arn)["status"] == "ROLLBACK_SUCCESSFUL")
+    sd = sd_status(c, arn)
+    assert sd["deploymentCircuitBreaker"]["status"] == "TRIGGERED"
+    assert sd["deploymentCircuitBreaker"]["failureCount"] >= sd["deploymentCircuitBreaker"]["threshold"] == 3
+    stopped = tasks_of(c, td2)
+    assert stopped and all(t["stopCode"] == "ServiceSchedulerInitiated" for t in stopped)
+    assert all(t["stoppedReason"] == "Task failed container health checks" for t in stopped)
+    assert any("failed container health checks." in m for m in messages(c))
+    assert describe(c)["taskDefinition"] == td1
+
+
+def test_failure_count_resets_when_a_task_turns_healthy(sim):
+    c, _ = setup_service(sim)
+    control(sim, "timing", {"restart_backoff_seconds": 1.0})   # a longer look at the count of 2
+    # The first two tasks of this image crash at start; later ones are healthy.
+    image = "repo@sha256:" + "e" * 64
+    control(sim, "images", {"image": image, "version": "14.0.0", "behavior": "crash", "failures": 2})
+    td2 = c.register_task_definition(family="web", containerDefinitions=[{"name": "web", "image": image}])["taskDefinition"]["taskDefinitionArn"]
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    counts = []
+    deadline = time.time() + 15
+    while sd_status(c, arn)["status"] != "SUCCESSFUL" and time.time() < deadline:
+        d = next(d for d in describe(c)["deployments"] if d["taskDefinition"] == td2)
+        counts.append(d["failedTasks"])
+        time.sleep(0.03)
+    assert sd_status(c, arn)["status"] == "SUCCESSFUL"
+    assert 2 in counts and counts[-1] == 0, f"2 failures, then reset by a healthy task: {counts}"
+    assert sd_status(c, arn)["deploymentCircuitBreaker"]["failureCount"] == 0
+    assert len(tasks_of(c, td2)) == 2
+
+
+def test_crash_after_running_never_trips_the_breaker(sim):
+    c, td1 = setup_service(sim)
+    td2 = new_revision(c, sim, "repo@sha256:" + "f" * 64, "15.0.0", "crash-after-running")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    wait(lambda: len(tasks_of(c, td2)) >= 6, timeout=10)
+    sd = sd_status(c, arn)
+    assert sd["status"] == "IN_PROGRESS" and sd["deploymentCircuitBreaker"]["failureCount"] == 0
+    d = describe(c)["deployments"][0]
+    assert (d["taskDefinition"], d["rolloutState"], d["failedTasks"]) == (td2, "IN_PROGRESS", 0)
+    stopped = tasks_of(c, td2)
+    assert all(t["stopCode"] == "EssentialContainerExited" and "startedAt" in t for t in stopped)
+    assert all(t["healthStatus"] == "UNKNOWN" for t in stopped), "no container health check"
+    assert not any("unable to consistently start" in m for m in messages(c)), "tasks reached RUNNING: no throttle"
+    # A deploy tool has to time out and stop it.
+    c.stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+    wait(lambda: sd_status(c, arn)["status"] == "ROLLBACK_SUCCESSFUL")
+    assert describe(c)["taskDefinition"] == td1
+
+
+def test_tasks_that_never_start_are_restarted_with_growing_delays(sim):
+    c, _ = setup_service(sim, breaker=False)
+    control(sim, "timing", {"restart_backoff_max_seconds": 5})
+    td2 = new_revision(c, sim, "repo@sha256:" + "9" * 64, "16.0.0", "crash")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    wait(lambda: len(tasks_of(c, td2)) >= 8, timeout=15)
+    created = sorted({round(t["createdAt"].timestamp(), 2) for t in tasks_of(c, td2)})
+    gaps = [round(b - a, 2) for a, b in zip(created, created[1:])]
+    assert gaps[-1] >= 3 * gaps[0], f"launches ever further apart: {gaps}"
+    throttled = [m for m in messages(c) if m == "(service web) is unable to consistently start tasks successfully."]
+    assert len(throttled) == 1, "the repeated event is omitted until the cause is resolved"
+    d = describe(c)["deployments"][0]
+    assert d["rolloutState"] == "IN_PROGRESS" and d["failedTasks"] >= 6, "no breaker: it keeps trying"
+
+
+# ---------- 4. the rollback target
+def test_rollback_goes_to_the_last_completed_deployment(sim):
+    c, td1 = setup_service(sim)
+    td2 = new_revision(c, sim, "repo@sha256:" + "2" * 64, "2.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn2 = wait(lambda: service_deployment(c, td2))
+    wait(lambda: sd_status(c, arn2)["status"] == "SUCCESSFUL")
+    td3 = new_revision(c, sim, "repo@sha256:" + "3" * 64, "3.0.0", "crash")
+    c.update_service(cluster="shop", service="web", taskDefinition=td3)
+    arn3 = wait(lambda: service_deployment(c, td3))
+    wait(lambda: sd_status(c, arn3)["status"] == "ROLLBACK_SUCCESSFUL")
+    assert describe(c)["taskDefinition"] == td2
+    assert sd_status(c, arn3)["rollback"]["serviceRevisionArn"] == sd_status(c, arn2)["targetServiceRevision"]["arn"]
+
+
+def test_without_a_completed_deployment_the_breaker_stalls(sim):
+    c, td1 = setup_service(sim, behavior="crash", wait_steady=False)
+    wait(lambda: describe(c)["deployments"][0]["rolloutState"] == "FAILED")
+    arn = sim_state(sim)["serviceDeployments"][0]["serviceDeploymentArn"]
+    launched = len(tasks_of(c, td1))
+    time.sleep(1)
+    sd = sd_status(c, arn)
+    assert sd["status"] == "IN_PROGRESS" and sd["deploymentCircuitBreaker"]["status"] == "TRIGGERED"
+    assert "stalled" in sd["statusReason"] and "rollback" not in sd
+    svc = describe(c)
+    assert len(svc["deployments"]) == 1 and svc["deployments"][0]["rolloutState"] == "FAILED"
+    assert len(tasks_of(c, td1)) == launched, "a FAILED deployment launches no new tasks"
+
+
+# ---------- 5. load balancer
+def test_load_balancer_mixes_versions_and_drains_old_targets(sim):
+    # maximumPercent 150: one new task at a time, so one old target serves beside the first new one.
+    c, td1 = setup_service(sim, loadBalancers=LB, deploymentConfiguration={"maximumPercent": 150})
+    control(sim, "timing", {"deregistration_delay_seconds": 1.0})
+    td2 = new_revision(c, sim, "repo@sha256:" + "4" * 64, "4.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    mixed, draining_seen = False, False
+    while sd_status(c, arn)["status"] != "SUCCESSFUL":
+        burst = {health(sim, "shop", "web")[1].get("version") for _ in range(4)}
+        mixed = mixed or burst == {"1.0.0", "4.0.0"}
+        deps = describe(c)["deployments"]
+        if len(deps) == 2 and deps[0]["runningCount"] == 2 and deps[1]["status"] == "ACTIVE":
+            draining_seen = True     # the new tasks run, the old deployment stays ACTIVE while its targets drain
+        time.sleep(0.02)
+    assert mixed, "during the rollout the load balancer answers from old and new targets at once"
+    assert draining_seen
+    assert {health(sim, "shop", "web")[1]["version"] for _ in range(4)} == {"4.0.0"}
+    ms = messages(c)
+    assert f"(service web) registered 1 targets in (target-group {TG})" in ms
+    assert f"(service web) deregistered 1 targets in (target-group {TG})" in ms
+    assert "(service web) has begun draining connections on 1 tasks." in ms
+    raw(sim, "DescribeServices", {"cluster": "shop", "services": ["web"]})
+
+
+def test_tasks_failing_elb_health_checks_are_replaced_after_the_grace_period(sim):
+    c, td1 = setup_service(sim, loadBalancers=LB, healthCheckGracePeriodSeconds=1)
+    control(sim, "timing", {"deregistration_delay_seconds": 0.1})
+    td2 = new_revision(c, sim, "repo@sha256:" + "5" * 64, "5.0.0", "elb-unhealthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    while sd_status(c, arn)["status"] != "ROLLBACK_SUCCESSFUL":
+        assert health(sim, "shop", "web")[1].get("version") != "5.0.0", "an unhealthy target gets no traffic"
+        time.sleep(0.05)
+    stopped = tasks_of(c, td2)
+    assert len(stopped) >= 3
+    for t in stopped:
+        assert t["stopCode"] == "ServiceSchedulerInitiated"
+        assert t["stoppedReason"] == f"Task failed ELB health checks in (target-group {TG})"
+        assert (t["stoppingAt"] - t["startedAt"]).total_seconds() >= 1.0 * SCALE, "not before the grace period"
+    assert any(m.startswith("(service web) (task ") and "(port 8080) is unhealthy in (target-group web-tg) due to" in m
+               for m in messages(c))
+    assert sd_status(c, arn)["deploymentCircuitBreaker"]["failureCount"] >= 3
+    assert describe(c)["taskDefinition"] == td1
+
+
+# ---------- 6. deployment alarms and bake time
+ALARMS = {"alarmNames": ["web-5xx"], "enable": True, "rollback": True}
+
+
+def test_an_alarm_during_the_bake_time_rolls_back(sim):
+    c, td1 = setup_service(sim, deploymentConfiguration={"alarms": ALARMS})
+    control(sim, "timing", {"alarm_bake_seconds": 30})
+    td2 = new_revision(c, sim, "repo@sha256:" + "6" * 64, "6.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    # Baking: the new tasks run alone, yet the deployment and the service deployment stay IN_PROGRESS.
+    wait(lambda: (lambda d: len(d) == 1 and d[0]["runningCount"] == 2)(describe(c)["deployments"]))
+    time.sleep(0.5)
+    assert describe(c)["deployments"][0]["rolloutState"] == "IN_PROGRESS"
+    assert sd_status(c, arn)["status"] == "IN_PROGRESS"
+    assert sd_status(c, arn)["alarms"] == {"status": "MONITORING", "alarmNames": ["web-5xx"]}
+    control(sim, "alarms", {"name": "web-5xx", "state": "ALARM"})
+    wait(lambda: sd_status(c, arn)["status"] == "ROLLBACK_SUCCESSFUL")
+    sd = raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [arn]})["serviceDeployments"][0]
+    assert sd["alarms"] == {"status": "TRIGGERED", "alarmNames": ["web-5xx"], "triggeredAlarmNames": ["web-5xx"]}
+    assert "web-5xx" in sd["rollback"]["reason"]
+    assert describe(c)["taskDefinition"] == td1
+    assert any("deployment failed: alarm detected." in m for m in messages(c))
+
+
+def test_an_alarm_without_rollback_stops_the_deployment(sim):
+    c, td1 = setup_service(sim, deploymentConfiguration={"alarms": dict(ALARMS, rollback=False)})
+    control(sim, "alarms", {"name": "web-5xx", "state": "ALARM"})
+    td2 = new_revision(c, sim, "repo@sha256:" + "8" * 64, "8.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    wait(lambda: sd_status(c, arn)["status"] == "STOPPED")
+    sd = sd_status(c, arn)
+    assert sd["alarms"]["status"] == "TRIGGERED" and "rollback" not in sd
+    d = describe(c)["deployments"][0]
+    assert (d["taskDefinition"], d["rolloutState"]) == (td2, "FAILED")
+
+
+def test_bake_time_in_minutes_keeps_the_service_deployment_in_progress(make_sim):
+    sim = make_sim("--time-scale", "0.02")          # 1 minute of bake = 1.2 s
+    c, td1 = setup_service(sim)
+    c.update_service(cluster="shop", service="web", deploymentConfiguration={"bakeTimeInMinutes": 1})
+    td2 = new_revision(c, sim, "repo@sha256:" + "a" * 63 + "0", "2.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    wait(lambda: (lambda d: len(d) == 1 and d[0]["runningCount"] == 2)(describe(c)["deployments"]))
+    rolled_out = time.time()
+    assert statuses_until_end(c, arn)[-1] == "SUCCESSFUL"
+    assert time.time() - rolled_out >= 1.0, "60 s x 0.02"
+    assert describe(c)["deployments"][0]["rolloutState"] == "COMPLETED"
+
+
+# ---------- 7. capacity
+def test_unplaceable_tasks_stay_pending_and_do_not_count(sim):
+    c, td1 = setup_service(sim, launchType="EC2")
+    td2 = new_revision(c, sim, "repo@sha256:" + "b" * 63 + "0", "2.0.0", "unplaceable")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    time.sleep(1.5)
+    d = describe(c)["deployments"][0]
+    assert (d["rolloutState"], d["pendingCount"], d["runningCount"], d["failedTasks"]) == ("IN_PROGRESS", 2, 0, 0)
+    sd = sd_status(c, arn)
+    assert sd["status"] == "IN_PROGRESS" and sd["deploymentCircuitBreaker"]["failureCount"] == 0
+    unplaced = [m for m in messages(c) if "was unable to place a task because no container instance met all of its requirements" in m]
+    assert len(unplaced) == 1, "the repeated event is omitted until the cause is resolved"
+    assert all(t["lastStatus"] == "PROVISIONING" for t in tasks_of(c, td2, "RUNNING"))
+
+
+def test_a_cluster_without_capacity_holds_the_rollout_until_capacity_returns(sim):
+    c, td1 = setup_service(sim)
+    control(sim, "capacity", {"cluster": "shop", "available": False})
+    td2 = new_revision(c, sim, "repo@sha256:" + "c" * 63 + "0", "2.0.0", "healthy")
+    c.update_service(cluster="shop", service="web", taskDefinition=td2)
+    arn = wait(lambda: service_deployment(c, td2))
+    wait(lambda: any("was unable to place a task. Reason: Capacity is unavailable at this time." in m for m in messages(c)))
+    time.sleep(0.5)
+    assert sd_status(c, arn)["status"] == "IN_PROGRESS" and describe(c)["deployments"][0]["pendingCount"] == 2
+    control(sim, "capacity", {"cluster": "shop", "available": True})
+    wait(lambda: sd_status(c, arn)["status"] == "SUCCESSFUL")

@@ -851,3 +851,39 @@ async fn a_codedeploy_service_is_refused_before_anything_changes() {
         "nothing registered"
     );
 }
+
+/// A run killed between RegisterTaskDefinition and UpdateService leaves a revision nobody
+/// runs; the next run of the same release reuses it instead of registering another.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_identical_orphaned_revision_is_reused() {
+    let w = World::new().await;
+    w.release("v1.0.0-rc.1", "140", "healthy").await;
+    let o = w.deploy("v1.0.0-rc.1", &["--output", "json"]);
+    assert_exit(&o, 0);
+    let orphan = w.running_td().await;
+    // Put the service back on the baseline by hand: the revision ferry registered is now an
+    // orphan, exactly what an interrupted run leaves behind.
+    w.sim
+        .client()
+        .update_service()
+        .cluster(&w.cluster)
+        .service(&w.spec.service)
+        .task_definition(&w.baseline_td)
+        .send()
+        .await
+        .unwrap();
+    w.sim.wait_idle(&w.cluster, &w.spec.service).await;
+    let before = w.sim.revisions(&w.family()).await;
+
+    let o = w.deploy("v1.0.0-rc.1", &["--output", "json"]);
+    assert_exit(&o, 0);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["services"][0]["task_definition"], orphan.as_str());
+    assert_eq!(w.running_td().await, orphan);
+    assert_eq!(
+        w.sim.revisions(&w.family()).await,
+        before,
+        "no new revision was registered"
+    );
+    assert!(stderr(&o).contains("reusing"), "{}", stderr(&o));
+}

@@ -10,3 +10,4 @@ mod copy;
 mod deploy;
 mod memory;
 mod plan;
+mod verdicts;

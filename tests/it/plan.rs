@@ -77,7 +77,11 @@ fn staging_plan_reads_the_rc_digest() {
         &[endpoints(&[&staging])],
     );
     assert_exit(&o, 0);
-    assert!(stdout(&o).contains(&pushed), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("digest       {pushed}")),
+        "{}",
+        stdout(&o)
+    );
     for out in [stdout(&o), stderr(&o)] {
         assert!(!out.contains(&staging.password), "password leaked: {out}");
     }
@@ -389,14 +393,17 @@ fn github_actions_outputs_summary_and_annotations() {
         &env,
     );
     assert_exit(&o, 2);
-    let annotation = stdout(&o);
-    assert!(
-        annotation.starts_with("::error title=ferry failed::release tag \"v1.0\" is not valid"),
-        "{annotation}"
-    );
+    // On stderr (GitHub reads workflow commands there too), so stdout stays machine-readable.
+    assert_eq!(stdout(&o), "", "stdout is for results only");
+    let err = stderr(&o);
+    let annotations: Vec<&str> = err.lines().filter(|l| l.starts_with("::error")).collect();
     assert_eq!(
-        annotation.lines().count(),
+        annotations.len(),
         1,
-        "newlines are escaped: {annotation}"
+        "one annotation, newlines escaped: {err}"
+    );
+    assert!(
+        annotations[0].starts_with("::error title=ferry failed::release tag \"v1.0\" is not valid"),
+        "{err}"
     );
 }
