@@ -121,6 +121,22 @@ pub enum Command {
         #[arg(long)]
         target_role: Option<String>,
     },
+    /// Print the least-privilege IAM policies ferry needs: each role's permissions and trust
+    /// (GitHub OIDC), and the caller's for stored credentials.
+    #[command(
+        after_help = "Examples:\n  ferry iam-policy --environment production --repository acme/shop\n  ferry iam-policy --offline --output json | jq '.environments[0].role_policy'"
+    )]
+    IamPolicy {
+        /// Only this environment (default: all).
+        #[arg(long)]
+        environment: Option<String>,
+        /// The GitHub repository (owner/name) whose deploy jobs the trust policies admit.
+        #[arg(long, env = "GITHUB_REPOSITORY")]
+        repository: Option<String>,
+        /// Do not read the live task definitions (their families and roles stay placeholders).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Check the environment files; with --online also that roles, repositories and services exist.
     #[command(after_help = "Example:\n  ferry validate --online")]
     Validate {

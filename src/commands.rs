@@ -13,6 +13,7 @@ use crate::error::{Failure, FailureKind};
 use crate::github::actions;
 use crate::github::deployments::{DeploymentRequest, Outcome as GhOutcome, Session};
 use crate::github::event::{self, Resolved, Trigger};
+use crate::notify;
 use crate::render;
 use crate::tag::ReleaseTag;
 
@@ -56,6 +57,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             emit(cli.output, &out, || {
                 render::copy_text(&source, &destination, &out)
             })
+        }
+        Command::IamPolicy {
+            environment,
+            repository,
+            offline,
+        } => {
+            let p = crate::iam::run(envs, environment.as_deref(), repository.as_deref(), offline)
+                .await?;
+            emit(cli.output, &p, || crate::iam::text(&p))
         }
         Command::Validate { online } => {
             let checks = crate::validate::run(envs, online).await?;
@@ -168,7 +178,10 @@ async fn deploy(
     let Some((trigger, tag, mut gh)) = release_and_session(envs_dir, args).await? else {
         return Ok(());
     };
-    let result = deploy_release(envs_dir, args, &trigger, &tag, opts, &mut gh).await;
+    let environments = crate::config::load(envs_dir)?;
+    let targets = environments.select(&tag)?.file.notify.clone();
+    let result = deploy_release(envs_dir, args, &trigger, &tag, opts, &mut gh, &targets).await;
+    notify_end(&targets, &tag, &result).await;
     let verdict = match &result {
         Ok(report) => report.verdict.clone(),
         Err(e) => format!("{e:#}"),
@@ -210,6 +223,7 @@ async fn deploy_release(
     tag: &ReleaseTag,
     opts: &crate::deploy::DeployOptions,
     gh: &mut Session,
+    targets: &[notify::NotifyTarget],
 ) -> Result<crate::report::DeployReport> {
     let plan = crate::plan::plan(trigger, envs_dir, &plan_options(args, false)?).await?;
     tracing::info!(
@@ -236,7 +250,61 @@ async fn deploy_release(
         &plan.environment,
         plan.source.digest.as_deref().unwrap_or_default(),
     );
-    crate::run::deploy(&plan, env, source_env, opts, gh, &request).await
+    let start = notify::Event::new(
+        notify::EventKind::Start,
+        &plan.tag,
+        &plan.version,
+        &plan.environment,
+        plan.source.digest.clone(),
+        format!("deploying {} to {}", plan.tag, plan.environment),
+    );
+    notify::send(targets, &start).await;
+    let result = crate::run::deploy(&plan, env, source_env, opts, gh, &request).await;
+    if let Err(e) = &result {
+        // It started, so the targets hear how it ended, refusals included.
+        let event = notify::Event::new(
+            notify::EventKind::Failure,
+            &plan.tag,
+            &plan.version,
+            &plan.environment,
+            plan.source.digest.clone(),
+            format!("{e:#}"),
+        );
+        notify::send(targets, &event).await;
+    }
+    result
+}
+
+/// Tells the environment's `[[notify]]` targets how the run ended (best effort).
+async fn notify_end(
+    targets: &[notify::NotifyTarget],
+    tag: &ReleaseTag,
+    result: &Result<crate::report::DeployReport>,
+) {
+    use crate::report::Outcome;
+    let (kind, environment, digest, verdict) = match result {
+        Ok(r) => (
+            match r.outcome {
+                Outcome::Deployed | Outcome::AlreadyDeployed => notify::EventKind::Success,
+                Outcome::RolledBack => notify::EventKind::Rollback,
+                Outcome::NeedsAttention => notify::EventKind::Failure,
+            },
+            r.environment.clone(),
+            r.image.split_once('@').map(|(_, d)| d.to_string()),
+            r.verdict.clone(),
+        ),
+        // An error was already told by `deploy_release` (or came before the start).
+        Err(_) => return,
+    };
+    let event = notify::Event::new(
+        kind,
+        &tag.tag,
+        tag.version.to_string(),
+        environment,
+        digest,
+        verdict,
+    );
+    notify::send(targets, &event).await;
 }
 
 /// What an interruption (Ctrl-C, or SIGTERM from a cancelled job) leaves behind, said plainly.

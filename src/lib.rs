@@ -20,6 +20,8 @@ mod config;
 mod deploy;
 mod gate;
 mod github;
+pub mod iam;
+pub mod notify;
 mod plan;
 mod poll;
 mod promote;

@@ -273,8 +273,8 @@ fn report(outcome: Outcome, state: ServiceState, evidence: &[&str]) -> DeployRep
             referrers: ReferrersPath::Api,
         }),
         record_error: None,
-        github: None,
         verdict: String::new(),
+        github: None,
     };
     r.verdict = match outcome {
         Outcome::Deployed | Outcome::AlreadyDeployed => success_verdict(&r, DIGEST),

@@ -163,6 +163,7 @@ pub fn validate(env: &Environment) -> Vec<String> {
     if f.deploy.rollout_timeout_seconds == Some(0) {
         p.push("field `deploy.rollout_timeout_seconds`: must be at least 1 (or remove it to derive it from the service)".into());
     }
+    p.extend(crate::notify::validate(&f.notify));
     p
 }
 

@@ -41,6 +41,9 @@ pub struct EnvironmentFile {
     /// Rollout tuning.
     #[serde(default)]
     pub deploy: DeployConfig,
+    /// Who hears about each run (`crate::notify`); URLs come from environment variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::notify::NotifyTarget>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -48,15 +48,42 @@ pub fn github_summary(markdown: &str) -> Result<()> {
     Ok(())
 }
 
-/// The URL of this GitHub Actions run (and attempt), from the runner's variables.
+/// The link to the current GitHub Actions run (attempt included when it is a re-run), from
+/// `GITHUB_SERVER_URL`, `GITHUB_REPOSITORY`, `GITHUB_RUN_ID` and `GITHUB_RUN_ATTEMPT`.
 pub fn run_url() -> Option<String> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let server = var("GITHUB_SERVER_URL")?;
-    let repo = var("GITHUB_REPOSITORY")?;
-    let id = var("GITHUB_RUN_ID")?;
-    let mut url = format!("{}/{repo}/actions/runs/{id}", server.trim_end_matches('/'));
-    if let Some(attempt) = var("GITHUB_RUN_ATTEMPT").filter(|a| a != "1") {
-        url.push_str(&format!("/attempts/{attempt}"));
+    run_url_from(
+        var("GITHUB_SERVER_URL").as_deref(),
+        var("GITHUB_REPOSITORY").as_deref(),
+        var("GITHUB_RUN_ID").as_deref(),
+        var("GITHUB_RUN_ATTEMPT").as_deref(),
+    )
+}
+
+/// [`run_url`] from explicit values (the server defaults to github.com). Values that do not
+/// look like what GitHub sets (a run id that is not a number, a server that is not an http(s)
+/// URL) give no link rather than a wrong one.
+pub fn run_url_from(
+    server: Option<&str>,
+    repo: Option<&str>,
+    run_id: Option<&str>,
+    attempt: Option<&str>,
+) -> Option<String> {
+    let digits = |s: &&str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    let run_id = run_id.filter(digits)?;
+    let repo = repo.filter(|r| {
+        r.split_once('/')
+            .is_some_and(|(o, n)| !o.is_empty() && !n.is_empty())
+    })?;
+    let server = url::Url::parse(server.unwrap_or("https://github.com").trim_end_matches('/'))
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))?;
+    let mut url = format!(
+        "{}/{repo}/actions/runs/{run_id}",
+        server.as_str().trim_end_matches('/')
+    );
+    if let Some(a) = attempt.filter(digits) {
+        url.push_str(&format!("/attempts/{a}"));
     }
     Some(url)
 }
@@ -83,6 +110,24 @@ pub fn github_error_annotation(title: &str, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_urls() {
+        assert_eq!(
+            run_url_from(None, Some("acme/shop"), Some("7"), Some("1")).as_deref(),
+            Some("https://github.com/acme/shop/actions/runs/7/attempts/1")
+        );
+        assert_eq!(
+            run_url_from(Some("https://ghe.example/"), Some("a/b"), Some("7"), None).as_deref(),
+            Some("https://ghe.example/a/b/actions/runs/7")
+        );
+        assert_eq!(run_url_from(None, None, Some("7"), None), None);
+        assert_eq!(run_url_from(None, Some("a/b"), Some("7; rm"), None), None);
+        assert_eq!(
+            run_url_from(Some("javascript:x"), Some("a/b"), Some("7"), None),
+            None
+        );
+    }
 
     #[test]
     fn workflow_escaping() {

@@ -97,9 +97,9 @@ impl Settings {
         let (owner, repo) = split_repository(&repository)
             .ok_or_else(|| format!("GITHUB_REPOSITORY {repository:?} is not owner/name"))?;
         let api_url = api_root(var("GITHUB_API_URL").as_deref())?;
-        let log_url = log_url(
+        let log_url = super::actions::run_url_from(
             var("GITHUB_SERVER_URL").as_deref(),
-            &repository,
+            Some(&repository),
             var("GITHUB_RUN_ID").as_deref(),
             var("GITHUB_RUN_ATTEMPT").as_deref(),
         );
@@ -147,29 +147,6 @@ fn api_root(value: Option<&str>) -> Result<String, String> {
         ));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
-}
-
-/// The run's log page, attempt aware: `…/actions/runs/<id>/attempts/<n>`.
-fn log_url(
-    server: Option<&str>,
-    repository: &str,
-    run_id: Option<&str>,
-    attempt: Option<&str>,
-) -> Option<String> {
-    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
-    let run_id = run_id.filter(|s| digits(s))?;
-    let server = server.unwrap_or("https://github.com").trim_end_matches('/');
-    let server = url::Url::parse(server)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))?;
-    let mut url = format!(
-        "{}/{repository}/actions/runs/{run_id}",
-        server.as_str().trim_end_matches('/')
-    );
-    if let Some(attempt) = attempt.filter(|s| digits(s)) {
-        url.push_str(&format!("/attempts/{attempt}"));
-    }
-    Some(url)
 }
 
 /// What one run deploys, for its GitHub deployment.

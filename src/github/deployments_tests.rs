@@ -811,12 +811,15 @@ fn settings_from_the_actions_environment() {
         );
     }
     assert_eq!(
-        log_url(None, "o/r", Some("12"), Some("3")).as_deref(),
+        crate::github::actions::run_url_from(None, Some("o/r"), Some("12"), Some("3")).as_deref(),
         Some("https://github.com/o/r/actions/runs/12/attempts/3")
     );
-    assert_eq!(log_url(None, "o/r", Some("12; rm"), Some("3")), None);
     assert_eq!(
-        log_url(None, "o/r", Some("12"), Some("x")).as_deref(),
+        crate::github::actions::run_url_from(None, Some("o/r"), Some("12; rm"), Some("3")),
+        None
+    );
+    assert_eq!(
+        crate::github::actions::run_url_from(None, Some("o/r"), Some("12"), Some("x")).as_deref(),
         Some("https://github.com/o/r/actions/runs/12")
     );
 }

@@ -1,13 +1,18 @@
 //! ferry driven as a user would, against the local world (`scripts/world`: moto, two real
-#![allow(clippy::unwrap_used)]
-//! registries, the ECS simulator): one test binary, so the AWS SDK is linked once.
+//! registries, the ECS simulator) and its own receivers and proxies: one test binary, so the
+//! AWS SDK is linked once.
 //!
 //! The offline CLI contract (bad input, exit codes, `--help`) is `tests/cli.rs`; it needs no
 //! world.
+#![allow(clippy::unwrap_used)]
 
+mod action;
 mod common;
 mod copy;
 mod deploy;
+mod iam;
 mod memory;
+mod notify;
 mod plan;
+mod tls;
 mod verdicts;

@@ -1,0 +1,678 @@
+//! `ferry iam-policy`: the least-privilege IAM documents ferry needs, computed from the
+//! environment files (and, for what only AWS knows, the live task definitions).
+//!
+//! For each environment, three documents:
+//!
+//! - **role policy** (attach to `role.arn`): exactly the calls ferry makes with that role.
+//!   ECR on exactly the environment's repository (read; push for an environment that
+//!   receives promotions; push and manifest delete for the release records and claims), ECS on exactly its clusters and services, `RegisterTaskDefinition`
+//!   and its tag-on-create `TagResource` on exactly the live task-definition families, and
+//!   `iam:PassRole` on exactly the task and execution roles the live task definitions use.
+//!   `ecr:GetAuthorizationToken`, `ecs:DescribeTaskDefinition` and
+//!   `ecs:RegisterTaskDefinition` cannot be scoped by AWS and say `"*"`.
+//! - **trust policy** (the role's trust relationship): GitHub's OIDC provider in the role's
+//!   account, audience `sts.amazonaws.com`, subject exactly `repo:<owner>/<repo>:environment:<name>`
+//!   for the GitHub environments whose deploys assume this role: its own, and those of the
+//!   environments that promote from it (a production deploy reads the verified image with the
+//!   staging role, so no cross-account repository policy is needed).
+//! - **caller policy**: only for running ferry with stored credentials instead of GitHub OIDC
+//!   (`AssumeRole` on the default chain): `sts:AssumeRole` on exactly the roles a deploy to
+//!   this environment assumes.
+//!
+//! Which ECR call each OCI request is (ECR's documented mapping): manifest GET/HEAD →
+//! `BatchGetImage`; blob HEAD → `BatchCheckLayerAvailability`; blob GET →
+//! `GetDownloadUrlForLayer`; `tags/list` → `ListImages`; blob upload →
+//! `InitiateLayerUpload`/`UploadLayerPart`/`CompleteLayerUpload`; manifest PUT → `PutImage`;
+//! manifest DELETE → `BatchDeleteImage`; `referrers/<digest>` → `BatchGetImage`.
+//!
+//! [`policies`] is pure (values in, `serde_json` documents out, statements and lists in a
+//! fixed order); [`live_services`] is the one function that asks AWS.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::{Environment, Environments};
+
+/// The OIDC issuer of GitHub Actions.
+pub const GITHUB_OIDC_HOST: &str = "token.actions.githubusercontent.com";
+
+/// ECR actions a role needs to read its repository.
+pub const ECR_READ: &[&str] = &[
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:DescribeRepositories",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:ListImages",
+];
+
+/// ECR actions a role needs to push a promoted image into its repository.
+pub const ECR_PUSH: &[&str] = &[
+    "ecr:CompleteLayerUpload",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+];
+
+/// ECR actions every environment's role needs for the release memory in its own repository:
+/// push a record (and a claim) next to the image, delete its claim when the run ends (manifest
+/// DELETE → `BatchDeleteImage`).
+pub const ECR_RECORDS: &[&str] = &[
+    "ecr:BatchDeleteImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+];
+
+/// ECS actions on a service: read it, update it, follow and stop its deployments.
+pub const ECS_SERVICE: &[&str] = &[
+    "ecs:DescribeServices",
+    "ecs:ListServiceDeployments",
+    "ecs:UpdateService",
+];
+
+/// ECS actions on a service's deployments.
+pub const ECS_SERVICE_DEPLOYMENT: &[&str] = &[
+    "ecs:DescribeServiceDeployments",
+    "ecs:StopServiceDeployment",
+];
+
+/// ECS actions on a service's revisions (which task definition a deployment ran).
+pub const ECS_SERVICE_REVISION: &[&str] = &["ecs:DescribeServiceRevisions"];
+
+/// What ferry learns from the live services of one environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LiveServices {
+    /// Task-definition families the services run (new revisions are registered in them).
+    pub families: BTreeSet<String>,
+    /// `taskRoleArn` and `executionRoleArn` of the live task definitions.
+    pub pass_roles: BTreeSet<String>,
+}
+
+/// The documents of one environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvironmentPolicies {
+    /// The environment's name.
+    pub environment: String,
+    /// The role the documents are for.
+    pub role: String,
+    /// Attach to the role (permissions).
+    pub role_policy: Value,
+    /// The role's trust relationship (GitHub OIDC).
+    pub trust_policy: Value,
+    /// For stored credentials instead of GitHub OIDC: what the caller needs.
+    pub caller_policy: Value,
+}
+
+/// Everything `ferry iam-policy` prints.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IamPolicies {
+    /// The repository (`owner/name`) whose deploy jobs the trust policies admit.
+    pub github_repository: String,
+    /// One entry per environment.
+    pub environments: Vec<EnvironmentPolicies>,
+    /// What the reader must know (placeholders left, assumptions made).
+    pub notes: Vec<String>,
+}
+
+/// `aws`, `aws-cn` or `aws-us-gov`.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+fn arn(env: &Environment, service: &str, resource: &str) -> String {
+    format!(
+        "arn:{}:{service}:{}:{}:{resource}",
+        partition(&env.file.region),
+        env.file.region,
+        env.file.account_id
+    )
+}
+
+/// The environments whose deploys assume `env`'s role: itself, and those promoting from it.
+fn deployers<'a>(envs: &'a Environments, env: &'a Environment) -> Vec<&'a str> {
+    let mut names: Vec<&str> = envs
+        .envs
+        .values()
+        .filter(|e| {
+            e.name == env.name || e.file.promote.as_ref().is_some_and(|p| p.from == env.name)
+        })
+        .map(|e| e.name.as_str())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The roles a deploy to `env` assumes: its own, and its promotion source's.
+fn assumed_roles(envs: &Environments, env: &Environment) -> Vec<String> {
+    let mut roles = BTreeSet::from([env.file.role.arn.clone()]);
+    if let Some(src) = env
+        .file
+        .promote
+        .as_ref()
+        .and_then(|p| envs.envs.get(&p.from))
+    {
+        roles.insert(src.file.role.arn.clone());
+    }
+    roles.into_iter().collect()
+}
+
+fn statement(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
+    let mut actions: Vec<&str> = actions.to_vec();
+    actions.sort();
+    json!({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": resources,
+    })
+}
+
+fn document(statements: Vec<Value>) -> Value {
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The permissions policy of `env`'s role. `live` is `None` when the live services were not
+/// read: the family and role resources are then placeholders that say so.
+pub fn role_policy(env: &Environment, live: Option<&LiveServices>) -> Value {
+    let repo = arn(
+        env,
+        "ecr",
+        &format!("repository/{}", env.file.image.repository),
+    );
+    let mut st = vec![
+        statement("EcrLogin", &["ecr:GetAuthorizationToken"], vec!["*".into()]),
+        statement("EcrReadRepository", ECR_READ, vec![repo.clone()]),
+    ];
+    if env.file.promote.is_some() {
+        st.push(statement(
+            "EcrPushPromotedImage",
+            ECR_PUSH,
+            vec![repo.clone()],
+        ));
+    }
+    st.push(statement(
+        "EcrReleaseRecordsAndClaims",
+        ECR_RECORDS,
+        vec![repo],
+    ));
+    if !env.file.services.is_empty() {
+        let uniq = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().collect::<BTreeSet<_>>().into_iter().collect()
+        };
+        let services = uniq(
+            env.file
+                .services
+                .iter()
+                .map(|s| arn(env, "ecs", &format!("service/{}/{}", s.cluster, s.service)))
+                .collect(),
+        );
+        let deployments = uniq(
+            env.file
+                .services
+                .iter()
+                .map(|s| {
+                    arn(
+                        env,
+                        "ecs",
+                        &format!("service-deployment/{}/{}/*", s.cluster, s.service),
+                    )
+                })
+                .collect(),
+        );
+        let revisions = uniq(
+            env.file
+                .services
+                .iter()
+                .map(|s| {
+                    arn(
+                        env,
+                        "ecs",
+                        &format!("service-revision/{}/{}/*", s.cluster, s.service),
+                    )
+                })
+                .collect(),
+        );
+        let clusters = uniq(
+            env.file
+                .services
+                .iter()
+                .map(|s| arn(env, "ecs", &format!("cluster/{}", s.cluster)))
+                .collect(),
+        );
+        let tasks = uniq(
+            env.file
+                .services
+                .iter()
+                .map(|s| arn(env, "ecs", &format!("task/{}/*", s.cluster)))
+                .collect(),
+        );
+        st.push(statement("EcsServices", ECS_SERVICE, services));
+        st.push(statement(
+            "EcsServiceDeployments",
+            ECS_SERVICE_DEPLOYMENT,
+            deployments,
+        ));
+        st.push(statement(
+            "EcsServiceRevisions",
+            ECS_SERVICE_REVISION,
+            revisions,
+        ));
+        // ListTasks is authorised on the cluster through a condition key.
+        let mut list_tasks = statement("EcsListTasks", &["ecs:ListTasks"], vec!["*".into()]);
+        list_tasks["Condition"] = json!({ "ArnEquals": { "ecs:cluster": clusters } });
+        st.push(list_tasks);
+        st.push(statement("EcsDescribeTasks", &["ecs:DescribeTasks"], tasks));
+        st.push(statement(
+            "EcsTaskDefinitions",
+            &["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"],
+            vec!["*".into()],
+        ));
+        let families: Vec<String> = match live {
+            Some(l) => l
+                .families
+                .iter()
+                .map(|f| arn(env, "ecs", &format!("task-definition/{f}:*")))
+                .collect(),
+            None => vec![arn(
+                env,
+                "ecs",
+                "task-definition/<FAMILY: run ferry iam-policy without --offline>:*",
+            )],
+        };
+        let mut tag = statement("EcsTagNewRevisions", &["ecs:TagResource"], families);
+        tag["Condition"] =
+            json!({ "StringEquals": { "ecs:CreateAction": "RegisterTaskDefinition" } });
+        st.push(tag);
+        let roles: Vec<String> = match live {
+            Some(l) => l.pass_roles.iter().cloned().collect(),
+            None => vec![format!(
+                "arn:{}:iam::{}:role/<TASK AND EXECUTION ROLES: run ferry iam-policy without --offline>",
+                partition(&env.file.region),
+                env.file.account_id
+            )],
+        };
+        if !roles.is_empty() {
+            let mut pass = statement("PassTaskRoles", &["iam:PassRole"], roles);
+            pass["Condition"] =
+                json!({ "StringEquals": { "iam:PassedToService": "ecs-tasks.amazonaws.com" } });
+            st.push(pass);
+        }
+    }
+    document(st)
+}
+
+/// The trust policy of `env`'s role: GitHub OIDC for the environments whose deploys assume it.
+pub fn trust_policy(envs: &Environments, env: &Environment, github_repository: &str) -> Value {
+    let subjects: Vec<String> = deployers(envs, env)
+        .into_iter()
+        .map(|name| format!("repo:{github_repository}:environment:{name}"))
+        .collect();
+    document(vec![json!({
+        "Sid": "GithubActionsOidc",
+        "Effect": "Allow",
+        "Principal": {
+            "Federated": format!(
+                "arn:{}:iam::{}:oidc-provider/{GITHUB_OIDC_HOST}",
+                partition(&env.file.region),
+                env.file.account_id
+            )
+        },
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {
+            "StringEquals": {
+                format!("{GITHUB_OIDC_HOST}:aud"): "sts.amazonaws.com",
+                format!("{GITHUB_OIDC_HOST}:sub"): subjects,
+            }
+        }
+    })])
+}
+
+/// What a caller with stored credentials needs to deploy to `env`.
+pub fn caller_policy(envs: &Environments, env: &Environment) -> Value {
+    document(vec![statement(
+        "AssumeFerryRoles",
+        &["sts:AssumeRole"],
+        assumed_roles(envs, env),
+    )])
+}
+
+/// Every document for `only` (or every environment), in environment-name order.
+pub fn policies(
+    envs: &Environments,
+    only: Option<&str>,
+    github_repository: &str,
+    live: &BTreeMap<String, LiveServices>,
+) -> Result<IamPolicies> {
+    if let Some(name) = only {
+        envs.get(name)?;
+    }
+    let mut notes = Vec::new();
+    let mut out = Vec::new();
+    for env in envs.envs.values() {
+        if only.is_some_and(|o| o != env.name) {
+            continue;
+        }
+        let l = live.get(&env.name);
+        if l.is_none() && !env.file.services.is_empty() {
+            notes.push(format!(
+                "{}: the task-definition families and the roles for iam:PassRole are placeholders: they come from the live task definitions (run without --offline)",
+                env.name
+            ));
+        }
+        out.push(EnvironmentPolicies {
+            environment: env.name.clone(),
+            role: env.file.role.arn.clone(),
+            role_policy: role_policy(env, l),
+            trust_policy: trust_policy(envs, env, github_repository),
+            caller_policy: caller_policy(envs, env),
+        });
+    }
+    notes.push(format!(
+        "trust policies expect deploy jobs with `environment: <name>` (GitHub environments named like ferry's) in {github_repository}, and the OIDC provider {GITHUB_OIDC_HOST} in each account"
+    ));
+    Ok(IamPolicies {
+        github_repository: github_repository.to_string(),
+        environments: out,
+        notes,
+    })
+}
+
+/// Reads the families and roles of `env`'s live services (DescribeServices,
+/// DescribeTaskDefinition) with the environment's role.
+pub async fn live_services(env: &Environment) -> Result<LiveServices> {
+    let sdk = crate::aws::sts::environment_config(env).await?;
+    let ecs = aws_sdk_ecs::Client::new(&sdk);
+    let mut live = LiveServices::default();
+    for s in &env.file.services {
+        let out = ecs
+            .describe_services()
+            .cluster(&s.cluster)
+            .services(&s.service)
+            .send()
+            .await
+            .map_err(|e| anyhow!("{}", crate::aws::describe_sdk_error(&e)))
+            .with_context(|| format!("ecs:DescribeServices {}/{}", s.cluster, s.service))?;
+        let td_arn = out
+            .services()
+            .iter()
+            .find_map(|svc| svc.task_definition())
+            .ok_or_else(|| {
+                anyhow!(
+                    "ECS service {}/{} of {} does not exist",
+                    s.cluster,
+                    s.service,
+                    env.name
+                )
+            })?
+            .to_string();
+        let td = ecs
+            .describe_task_definition()
+            .task_definition(&td_arn)
+            .send()
+            .await
+            .map_err(|e| anyhow!("{}", crate::aws::describe_sdk_error(&e)))
+            .with_context(|| format!("ecs:DescribeTaskDefinition {td_arn}"))?;
+        let td = td
+            .task_definition()
+            .ok_or_else(|| anyhow!("ecs:DescribeTaskDefinition {td_arn} returned nothing"))?;
+        if let Some(f) = td.family() {
+            live.families.insert(f.to_string());
+        }
+        live.pass_roles.extend(
+            [td.task_role_arn(), td.execution_role_arn()]
+                .into_iter()
+                .flatten()
+                .map(str::to_string),
+        );
+    }
+    Ok(live)
+}
+
+/// The whole command: load, read the live services unless `offline`, compute.
+pub async fn run(
+    envs_dir: &std::path::Path,
+    only: Option<&str>,
+    github_repository: Option<&str>,
+    offline: bool,
+) -> Result<IamPolicies> {
+    let envs = crate::config::load(envs_dir)?;
+    let repo = github_repository
+        .filter(|r| !r.is_empty())
+        .unwrap_or("OWNER/REPO");
+    let mut live = BTreeMap::new();
+    if !offline {
+        for env in envs.envs.values() {
+            if only.is_some_and(|o| o != env.name) || env.file.services.is_empty() {
+                continue;
+            }
+            let l = live_services(env)
+                .await
+                .with_context(|| format!("reading the live services of {}", env.name))?;
+            live.insert(env.name.clone(), l);
+        }
+    }
+    let mut out = policies(&envs, only, repo, &live)?;
+    if repo == "OWNER/REPO" {
+        out.notes.insert(0, "no GitHub repository given (--repository or $GITHUB_REPOSITORY): the trust policies say OWNER/REPO".into());
+    }
+    Ok(out)
+}
+
+/// Human form: each document under a heading saying where it goes.
+pub fn text(p: &IamPolicies) -> String {
+    let mut s = String::new();
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    for e in &p.environments {
+        s.push_str(&format!(
+            "## {}: permissions policy of {}\n{}\n\n## {}: trust policy of {}\n{}\n\n## {}: caller policy (only without GitHub OIDC: the identity that runs ferry)\n{}\n\n",
+            e.environment,
+            e.role,
+            pretty(&e.role_policy),
+            e.environment,
+            e.role,
+            pretty(&e.trust_policy),
+            e.environment,
+            pretty(&e.caller_policy),
+        ));
+    }
+    for n in &p.notes {
+        s.push_str(&format!("note: {n}\n"));
+    }
+    s
+}
+
+/// Every action a document allows, `service:Action`, sorted (for checks and tests).
+pub fn actions(document: &Value) -> Vec<String> {
+    let mut out: Vec<String> = document["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|st| match &st["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![],
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envs() -> (tempfile::TempDir, Environments) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("staging.toml"),
+            "account_id = \"111111111111\"\nregion = \"eu-west-1\"\n[role]\narn = \"arn:aws:iam::111111111111:role/ferry-staging\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"shop/api\"\n[[services]]\ncluster = \"shop\"\nservice = \"api\"\ncontainer = \"api\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("production.toml"),
+            "account_id = \"222222222222\"\nregion = \"eu-west-1\"\n[role]\narn = \"arn:aws:iam::222222222222:role/ferry-production\"\n[release]\nmatch = \"final\"\n[promote]\nfrom = \"staging\"\n[image]\nrepository = \"shop/api\"\n[[services]]\ncluster = \"shop\"\nservice = \"api\"\ncontainer = \"api\"\n[[services]]\ncluster = \"shop\"\nservice = \"worker\"\ncontainer = \"worker\"\n",
+        )
+        .unwrap();
+        let e = crate::config::load(dir.path()).unwrap();
+        (dir, e)
+    }
+
+    fn live() -> BTreeMap<String, LiveServices> {
+        BTreeMap::from([(
+            "production".to_string(),
+            LiveServices {
+                families: BTreeSet::from(["shop-api".into(), "shop-worker".into()]),
+                pass_roles: BTreeSet::from([
+                    "arn:aws:iam::222222222222:role/api-task".into(),
+                    "arn:aws:iam::222222222222:role/ecs-exec".into(),
+                ]),
+            },
+        )])
+    }
+
+    #[test]
+    fn production_role_is_scoped_to_its_repository_services_families_and_roles() {
+        let (_d, envs) = envs();
+        let p = policies(&envs, Some("production"), "acme/shop", &live()).unwrap();
+        assert_eq!(p.environments.len(), 1);
+        let doc = &p.environments[0].role_policy;
+        let sid = |s: &str| {
+            doc["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["Sid"] == s)
+                .unwrap_or_else(|| panic!("no statement {s}: {doc:#}"))
+                .clone()
+        };
+        assert_eq!(sid("EcrLogin")["Resource"], json!(["*"]));
+        assert_eq!(
+            sid("EcrReadRepository")["Resource"],
+            json!(["arn:aws:ecr:eu-west-1:222222222222:repository/shop/api"])
+        );
+        assert_eq!(
+            sid("EcrPushPromotedImage")["Action"],
+            json!([
+                "ecr:CompleteLayerUpload",
+                "ecr:InitiateLayerUpload",
+                "ecr:PutImage",
+                "ecr:UploadLayerPart"
+            ])
+        );
+        assert_eq!(
+            sid("EcsServices")["Resource"],
+            json!([
+                "arn:aws:ecs:eu-west-1:222222222222:service/shop/api",
+                "arn:aws:ecs:eu-west-1:222222222222:service/shop/worker"
+            ])
+        );
+        assert_eq!(
+            sid("EcsListTasks")["Condition"]["ArnEquals"]["ecs:cluster"],
+            json!(["arn:aws:ecs:eu-west-1:222222222222:cluster/shop"]),
+            "one cluster, listed once"
+        );
+        assert_eq!(
+            sid("EcsTagNewRevisions")["Resource"],
+            json!([
+                "arn:aws:ecs:eu-west-1:222222222222:task-definition/shop-api:*",
+                "arn:aws:ecs:eu-west-1:222222222222:task-definition/shop-worker:*"
+            ])
+        );
+        assert_eq!(
+            sid("PassTaskRoles")["Resource"],
+            json!([
+                "arn:aws:iam::222222222222:role/api-task",
+                "arn:aws:iam::222222222222:role/ecs-exec"
+            ])
+        );
+        assert!(p.notes.iter().all(|n| !n.contains("placeholders")));
+        // The caller (stored credentials) may assume exactly production's and staging's roles.
+        assert_eq!(
+            p.environments[0].caller_policy["Statement"][0]["Resource"],
+            json!([
+                "arn:aws:iam::111111111111:role/ferry-staging",
+                "arn:aws:iam::222222222222:role/ferry-production"
+            ])
+        );
+    }
+
+    #[test]
+    fn staging_reads_only_and_trusts_the_environments_that_use_its_role() {
+        let (_d, envs) = envs();
+        let p = policies(&envs, None, "acme/shop", &BTreeMap::new()).unwrap();
+        let names: Vec<&str> = p
+            .environments
+            .iter()
+            .map(|e| e.environment.as_str())
+            .collect();
+        assert_eq!(names, ["production", "staging"]);
+        let staging = &p.environments[1];
+        let acts = actions(&staging.role_policy);
+        // Staging pushes no image, but its release records and claims (and deletes its claims).
+        for a in ["ecr:PutImage", "ecr:BatchDeleteImage", "ecr:BatchGetImage"] {
+            assert!(acts.iter().any(|x| x == a), "{a} missing: {acts:?}");
+        }
+        assert!(
+            !acts.iter().any(|a| a == "ecr:BatchDeleteRepository"),
+            "{acts:?}"
+        );
+        let cond = &staging.trust_policy["Statement"][0]["Condition"]["StringEquals"];
+        assert_eq!(
+            cond["token.actions.githubusercontent.com:sub"],
+            json!([
+                "repo:acme/shop:environment:production",
+                "repo:acme/shop:environment:staging"
+            ])
+        );
+        assert_eq!(
+            cond["token.actions.githubusercontent.com:aud"],
+            "sts.amazonaws.com"
+        );
+        assert_eq!(
+            staging.trust_policy["Statement"][0]["Principal"]["Federated"],
+            "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"
+        );
+        let prod_sub = &p.environments[0].trust_policy["Statement"][0]["Condition"]["StringEquals"]
+            ["token.actions.githubusercontent.com:sub"];
+        assert_eq!(prod_sub, &json!(["repo:acme/shop:environment:production"]));
+        // Offline: the live parts are visible placeholders, and a note says so.
+        assert!(serde_json::to_string(&staging.role_policy)
+            .unwrap()
+            .contains("<TASK AND EXECUTION ROLES"));
+        assert!(p.notes.iter().any(|n| n.starts_with("staging: ")));
+    }
+
+    #[test]
+    fn output_is_deterministic_and_names_unknown_environments() {
+        let (_d, envs) = envs();
+        let a = serde_json::to_string(&policies(&envs, None, "a/b", &live()).unwrap()).unwrap();
+        let b = serde_json::to_string(&policies(&envs, None, "a/b", &live()).unwrap()).unwrap();
+        assert_eq!(a, b);
+        let err = policies(&envs, Some("qa"), "a/b", &live()).unwrap_err();
+        assert!(
+            err.to_string().contains("no environment named \"qa\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn partitions() {
+        assert_eq!(partition("cn-north-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+        assert_eq!(partition("eu-west-1"), "aws");
+    }
+}

@@ -1,0 +1,167 @@
+//! The release and the action, dry-run locally: `scripts/package-release` packages the ferry
+//! binary built here exactly as the release workflow does, a local HTTP server plays the
+//! GitHub release, and `scripts/action-install` (the action's install step) downloads,
+//! verifies and installs it, and refuses a tampered or unpinned download.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::common::*;
+
+const VERSION: &str = "v9.9.9";
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
+}
+
+/// A release directory as GitHub serves it: `<base>/<tag>/<asset>`.
+fn release(dir: &Path) -> String {
+    let assets = dir.join(VERSION);
+    let out = Command::new(script("package-release"))
+        .args([VERSION, TARGET, env!("CARGO_BIN_EXE_ferry")])
+        .arg(&assets)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "package-release: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let archive = format!("ferry-{VERSION}-{TARGET}.tar.gz");
+    let line = std::fs::read_to_string(assets.join(format!("{archive}.sha256"))).unwrap();
+    // The release workflow joins every target's line into SHA256SUMS.
+    std::fs::write(assets.join("SHA256SUMS"), &line).unwrap();
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(assets.join(&archive))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout),
+        "ferry\nREADME.md\n",
+        "the archive holds the binary and the README at its top level"
+    );
+    line.split_whitespace().next().unwrap().to_string()
+}
+
+fn install(base: &str, dir: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(script("action-install"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("FERRY_VERSION", VERSION)
+        .env("FERRY_REPOSITORY", "acme/ferry")
+        .env("FERRY_DOWNLOAD_BASE", base)
+        .env("FERRY_INSTALL_DIR", dir.join("bin"))
+        .env("GITHUB_PATH", dir.join("github_path"))
+        .env("RUNNER_OS", "Linux")
+        .env("RUNNER_ARCH", "X64")
+        .env("RUNNER_TEMP", dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn the_action_installs_a_verified_release_binary_and_refuses_anything_else() {
+    let site = tempfile::tempdir().unwrap();
+    let sha = release(site.path());
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(site.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, "http.server");
+    let base = format!("http://127.0.0.1:{port}");
+    let run = |env: &[(&str, &str)]| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = install(&base, dir.path(), env);
+        (dir, o)
+    };
+
+    // The release, checksum verified, on PATH, and it runs.
+    let (dir, o) = run(&[]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!("sha256 {sha}")),
+        "{}",
+        stdout(&o)
+    );
+    let bin = dir.path().join("bin/ferry");
+    let v = Command::new(&bin).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        format!("ferry {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("github_path")).unwrap(),
+        format!("{}\n", dir.path().join("bin").display())
+    );
+
+    // A checksum pinned in the workflow: the right one passes, another is refused.
+    let (_d, o) = run(&[("FERRY_SHA256", &sha)]);
+    assert_exit(&o, 0);
+    let (d, o) = run(&[("FERRY_SHA256", &"0".repeat(64))]);
+    assert_exit(&o, 1);
+    assert!(
+        stdout(&o).contains("::error title=ferry install::checksum mismatch"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!d.path().join("bin/ferry").exists(), "nothing installed");
+
+    // Used at a release tag, the version defaults to it; at a branch or SHA it must be given.
+    let (_d, o) = run(&[("FERRY_VERSION", ""), ("FERRY_ACTION_REF", VERSION)]);
+    assert_exit(&o, 0);
+    let (_d, o) = run(&[("FERRY_VERSION", ""), ("FERRY_ACTION_REF", "main")]);
+    assert_exit(&o, 1);
+    assert!(
+        stdout(&o).contains("set the action's `version` input"),
+        "{}",
+        stdout(&o)
+    );
+    let (_d, o) = run(&[("FERRY_VERSION", "v1.0.0; rm -rf /")]);
+    assert_exit(&o, 1);
+    assert!(stdout(&o).contains("is not vX.Y.Z"), "{}", stdout(&o));
+
+    // A runner without a release binary says so.
+    let (_d, o) = run(&[("RUNNER_OS", "Windows")]);
+    assert_exit(&o, 1);
+    assert!(
+        stdout(&o).contains("no ferry release binary for Windows/X64"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Tampered bytes on the server: refused against SHA256SUMS.
+    let archive = site
+        .path()
+        .join(VERSION)
+        .join(format!("ferry-{VERSION}-{TARGET}.tar.gz"));
+    let mut bytes = std::fs::read(&archive).unwrap();
+    bytes.push(0);
+    std::fs::write(&archive, bytes).unwrap();
+    let (d, o) = run(&[]);
+    assert_exit(&o, 1);
+    assert!(
+        stdout(&o).contains("SHA256SUMS says") && stdout(&o).contains("checksum mismatch"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!d.path().join("bin/ferry").exists(), "nothing installed");
+
+    let _ = server.kill();
+    let _ = server.wait();
+}
