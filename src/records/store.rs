@@ -16,6 +16,9 @@ use crate::registry::RegistryClient;
 pub const RECORD_PREFIX: &str = "ferry-record";
 /// Tag prefix of a claim: `ferry-claim_<env>_<release>_<unix-ms>_<random>`.
 pub const CLAIM_PREFIX: &str = "ferry-claim";
+/// Tag prefix marking a claim released where the registry refuses manifest deletes:
+/// `ferry-unclaim_<same suffix as the claim>`.
+pub const UNCLAIM_PREFIX: &str = "ferry-unclaim";
 /// OCI tags are at most 128 characters.
 const MAX_TAG: usize = 128;
 
@@ -123,6 +126,8 @@ impl Store {
     /// Opens `env`'s store with its role.
     pub async fn open(env: &Environment) -> Result<Store> {
         let sdk = crate::aws::sts::environment_config(env).await?;
+        // One STS call that says plainly when the role cannot be assumed.
+        crate::aws::sts::verify_identity(env, &sdk).await?;
         let client = crate::aws::ecr::registry_client(&sdk, &env.registry_host())
             .await
             .with_context(|| {
@@ -167,9 +172,17 @@ impl Store {
             v.sort_by(|a, b| (&a.time, &a.nonce).cmp(&(&b.time, &b.nonce)));
             v
         };
+        let released: std::collections::BTreeSet<String> = mine(UNCLAIM_PREFIX)
+            .into_iter()
+            .map(|n| n.tag[UNCLAIM_PREFIX.len()..].to_string())
+            .collect();
+        let claims = mine(CLAIM_PREFIX)
+            .into_iter()
+            .filter(|n| !released.contains(&n.tag[CLAIM_PREFIX.len()..]))
+            .collect();
         Ok(Catalog {
             records: mine(RECORD_PREFIX),
-            claims: mine(CLAIM_PREFIX),
+            claims,
             tags,
         })
     }
@@ -357,11 +370,35 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes a claim (its manifest, and so its tag).
+    /// Removes a claim (its manifest, and so its tag). A registry that refuses deletes
+    /// (distribution without `delete.enabled`, a role without `ecr:BatchDeleteImage`) gets an
+    /// `ferry-unclaim_…` tag beside the claim instead, which releases it just as well.
     pub async fn release(&self, claim: &ClaimInfo) -> Result<()> {
-        referrers::delete_manifest(&self.client, &self.repository, &claim.digest)
-            .await
-            .map(|_| ())
+        let deleted =
+            referrers::delete_manifest(&self.client, &self.repository, &claim.digest).await;
+        if let Err(e) = deleted {
+            let m = self
+                .client
+                .get_manifest(&self.repository, &claim.digest)
+                .await?
+                .ok_or_else(|| anyhow!("claim {} vanished", claim.tag.tag))?;
+            let tag = format!("{UNCLAIM_PREFIX}{}", &claim.tag.tag[CLAIM_PREFIX.len()..]);
+            anyhow::ensure!(tag.len() <= MAX_TAG, "cannot name the tag {tag:?}");
+            self.client
+                .put_manifest(&self.repository, &tag, &m)
+                .await
+                .with_context(|| {
+                    format!(
+                        "the registry refused to delete the claim ({e:#}), and marking it released"
+                    )
+                })?;
+            tracing::info!(
+                "{}: the registry refused to delete the claim {} ({e:#}); marked it released with {tag}",
+                self.location(),
+                claim.tag.tag
+            );
+        }
+        Ok(())
     }
 }
 
