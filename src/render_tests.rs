@@ -158,6 +158,15 @@ fn rollback_plan() -> Plan {
 }
 
 #[test]
+fn rollback_report_markdown() {
+    let mut r = report(Outcome::Deployed, ServiceState::Deployed, &[]);
+    r.tag = "v1.3.0".into();
+    r.kind = RunKind::Rollback;
+    r.rollback_from = Some("v1.4.0".into());
+    insta::assert_snapshot!(crate::render::report_markdown(&r));
+}
+
+#[test]
 fn rollback_plan_text_and_json() {
     insta::assert_snapshot!(plan_text(&rollback_plan()));
     let v = serde_json::to_value(rollback_plan()).unwrap();

@@ -84,6 +84,19 @@ pub fn report_lines(s: &mut String, r: &DeployReport) {
     }
 }
 
+/// The step summary's memory lines: the kind of run (under the headline), and the record.
+pub fn markdown_lines(s: &mut String, r: &DeployReport) {
+    if let Some(h) = headline(r.kind, r.rollback_from.as_deref(), &r.tag, false) {
+        let _ = writeln!(s, "**{h}**\n");
+    }
+    if let Some(w) = &r.record {
+        let _ = writeln!(s, "**Record** `{}` (`{}`)\n", w.tag, w.digest);
+    }
+    if let Some(e) = &r.record_error {
+        let _ = writeln!(s, "**Record NOT written**: {e}\n");
+    }
+}
+
 /// `ferry status`, per environment.
 pub fn status_text(envs: &[EnvironmentStatus]) -> String {
     let mut s = String::new();
