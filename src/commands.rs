@@ -129,6 +129,7 @@ fn plan_options(args: &TriggerArgs, offline: bool) -> Result<crate::plan::PlanOp
         from: args.from.clone(),
         allow_downgrade: args.allow_downgrade,
         run_attempt,
+        wait_for_idle: false,
     })
 }
 
@@ -225,7 +226,9 @@ async fn deploy_release(
     gh: &mut Session,
     targets: &[notify::NotifyTarget],
 ) -> Result<crate::report::DeployReport> {
-    let plan = crate::plan::plan(trigger, envs_dir, &plan_options(args, false)?).await?;
+    let mut plan_opts = plan_options(args, false)?;
+    plan_opts.wait_for_idle = opts.wait_for_idle;
+    let plan = crate::plan::plan(trigger, envs_dir, &plan_opts).await?;
     tracing::info!(
         "deploying {} to {} (account {}, {}): {}",
         plan.tag,

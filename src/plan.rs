@@ -121,6 +121,8 @@ pub struct PlanOptions {
     pub allow_downgrade: bool,
     /// `GITHUB_RUN_ATTEMPT` (1 outside Actions).
     pub run_attempt: u32,
+    /// `deploy --wait-for-idle`: a deployment in flight is waited for, not refused.
+    pub wait_for_idle: bool,
 }
 
 /// Parses the tag against the environments and checks it against the trigger.
@@ -219,6 +221,20 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
         match preview.await {
             Ok(p) => plan.changes = p,
             Err(e) => plan.unresolved.push(format!("task definitions: {e:#}")),
+        }
+        // The same refusal `deploy` makes (deploy::prepare), so that plan predicts it.
+        if let (false, Some(c)) = (
+            opts.wait_for_idle,
+            plan.changes.iter().find(|c| c.in_flight.is_some()),
+        ) {
+            return Err(Failure::refused(format!(
+                "service {}/{} has a deployment in flight: {}; deploying on top of it would make its outcome unknowable",
+                c.cluster,
+                c.service,
+                c.in_flight.as_deref().unwrap_or_default()
+            ))
+            .hint("wait for it to finish, or run with --wait-for-idle")
+            .into());
         }
     }
     Ok(plan)

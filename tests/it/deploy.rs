@@ -319,6 +319,23 @@ async fn a_deployment_in_flight_is_refused() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("--wait-for-idle"), "{}", stderr(&o));
+    // plan predicts it: the same refusal, the same exit code.
+    let p = ferry(
+        &[
+            "plan",
+            "--environments",
+            w.dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.4.0-rc.1",
+        ],
+        &w.env(),
+    );
+    assert_exit(&p, 3);
+    assert!(
+        stderr(&p).contains("has a deployment in flight"),
+        "{}",
+        stderr(&p)
+    );
     assert_eq!(
         w.sim.revisions(&w.family()).await,
         revisions,
