@@ -55,6 +55,14 @@ pub struct TriggerArgs {
     /// defaults to $GITHUB_EVENT_PATH.
     #[arg(long, env = "GITHUB_EVENT_PATH")]
     pub event: Option<PathBuf>,
+    /// For a final release: promote this release candidate (vX.Y.Z-rc.N) instead of the
+    /// highest; it must have passed the source environment too.
+    #[arg(long, value_name = "RC_TAG")]
+    pub from: Option<String>,
+    /// Deploy a release older than the one running even though this environment never ran it
+    /// (going back to a release it ran before needs no flag: that is a rollback).
+    #[arg(long)]
+    pub allow_downgrade: bool,
 }
 
 /// The subcommands.
@@ -83,11 +91,14 @@ pub enum Command {
         #[arg(long, env = "GITHUB_SHA")]
         commit: Option<String>,
     },
-    /// Show what each environment's services run now, and which release that is.
-    #[command(after_help = "Example:\n  ferry status production")]
+    /// Show what each environment runs now, its last release records, and drift.
+    #[command(after_help = "Example:\n  ferry status production --history 20")]
     Status {
         /// Only this environment (default: all).
         environment: Option<String>,
+        /// How many of each environment's newest release records to show.
+        #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(0..=500))]
+        history: u16,
     },
     /// Copy one image by digest between registries (the promotion engine on its own).
     #[command(

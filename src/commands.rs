@@ -33,9 +33,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             };
             deploy(envs, cli.output, &trigger, &opts).await
         }
-        Command::Status { environment } => {
-            let rows = crate::status::read(envs, environment.as_deref()).await?;
-            emit(cli.output, &rows, || render::status_text(&rows))
+        Command::Status {
+            environment,
+            history,
+        } => {
+            let envs =
+                crate::status::read(envs, environment.as_deref(), usize::from(history)).await?;
+            emit(cli.output, &envs, || render::status_text(&envs))
         }
         Command::Copy {
             source,
@@ -110,6 +114,29 @@ fn release_to_act_on(args: &TriggerArgs) -> Result<Option<Trigger>> {
     }
 }
 
+/// The plan's options from the flags and `GITHUB_RUN_ATTEMPT` (a re-run is deliberate).
+fn plan_options(args: &TriggerArgs, offline: bool) -> Result<crate::plan::PlanOptions> {
+    let run_attempt = match std::env::var("GITHUB_RUN_ATTEMPT") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                Failure::invalid(format!("GITHUB_RUN_ATTEMPT={v:?} is not a positive number"))
+                    .hint("GitHub Actions sets it; outside Actions leave it unset")
+            })?,
+        _ => 1,
+    };
+    Ok(crate::plan::PlanOptions {
+        offline,
+        from: args.from.clone(),
+        allow_downgrade: args.allow_downgrade,
+        run_attempt,
+        wait_for_idle: false,
+    })
+}
+
 /// The release to act on, its tag, and the run's GitHub session: a `workflow_dispatch`
 /// release is looked up on GitHub and refused as a release event would be (draft,
 /// contradicting pre-release flag).
@@ -136,7 +163,7 @@ async fn plan(envs: &Path, output: OutputFormat, args: &TriggerArgs, offline: bo
     let Some(trigger) = trigger else {
         return Ok(());
     };
-    let plan = crate::plan::plan(&trigger, envs, crate::plan::PlanOptions { offline }).await?;
+    let plan = crate::plan::plan(&trigger, envs, &plan_options(args, offline)?).await?;
     emit(output, &plan, || render::plan_text(&plan))?;
     actions::github_summary(&render::plan_markdown(&plan))?;
     actions::github_outputs(&[
@@ -158,7 +185,7 @@ async fn deploy(
     };
     let environments = crate::config::load(envs_dir)?;
     let targets = environments.select(&tag)?.file.notify.clone();
-    let result = deploy_release(envs_dir, &trigger, &tag, opts, &mut gh, &targets).await;
+    let result = deploy_release(envs_dir, args, &trigger, &tag, opts, &mut gh, &targets).await;
     notify_end(&targets, &tag, &result).await;
     let verdict = match &result {
         Ok(report) => report.verdict.clone(),
@@ -189,24 +216,23 @@ async fn deploy(
         ("digest", digest),
         ("outcome", outcome.as_str().unwrap_or_default()),
         ("task-definitions", &task_definitions),
+        ("kind", report.kind.as_str()),
     ])?;
     crate::run::result_of(&report)
 }
 
 async fn deploy_release(
     envs_dir: &Path,
+    args: &TriggerArgs,
     trigger: &Trigger,
     tag: &ReleaseTag,
     opts: &crate::deploy::DeployOptions,
     gh: &mut Session,
     targets: &[notify::NotifyTarget],
 ) -> Result<crate::report::DeployReport> {
-    let plan = crate::plan::plan(
-        trigger,
-        envs_dir,
-        crate::plan::PlanOptions { offline: false },
-    )
-    .await?;
+    let mut plan_opts = plan_options(args, false)?;
+    plan_opts.wait_for_idle = opts.wait_for_idle;
+    let plan = crate::plan::plan(trigger, envs_dir, &plan_opts).await?;
     tracing::info!(
         "deploying {} to {} (account {}, {}): {}",
         plan.tag,
@@ -215,6 +241,14 @@ async fn deploy_release(
         plan.region,
         plan.source.display()
     );
+    if let Some(h) = render::headline(
+        plan.kind,
+        plan.live_release.as_deref(),
+        &plan.tag,
+        plan.downgrade,
+    ) {
+        tracing::info!("{h} in {}", plan.environment);
+    }
     let envs = crate::config::load(envs_dir)?;
     let env = envs.get(&plan.environment)?;
     let source_env = envs.get(&plan.source.environment)?;

@@ -11,8 +11,12 @@ use serde::Serialize;
 use crate::aws::sts::{self, AuthMode};
 use crate::config::{Environment, Environments, ServiceConfig, SmokeCheck};
 use crate::error::Failure;
+use crate::gate::CandidateView;
 use crate::github::event::{self, Trigger, TriggerSource};
+use crate::records::{RunKind, Summary};
 use crate::tag::{self, Channel, ReleaseTag};
+
+mod memory;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -36,6 +40,35 @@ pub struct Plan {
     pub smoke: Vec<SmokeCheck>,
     /// Things the plan could not find out, each with its reason.
     pub unresolved: Vec<String>,
+    /// Deploy, redeploy, or rollback (a release this environment ran before, older than what
+    /// runs now), decided from the records.
+    pub kind: RunKind,
+    /// The release that runs now by the records (`rollback from <this> to <tag>`).
+    pub live_release: Option<String>,
+    /// Where the digest comes from.
+    pub digest_from: DigestFrom,
+    /// The record that vouches for the digest (this environment's own, or the source's).
+    pub record: Option<Summary>,
+    /// For a promotion: every release candidate of the version and its state.
+    pub candidates: Vec<CandidateView>,
+    /// An older release never deployed here, allowed by `--allow-downgrade`.
+    pub downgrade: bool,
+    /// The release candidate these bytes were verified as (a promoted image reports it).
+    pub built_as: Option<String>,
+}
+
+/// Where a plan's digest comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DigestFrom {
+    /// The release tag in the source repository (a new pre-release).
+    Tag,
+    /// The source environment's record of the candidate that passed (a promotion).
+    SourceRecord,
+    /// This environment's own record of the release (rollback, redeploy).
+    OwnRecord,
+    /// Not read (offline, or the records could not be read).
+    Unknown,
 }
 
 /// An image location, with what it points at when that could be read.
@@ -78,10 +111,18 @@ impl ImageRef {
 }
 
 /// Options for planning.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// Do not contact AWS or registries.
     pub offline: bool,
+    /// `--from vX.Y.Z-rc.N`: promote this candidate instead of the highest.
+    pub from: Option<String>,
+    /// `--allow-downgrade`: deploy an older release this environment never ran.
+    pub allow_downgrade: bool,
+    /// `GITHUB_RUN_ATTEMPT` (1 outside Actions).
+    pub run_attempt: u32,
+    /// `deploy --wait-for-idle`: a deployment in flight is waited for, not refused.
+    pub wait_for_idle: bool,
 }
 
 /// Parses the tag against the environments and checks it against the trigger.
@@ -96,7 +137,7 @@ pub fn classify(trigger: &Trigger, envs: &Environments) -> Result<ReleaseTag> {
 }
 
 /// Computes the plan for `trigger`; reads digests unless `opts.offline`.
-pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: PlanOptions) -> Result<Plan> {
+pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Result<Plan> {
     let envs = crate::config::load(envs_dir)?;
     let tag = classify(trigger, &envs)?;
     let env = envs.select(&tag)?;
@@ -124,25 +165,47 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: PlanOptions) -> Resu
         changes: Vec::new(),
         smoke: env.file.smoke.clone(),
         unresolved: Vec::new(),
+        kind: RunKind::Deploy,
+        live_release: None,
+        digest_from: DigestFrom::Unknown,
+        record: None,
+        candidates: Vec::new(),
+        downgrade: false,
+        built_as: None,
     };
+    if let Some(from) = &opts.from {
+        memory::check_from(from, &tag, env, source_env)?;
+    }
     if opts.offline {
         plan.unresolved.push("digests not read (--offline)".into());
+        plan.unresolved.push(
+            "records not read (--offline): rollback, gate and overlap checks not made".into(),
+        );
         return Ok(plan);
     }
-    // A definite answer (no such image, nothing verified in staging) fails the plan; an
-    // operational error (no credentials here) only leaves the digest unknown.
-    match resolve_source(&mut plan, source_env, &tag).await {
+    // A definite answer (no such image, nothing verified in staging, a refusal) fails the
+    // plan; an operational error (no credentials here) only leaves the digest unknown, and
+    // deploy then stops before changing anything.
+    match memory::resolve(&mut plan, &envs, env, source_env, &tag, opts).await {
         Err(e) if crate::error::classify(&e).is_some() => return Err(e),
-        Err(e) => plan.unresolved.push(format!("source image: {e:#}")),
-        Ok(()) => {}
+        Err(e) => plan.unresolved.push(format!("records: {e:#}")),
+        Ok(memory::Resolved::Done) => {}
+        Ok(memory::Resolved::FromTag) => match resolve_source(&mut plan, source_env, &tag).await {
+            Err(e) if crate::error::classify(&e).is_some() => return Err(e),
+            Err(e) => plan.unresolved.push(format!("source image: {e:#}")),
+            Ok(()) => plan.digest_from = DigestFrom::Tag,
+        },
     }
-    if promote {
+    if plan.promote {
         if let Err(e) = resolve_target(&mut plan, env).await {
             plan.unresolved.push(format!("target image: {e:#}"));
         }
     } else {
         plan.target.digest.clone_from(&plan.source.digest);
         plan.target.media_type.clone_from(&plan.source.media_type);
+    }
+    if let Some(digest) = &plan.source.digest {
+        refuse_moved_tag(&plan, digest)?;
     }
     if let Some(digest) = plan.source.digest.clone() {
         let image = format!(
@@ -158,6 +221,20 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: PlanOptions) -> Resu
         match preview.await {
             Ok(p) => plan.changes = p,
             Err(e) => plan.unresolved.push(format!("task definitions: {e:#}")),
+        }
+        // The same refusal `deploy` makes (deploy::prepare), so that plan predicts it.
+        if let (false, Some(c)) = (
+            opts.wait_for_idle,
+            plan.changes.iter().find(|c| c.in_flight.is_some()),
+        ) {
+            return Err(Failure::refused(format!(
+                "service {}/{} has a deployment in flight: {}; deploying on top of it would make its outcome unknowable",
+                c.cluster,
+                c.service,
+                c.in_flight.as_deref().unwrap_or_default()
+            ))
+            .hint("wait for it to finish, or run with --wait-for-idle")
+            .into());
         }
     }
     Ok(plan)
@@ -206,6 +283,24 @@ async fn resolve_target(plan: &mut Plan, env: &Environment) -> Result<()> {
     {
         plan.target.digest = Some(desc.digest);
         plan.target.media_type = Some(desc.media_type);
+    }
+    Ok(())
+}
+
+/// A release tag is immutable: production's tag must not already mean other bytes.
+pub fn refuse_moved_tag(plan: &Plan, digest: &str) -> Result<()> {
+    if let (true, Some(existing)) = (plan.promote, &plan.target.digest) {
+        if existing != digest {
+            return Err(Failure::refused(format!(
+                "{}/{}:{} already exists with digest {existing}, but the verified {} candidate is {digest}; refusing to move the tag",
+                plan.target.registry,
+                plan.target.repository,
+                plan.tag,
+                plan.source.tag.as_deref().unwrap_or("?")
+            ))
+            .hint("a released version never changes: publish a new version (and release candidate) instead")
+            .into());
+        }
     }
     Ok(())
 }

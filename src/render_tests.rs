@@ -7,10 +7,38 @@ use crate::aws::sts::AuthMode;
 use crate::config::{ServiceConfig, SmokeCheck};
 use crate::deploy::taskdef::{FieldChange, ServicePreview};
 use crate::deploy::ServiceState;
+use crate::gate::{CandidateState, CandidateView};
 use crate::github::event::TriggerSource;
-use crate::plan::{ImageRef, Plan};
-use crate::report::{DeployReport, Outcome, ServiceReport};
+use crate::plan::{DigestFrom, ImageRef, Plan};
+use crate::records::store::Written;
+use crate::records::{RecordResult, RunKind, Summary};
+use crate::registry::referrers::ReferrersPath;
+use crate::report::{DeployReport, EnvironmentStatus, Outcome, ServiceReport, ServiceStatus};
 use crate::smoke::SmokeResult;
+
+const STAGING_DIGEST: &str =
+    "sha256:0b1c2d3e4f5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+fn summary(
+    env: &str,
+    tag: &str,
+    digest: &str,
+    result: RecordResult,
+    kind: RunKind,
+    ended: u64,
+) -> Summary {
+    Summary {
+        environment: env.into(),
+        tag: tag.into(),
+        digest: digest.into(),
+        result,
+        kind,
+        run: format!("{ended}000-0a1b2c3d"),
+        started_at: ended - 240,
+        ended_at: ended,
+        record: format!("sha256:{ended:064}"),
+    }
+}
 
 const DIGEST: &str = "sha256:4f0e5c1d2b3a49586776655443322110ffeeddccbbaa99887766554433221100";
 const TD: &str = "arn:aws:ecs:eu-west-1:222222222222:task-definition/shop-api";
@@ -83,7 +111,77 @@ fn production_plan(with_changes: bool) -> Plan {
             service: None,
         }],
         unresolved: Vec::new(),
+        kind: RunKind::Deploy,
+        live_release: Some("v1.3.0".into()),
+        digest_from: DigestFrom::SourceRecord,
+        record: Some(summary(
+            "staging",
+            "v1.4.0-rc.3",
+            DIGEST,
+            RecordResult::Succeeded,
+            RunKind::Deploy,
+            1_795_000_000,
+        )),
+        candidates: vec![
+            CandidateView {
+                tag: "v1.4.0-rc.2".into(),
+                state: CandidateState::Failed {
+                    result: RecordResult::RolledBack,
+                },
+                digest: Some(STAGING_DIGEST.into()),
+            },
+            CandidateView {
+                tag: "v1.4.0-rc.3".into(),
+                state: CandidateState::Passed,
+                digest: Some(DIGEST.into()),
+            },
+        ],
+        downgrade: false,
+        built_as: Some("v1.4.0-rc.3".into()),
     }
+}
+
+fn rollback_plan() -> Plan {
+    let mut p = production_plan(false);
+    p.tag = "v1.3.0".into();
+    p.version = "1.3.0".into();
+    p.kind = RunKind::Rollback;
+    p.live_release = Some("v1.4.0".into());
+    p.digest_from = DigestFrom::OwnRecord;
+    p.promote = false;
+    p.source = image("production", "222222222222", "v1.3.0", Some(DIGEST));
+    p.target = p.source.clone();
+    p.record = Some(summary(
+        "production",
+        "v1.3.0",
+        DIGEST,
+        RecordResult::Succeeded,
+        RunKind::Deploy,
+        1_794_000_000,
+    ));
+    p.candidates = Vec::new();
+    p
+}
+
+#[test]
+fn rollback_report_markdown() {
+    let mut r = report(Outcome::Deployed, ServiceState::Deployed, &[]);
+    r.tag = "v1.3.0".into();
+    r.kind = RunKind::Rollback;
+    r.rollback_from = Some("v1.4.0".into());
+    insta::assert_snapshot!(crate::render::report_markdown(&r));
+}
+
+#[test]
+fn rollback_plan_text_and_json() {
+    insta::assert_snapshot!(plan_text(&rollback_plan()));
+    let v = serde_json::to_value(rollback_plan()).unwrap();
+    insta::assert_json_snapshot!((
+        &v["kind"],
+        &v["live_release"],
+        &v["digest_from"],
+        &v["record"]
+    ));
 }
 
 fn staging_plan_offline() -> Plan {
@@ -113,6 +211,13 @@ fn staging_plan_offline() -> Plan {
         changes: Vec::new(),
         smoke: Vec::new(),
         unresolved: vec!["digests not read (--offline)".into()],
+        kind: RunKind::Deploy,
+        live_release: None,
+        digest_from: DigestFrom::Unknown,
+        record: None,
+        candidates: Vec::new(),
+        downgrade: false,
+        built_as: None,
     }
 }
 
@@ -176,6 +281,14 @@ fn report(outcome: Outcome, state: ServiceState, evidence: &[&str]) -> DeployRep
             seconds: 1.5,
         }],
         outcome,
+        kind: RunKind::Deploy,
+        rollback_from: None,
+        record: Some(Written {
+            digest: format!("sha256:{:064}", 7),
+            tag: "ferry-record_production_v1.4.0_20261123T101500Z_0a1b2c3d".into(),
+            referrers: ReferrersPath::Api,
+        }),
+        record_error: None,
         verdict: String::new(),
         github: None,
     };
@@ -277,8 +390,8 @@ fn report_json() {
     ));
 }
 
-fn status_rows() -> Vec<ServiceStatus> {
-    vec![
+fn status_rows() -> Vec<EnvironmentStatus> {
+    let rows = [
         ServiceStatus {
             environment: "production".into(),
             cluster: "shop".into(),
@@ -311,6 +424,29 @@ fn status_rows() -> Vec<ServiceStatus> {
             ],
             strategy: None,
             in_flight: None,
+        },
+    ];
+    vec![
+        EnvironmentStatus {
+            environment: "production".into(),
+            services: vec![rows[0].clone()],
+            live_release: Some("v1.4.0".into()),
+            live_since: Some("2026-11-18T11:06:40Z".into()),
+            history: vec![
+                summary("production", "v1.4.0", DIGEST, RecordResult::Succeeded, RunKind::Deploy, 1_795_000_000),
+                summary("production", "v1.4.1", STAGING_DIGEST, RecordResult::RolledBack, RunKind::Deploy, 1_794_990_000),
+            ],
+            drift: Vec::new(),
+            records_error: None,
+        },
+        EnvironmentStatus {
+            environment: "staging".into(),
+            services: vec![rows[1].clone()],
+            live_release: Some("v1.4.0-rc.3".into()),
+            live_since: Some("2026-11-18T06:40:00Z".into()),
+            history: vec![summary("staging", "v1.4.0-rc.3", DIGEST, RecordResult::Succeeded, RunKind::Deploy, 1_794_984_000)],
+            drift: vec!["shop-staging/api runs shop-api:7, but the last record (deploy v1.4.0-rc.3, succeeded) left it on shop-api:5: changed outside ferry (by hand, or ECS rolled back on its own)".into()],
+            records_error: None,
         },
     ]
 }
@@ -422,7 +558,8 @@ fn plan_says_which_strategy_runs_and_what_it_waits_for() {
 
 #[test]
 fn status_shows_the_live_strategy_and_the_traffic_split() {
-    let mut row = status_rows().remove(0);
+    let mut envs = status_rows();
+    let mut row = envs[0].services.remove(0);
     row.deployments = vec![
         "PRIMARY shop-api:42 STEADY_STATE".into(),
         "ACTIVE shop-api:43 STABILIZING".into(),
@@ -434,7 +571,7 @@ fn status_shows_the_live_strategy_and_the_traffic_split() {
         replacement_weight: Some(10.0),
         stage: None,
     });
-    let mut native = status_rows().remove(1);
+    let mut native = envs[1].services.remove(0);
     native.strategy = Some("BLUE_GREEN".into());
     native.in_flight = Some(crate::deploy::bluegreen::InFlight {
         deployment: "arn:aws:ecs:eu-west-1:111111111111:service-deployment/shop-staging/api/abc"
@@ -443,5 +580,7 @@ fn status_shows_the_live_strategy_and_the_traffic_split() {
         replacement_weight: None,
         stage: Some("BAKE_TIME".into()),
     });
-    insta::assert_snapshot!("status_text_blue_green", status_text(&[row, native]));
+    envs[0].services = vec![row];
+    envs[1].services = vec![native];
+    insta::assert_snapshot!("status_text_blue_green", status_text(&envs));
 }

@@ -7,6 +7,8 @@ use serde::Serialize;
 use crate::deploy::taskdef::FieldChange;
 use crate::deploy::ServiceState;
 use crate::github::deployments::GithubReport;
+use crate::records::store::Written;
+use crate::records::RunKind;
 use crate::registry::copy::CopyOutcome;
 use crate::smoke::SmokeResult;
 
@@ -35,6 +37,14 @@ pub struct DeployReport {
     pub outcome: Outcome,
     /// One paragraph: what failed, the evidence, and what state the environment is in now.
     pub verdict: String,
+    /// Deploy, redeploy, or rollback (an older release this environment ran before).
+    pub kind: RunKind,
+    /// For a rollback: the release that ran before it.
+    pub rollback_from: Option<String>,
+    /// The release record written next to the image.
+    pub record: Option<Written>,
+    /// Why no record could be written (the outcome above still stands).
+    pub record_error: Option<String>,
     /// The run's GitHub deployment, when ferry had a token (never fails the deploy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub github: Option<GithubReport>,
@@ -115,6 +125,25 @@ pub struct ServiceStatus {
     /// A blue/green release in flight: where it stands and the traffic split.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<crate::deploy::bluegreen::InFlight>,
+}
+
+/// One environment in `ferry status`: its services now, and its memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvironmentStatus {
+    /// Environment name.
+    pub environment: String,
+    /// Each service, read from ECS.
+    pub services: Vec<ServiceStatus>,
+    /// The release the last successful record put here.
+    pub live_release: Option<String>,
+    /// When that record ended (RFC 3339).
+    pub live_since: Option<String>,
+    /// The newest records, newest first.
+    pub history: Vec<crate::records::Summary>,
+    /// Live revisions no record explains.
+    pub drift: Vec<String>,
+    /// Why the records could not be read, when they could not.
+    pub records_error: Option<String>,
 }
 
 /// One row of `ferry validate`.

@@ -18,10 +18,14 @@ use crate::deploy::{self, taskdef, DeployOptions, Ended, Running, ServiceState};
 use crate::error::{Failure, FailureKind};
 use crate::github::deployments::{DeploymentRequest, Session};
 use crate::plan::Plan;
+use crate::records::RunKind;
 use crate::render;
 use crate::report::{DeployReport, Outcome, ServiceReport};
 
-/// Executes `plan` on `env`, promoting from `source_env` when the plan says so.
+mod memory;
+
+/// Executes `plan` on `env`, promoting from `source_env` when the plan says so: claims the
+/// environment first (one run at a time), and records the outcome next to the image at the end.
 pub async fn deploy(
     plan: &Plan,
     env: &Environment,
@@ -37,7 +41,36 @@ pub async fn deploy(
             plan.unresolved.join("; ")
         )
     })?;
-    refuse_moved_tag(plan, &digest)?;
+    crate::plan::refuse_moved_tag(plan, &digest)?;
+    let started = crate::records::now_unix();
+    let store = crate::records::store::Store::open(env).await?;
+    let claim = memory::claim_environment(&store, env, plan).await?;
+    let result = execute(plan, env, source_env, opts, &digest, gh, gh_request).await;
+    memory::release(&store, &claim).await;
+    let mut report = result?;
+    if let Some(h) = render::headline(
+        plan.kind,
+        plan.live_release.as_deref(),
+        &plan.tag,
+        plan.downgrade,
+    ) {
+        report.verdict = format!("{h}: {}", report.verdict);
+    }
+    memory::record(&store, plan, source_env, &mut report, started).await;
+    Ok(report)
+}
+
+/// promote → roll out → smoke → (on failure) roll back, under this run's claim.
+async fn execute(
+    plan: &Plan,
+    env: &Environment,
+    source_env: &Environment,
+    opts: &DeployOptions,
+    digest: &str,
+    gh: &mut Session,
+    gh_request: &DeploymentRequest,
+) -> Result<DeployReport> {
+    let digest = digest.to_string();
     let sdk = crate::aws::sts::environment_config(env).await?;
     crate::aws::sts::verify_identity(env, &sdk).await?;
     let client = crate::aws::sts::ecs_client(&sdk);
@@ -64,7 +97,6 @@ pub async fn deploy(
     gh.start(gh_request).await;
 
     let promotion = if plan.promote {
-        let source_tag = plan.source.tag.clone().unwrap_or_default();
         tracing::info!(
             "promoting {} to {}/{}:{}",
             plan.source.display(),
@@ -72,7 +104,8 @@ pub async fn deploy(
             env.file.image.repository,
             plan.tag
         );
-        let out = crate::promote::promote(source_env, env, &source_tag, &digest, &plan.tag)
+        // By digest: the record vouches for these bytes, whatever the rc tag says now.
+        let out = crate::promote::promote(source_env, env, &digest, &digest, &plan.tag)
             .await
             .with_context(|| {
                 format!(
@@ -130,6 +163,13 @@ pub async fn deploy(
         smoke,
         outcome: Outcome::Deployed,
         verdict: String::new(),
+        kind: plan.kind,
+        rollback_from: plan
+            .live_release
+            .clone()
+            .filter(|_| plan.kind == RunKind::Rollback),
+        record: None,
+        record_error: None,
         github: None,
     };
 
@@ -193,24 +233,6 @@ pub async fn deploy(
     Ok(report)
 }
 
-/// A release tag is immutable: production's tag must not already mean other bytes.
-fn refuse_moved_tag(plan: &Plan, digest: &str) -> Result<()> {
-    if let (true, Some(existing)) = (plan.promote, &plan.target.digest) {
-        if existing != digest {
-            return Err(Failure::refused(format!(
-                "{}/{}:{} already exists with digest {existing}, but the verified {} candidate is {digest}; refusing to move the tag",
-                plan.target.registry,
-                plan.target.repository,
-                plan.tag,
-                plan.source.tag.as_deref().unwrap_or("?")
-            ))
-            .hint("a released version never changes: publish a new version (and release candidate) instead")
-            .into());
-        }
-    }
-    Ok(())
-}
-
 /// Reads what each service this run touched runs now, where the rollback did not already
 /// confirm it, so the report states what ECS says rather than what ferry hoped.
 async fn confirm_final_revisions(client: &aws_sdk_ecs::Client, runs: &mut [Running]) {
@@ -230,6 +252,10 @@ fn accepted_versions(plan: &Plan) -> Vec<String> {
     if let (true, Some(src)) = (plan.promote, &plan.source.tag) {
         v.push(src.trim_start_matches('v').to_string());
         v.push(src.clone());
+    }
+    if let Some(b) = &plan.built_as {
+        v.push(b.trim_start_matches('v').to_string());
+        v.push(b.clone());
     }
     v
 }

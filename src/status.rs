@@ -1,24 +1,32 @@
-//! `ferry status`: what each environment's services run now, and which release that is (read
-//! from the tags ferry put on the task definition).
+//! `ferry status`: per environment, what each service runs now (read from ECS and the tags
+//! ferry put on the task definition), since when by the records, the last records, and
+//! drift: a live revision that no record explains.
 
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
 
 use crate::aws::ecs::{self, short_td, TAG_DIGEST};
-use crate::report::ServiceStatus;
+use crate::records::store::Store;
+use crate::records::{Record, RecordResult};
+use crate::report::{EnvironmentStatus, ServiceStatus};
 
-/// One row per configured service of `only` (or of every environment).
-pub async fn read(dir: &Path, only: Option<&str>) -> Result<Vec<ServiceStatus>> {
+/// One entry per environment (`only`, or all), with up to `history` records each.
+pub async fn read(
+    dir: &Path,
+    only: Option<&str>,
+    history: usize,
+) -> Result<Vec<EnvironmentStatus>> {
     let envs = crate::config::load(dir)?;
     let selected: Vec<_> = match only {
         Some(name) => vec![envs.get(name)?],
         None => envs.envs.values().collect(),
     };
-    let mut rows = Vec::new();
+    let mut out = Vec::new();
     for env in selected {
         let sdk = crate::aws::sts::environment_config(env).await?;
         let client = crate::aws::sts::ecs_client(&sdk);
+        let mut rows = Vec::new();
         for s in &env.file.services {
             let svc = ecs::find_service(&client, &s.cluster, &s.service)
                 .await?
@@ -60,6 +68,155 @@ pub async fn read(dir: &Path, only: Option<&str>) -> Result<Vec<ServiceStatus>> 
                 in_flight,
             });
         }
+        let mut status = EnvironmentStatus {
+            environment: env.name.clone(),
+            services: rows,
+            live_release: None,
+            live_since: None,
+            history: Vec::new(),
+            drift: Vec::new(),
+            records_error: None,
+        };
+        if let Err(e) = memory(&mut status, env, history).await {
+            status.records_error = Some(format!("{e:#}"));
+        }
+        out.push(status);
     }
-    Ok(rows)
+    Ok(out)
+}
+
+async fn memory(
+    status: &mut EnvironmentStatus,
+    env: &crate::config::Environment,
+    history: usize,
+) -> Result<()> {
+    let store = Store::open(env).await?;
+    let cat = store.catalog().await?;
+    let newest = &cat.records[cat.records.len().saturating_sub(history.max(1))..];
+    let mut sums = store.summaries(newest).await?;
+    sums.sort_by_key(|s| std::cmp::Reverse((s.ended_at, s.started_at)));
+    if let Some(live) = sums.iter().find(|s| s.result == RecordResult::Succeeded) {
+        status.live_release = Some(live.tag.clone());
+        status.live_since = Some(crate::records::rfc3339_of(live.ended_at));
+    }
+    let latest = match sums.first() {
+        Some(s) => Some(store.read(&s.record).await?),
+        None => None,
+    };
+    status.drift = drift(&status.services, latest.as_ref());
+    status.history = sums.into_iter().take(history).collect();
+    Ok(())
+}
+
+/// Services whose live revision is not the one the latest record left them on.
+pub fn drift(services: &[ServiceStatus], latest: Option<&Record>) -> Vec<String> {
+    let Some(rec) = latest else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for s in services {
+        let expected = rec
+            .services
+            .iter()
+            .find(|r| r.cluster == s.cluster && r.service == s.service)
+            .and_then(|r| r.after.as_deref());
+        match expected {
+            Some(td) if td == s.task_definition => {}
+            Some(td) => out.push(format!(
+                "{}/{} runs {}{}, but the last record ({} {}, {}) left it on {}: changed outside ferry (by hand, or ECS rolled back on its own)",
+                s.cluster,
+                s.service,
+                short_td(&s.task_definition),
+                s.release
+                    .as_deref()
+                    .map(|r| format!(" (release {r})"))
+                    .unwrap_or_default(),
+                rec.kind.as_str(),
+                rec.tag,
+                rec.result.as_str(),
+                short_td(td)
+            )),
+            None => out.push(format!(
+                "{}/{} runs {}, and no record of {} names this service",
+                s.cluster,
+                s.service,
+                short_td(&s.task_definition),
+                rec.environment
+            )),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{RunKind, ServiceRecord, SCHEMA};
+
+    fn row(td: &str) -> ServiceStatus {
+        ServiceStatus {
+            environment: "production".into(),
+            cluster: "shop".into(),
+            service: "api".into(),
+            task_definition: format!("arn:aws:ecs:eu-west-1:1:task-definition/{td}"),
+            release: Some("v1.0.0".into()),
+            digest: None,
+            image: None,
+            running: 2,
+            desired: 2,
+            deployments: vec![],
+            strategy: None,
+            in_flight: None,
+        }
+    }
+
+    fn rec(after: &str) -> Record {
+        Record {
+            schema: SCHEMA.into(),
+            run: "1-a".into(),
+            environment: "production".into(),
+            tag: "v1.1.0".into(),
+            version: "1.1.0".into(),
+            digest: "sha256:x".into(),
+            repository: "r".into(),
+            kind: RunKind::Deploy,
+            result: RecordResult::Succeeded,
+            previous_release: None,
+            services: vec![ServiceRecord {
+                cluster: "shop".into(),
+                service: "api".into(),
+                before: "x".into(),
+                after: Some(format!("arn:aws:ecs:eu-west-1:1:task-definition/{after}")),
+            }],
+            smoke: vec![],
+            started_at: "2026-11-23T10:00:00Z".into(),
+            ended_at: "2026-11-23T10:05:00Z".into(),
+            trigger: "cli".into(),
+            run_url: None,
+            ferry_version: "0".into(),
+            promoted_from: None,
+        }
+    }
+
+    #[test]
+    fn drift_is_a_revision_no_record_explains() {
+        // (name, live revision, record's revision or none, drift expected)
+        let cases = [
+            ("as recorded", "api:5", Some("api:5"), None),
+            ("changed by hand", "api:7", Some("api:5"), Some("api:7 (release v1.0.0), but the last record (deploy v1.1.0, succeeded) left it on api:5")),
+            ("no record yet: nothing to compare", "api:7", None, None),
+        ];
+        for (name, live, after, want) in cases {
+            let r = after.map(rec);
+            let got = drift(&[row(live)], r.as_ref());
+            match want {
+                None => assert!(got.is_empty(), "{name}: {got:?}"),
+                Some(w) => assert!(got.len() == 1 && got[0].contains(w), "{name}: {got:?}"),
+            }
+        }
+        let mut other = rec("api:5");
+        other.services[0].service = "worker".into();
+        assert!(drift(&[row("api:5")], Some(&other))[0]
+            .contains("no record of production names this service"));
+    }
 }

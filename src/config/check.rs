@@ -83,6 +83,11 @@ pub fn validate(env: &Environment) -> Vec<String> {
         }
         _ => {}
     }
+    if let Some(m) = f.promote.as_ref().and_then(|p| p.soak_minutes) {
+        if m > 10_080 {
+            p.push(format!("field `promote.soak_minutes`: {m} is more than a week (10080); write the minutes a candidate must have run in the source environment, e.g. 30"));
+        }
+    }
     if !is_repository_name(&f.image.repository) {
         p.push(format!(
             "field `image.repository`: {:?} is not an ECR repository name (lowercase, digits, . _ - and /, e.g. \"shop/api\")",

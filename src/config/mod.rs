@@ -90,6 +90,8 @@ pub struct ImageConfig {
 pub struct PromoteConfig {
     /// Name of the environment whose verified images this one deploys.
     pub from: String,
+    /// How long a release candidate must have been live in `from` before it may be promoted.
+    pub soak_minutes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

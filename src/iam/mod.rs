@@ -4,8 +4,8 @@
 //! For each environment, three documents:
 //!
 //! - **role policy** (attach to `role.arn`): exactly the calls ferry makes with that role.
-//!   ECR on exactly the environment's repository (read; plus push for an environment that
-//!   receives promotions), ECS on exactly its clusters and services, `RegisterTaskDefinition`
+//!   ECR on exactly the environment's repository (read; push for an environment that
+//!   receives promotions; push and manifest delete for the release records and claims), ECS on exactly its clusters and services, `RegisterTaskDefinition`
 //!   and its tag-on-create `TagResource` on exactly the live task-definition families, and
 //!   `iam:PassRole` on exactly the task and execution roles the live task definitions use.
 //!   `ecr:GetAuthorizationToken`, `ecs:DescribeTaskDefinition` and
@@ -22,7 +22,8 @@
 //! Which ECR call each OCI request is (ECR's documented mapping): manifest GET/HEAD →
 //! `BatchGetImage`; blob HEAD → `BatchCheckLayerAvailability`; blob GET →
 //! `GetDownloadUrlForLayer`; `tags/list` → `ListImages`; blob upload →
-//! `InitiateLayerUpload`/`UploadLayerPart`/`CompleteLayerUpload`; manifest PUT → `PutImage`.
+//! `InitiateLayerUpload`/`UploadLayerPart`/`CompleteLayerUpload`; manifest PUT → `PutImage`;
+//! manifest DELETE → `BatchDeleteImage`; `referrers/<digest>` → `BatchGetImage`.
 //!
 //! [`policies`] is pure (values in, `serde_json` documents out, statements and lists in a
 //! fixed order); [`live_services`] is the one function that asks AWS.
@@ -49,6 +50,17 @@ pub const ECR_READ: &[&str] = &[
 
 /// ECR actions a role needs to push a promoted image into its repository.
 pub const ECR_PUSH: &[&str] = &[
+    "ecr:CompleteLayerUpload",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+];
+
+/// ECR actions every environment's role needs for the release memory in its own repository:
+/// push a record (and a claim) next to the image, delete its claim when the run ends (manifest
+/// DELETE → `BatchDeleteImage`).
+pub const ECR_RECORDS: &[&str] = &[
+    "ecr:BatchDeleteImage",
     "ecr:CompleteLayerUpload",
     "ecr:InitiateLayerUpload",
     "ecr:PutImage",
@@ -182,8 +194,17 @@ pub fn role_policy(env: &Environment, live: Option<&LiveServices>) -> Value {
         statement("EcrReadRepository", ECR_READ, vec![repo.clone()]),
     ];
     if env.file.promote.is_some() {
-        st.push(statement("EcrPushPromotedImage", ECR_PUSH, vec![repo]));
+        st.push(statement(
+            "EcrPushPromotedImage",
+            ECR_PUSH,
+            vec![repo.clone()],
+        ));
     }
+    st.push(statement(
+        "EcrReleaseRecordsAndClaims",
+        ECR_RECORDS,
+        vec![repo],
+    ));
     if !env.file.services.is_empty() {
         let uniq = |v: Vec<String>| -> Vec<String> {
             v.into_iter().collect::<BTreeSet<_>>().into_iter().collect()

@@ -109,8 +109,14 @@ fn staging_reads_only_and_trusts_the_environments_that_use_its_role() {
     assert_eq!(names, ["production", "staging"]);
     let staging = &p.environments[1];
     let acts = actions(&staging.role_policy);
-    assert!(!acts.iter().any(|a| a == "ecr:PutImage"), "{acts:?}");
-    assert!(acts.iter().any(|a| a == "ecr:BatchGetImage"));
+    // Staging pushes no image, but its release records and claims (and deletes its claims).
+    for a in ["ecr:PutImage", "ecr:BatchDeleteImage", "ecr:BatchGetImage"] {
+        assert!(acts.iter().any(|x| x == a), "{a} missing: {acts:?}");
+    }
+    assert!(
+        !acts.iter().any(|a| a == "ecr:BatchDeleteRepository"),
+        "{acts:?}"
+    );
     let cond = &staging.trust_policy["Statement"][0]["Condition"]["StringEquals"];
     assert_eq!(
         cond["token.actions.githubusercontent.com:sub"],

@@ -123,6 +123,11 @@ impl RegistryClient {
         self
     }
 
+    /// The registry's base URL (`scheme://host[:port]`).
+    pub fn base(&self) -> &url::Url {
+        &self.base
+    }
+
     /// `host[:port]`, for messages.
     pub fn host(&self) -> String {
         match self.base.port() {

@@ -20,6 +20,7 @@ pub mod link;
 mod location;
 pub mod manifest;
 mod names;
+pub mod referrers;
 mod verify;
 
 use anyhow::{bail, Context, Result};

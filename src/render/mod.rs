@@ -6,10 +6,12 @@
 //! text, its verdict and the words for a service's state), `summary` (the Markdown of the step
 //! summary); the status, validation and copy texts are here.
 
+mod memory;
 mod plan;
 mod report;
 mod summary;
 
+pub use memory::{headline, status_text};
 pub use plan::{plan_markdown, plan_text};
 pub use report::{
     failing_already_verdict, failure_reasons, failure_verdict, report_text, service_detail,
@@ -19,7 +21,6 @@ pub use summary::report_markdown;
 
 use std::fmt::Write as _;
 
-use crate::aws::ecs::short_td;
 use crate::registry::copy::CopyOutcome;
 use crate::report::{Check, ServiceStatus};
 
@@ -56,41 +57,25 @@ pub fn shorten_digests(text: &str, keep: Option<&str>) -> String {
     }
     out
 }
-/// `ferry status`, one line per service.
-pub fn status_text(rows: &[ServiceStatus]) -> String {
-    let mut s = String::new();
-    for r in rows {
-        let _ = write!(
-            s,
-            "{:<12} {}/{}: {} ({}), {}/{} running [{}]",
-            r.environment,
-            r.cluster,
-            r.service,
-            r.release.as_deref().unwrap_or("not deployed by ferry"),
-            short_td(&r.task_definition),
-            r.running,
-            r.desired,
-            r.deployments.join("; ")
-        );
-        if let Some(strategy) = &r.strategy {
-            let _ = write!(s, ", strategy {strategy}");
-        }
-        if let Some(f) = &r.in_flight {
-            let _ = write!(s, ", release in flight: {} {}", f.deployment, f.status);
-            if let Some(stage) = &f.stage {
-                let _ = write!(s, " at {stage}");
-            }
-            if let Some(w) = f.replacement_weight {
-                let _ = write!(
-                    s,
-                    ", production traffic {w:.0}% on the replacement, {:.0}% on the original",
-                    100.0 - w
-                );
-            }
-        }
-        s.push('\n');
+
+/// The live strategy and, mid-release, where a blue/green release stands (after a status line).
+fn strategy_and_flight(s: &mut String, r: &ServiceStatus) {
+    if let Some(strategy) = &r.strategy {
+        let _ = write!(s, ", strategy {strategy}");
     }
-    s
+    if let Some(f) = &r.in_flight {
+        let _ = write!(s, ", release in flight: {} {}", f.deployment, f.status);
+        if let Some(stage) = &f.stage {
+            let _ = write!(s, " at {stage}");
+        }
+        if let Some(w) = f.replacement_weight {
+            let _ = write!(
+                s,
+                ", production traffic {w:.0}% on the replacement, {:.0}% on the original",
+                100.0 - w
+            );
+        }
+    }
 }
 
 /// `ferry validate`, one line per check.

@@ -35,6 +35,7 @@ pub fn plan_text(plan: &Plan) -> String {
     if let Some(d) = &plan.source.digest {
         let _ = writeln!(s, "  digest       {d}");
     }
+    super::memory::plan_lines(&mut s, plan);
     if plan.promote {
         let _ = writeln!(
             s,

@@ -178,6 +178,7 @@ pub fn report_text(r: &DeployReport) -> String {
             c.attempts
         );
     }
+    super::memory::report_lines(&mut s, r);
     let _ = writeln!(s, "  verdict  {}", r.verdict);
     shorten_digests(&s, r.image.split_once('@').map(|(_, d)| d))
 }

@@ -25,6 +25,7 @@ pub fn report_markdown(r: &DeployReport) -> String {
         md(&r.tag),
         md(&r.environment)
     );
+    super::memory::markdown_lines(&mut s, r);
     let (repo, digest) = r.image.split_once('@').unwrap_or((r.image.as_str(), ""));
     let _ = write!(
         s,

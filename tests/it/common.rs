@@ -58,11 +58,14 @@ pub fn wait_for_port(port: u16, what: &str) {
 /// A real CNCF distribution registry (Debian `docker-registry`) with htpasswd auth for
 /// `AWS:<account>-auth-token`, the password moto's GetAuthorizationToken hands out.
 pub struct Registry {
+    /// Where clients talk to it (the referrers front when there is one).
     pub port: u16,
     pub account: String,
     pub user: String,
     pub password: String,
     child: Child,
+    /// tests/referrers_proxy in front of the registry: the referrers API, as ECR serves it.
+    front: Option<Child>,
     _dir: tempfile::TempDir,
 }
 
@@ -70,6 +73,38 @@ impl Registry {
     /// A registry that accepts the ECR credentials of `account`.
     pub fn for_account(account: &str) -> Registry {
         Self::start(account, "AWS", &format!("{account}-auth-token"))
+    }
+
+    /// A registry for `account` that serves the OCI referrers API, as ECR does: the real
+    /// registry behind tests/referrers_proxy (docker-registry 2.8 has no referrers API).
+    pub fn with_referrers(account: &str) -> Registry {
+        use std::io::BufRead;
+        let mut r = Self::for_account(account);
+        let mut front = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/referrers_proxy/proxy.py"))
+            .args([
+                "--upstream",
+                &format!("http://127.0.0.1:{}", r.port),
+                "--port",
+                "0",
+            ])
+            .arg("--state")
+            .arg(r._dir.path().join("referrers.json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 and tests/referrers_proxy/proxy.py");
+        let mut line = String::new();
+        std::io::BufReader::new(front.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("REFERRERS_PROXY_ENDPOINT=http://127.0.0.1:")
+            .unwrap_or_else(|| panic!("the referrers proxy did not start: {line:?}"));
+        r.port = endpoint.parse().unwrap();
+        r.front = Some(front);
+        r
     }
 
     /// A registry with arbitrary basic-auth credentials.
@@ -110,6 +145,7 @@ impl Registry {
             user: user.to_string(),
             password: password.to_string(),
             child,
+            front: None,
             _dir: dir,
         }
     }
@@ -157,6 +193,40 @@ impl Registry {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// ferry's records of `digest`, read back by the ORAS Python client (tests/fixtures/oras_records.py):
+    /// `(path, records)` where path is "api" (referrers API) or "fallback" (the sha256-<hex> tag).
+    pub fn oras_records(&self, repo: &str, digest: &str) -> (String, Vec<serde_json::Value>) {
+        let out = Command::new("python3")
+            .arg(fixture("oras_records.py"))
+            .args([&self.addr(), repo, digest, "--auth", &self.creds()])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "oras_records.py failed (run scripts/setup for the oras package): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["path"].as_str().unwrap().to_string(),
+            v["records"].as_array().unwrap().clone(),
+        )
+    }
+
+    /// Deletes `repo:tag`'s manifest, as an ECR lifecycle rule expiring it would.
+    pub fn expire(&self, repo: &str, tag: &str) {
+        let out = Command::new("skopeo")
+            .args(["delete", "--tls-verify=false", "--creds", &self.creds()])
+            .arg(format!("docker://{}/{repo}:{tag}", self.addr()))
+            .output()
+            .expect("skopeo is missing: run scripts/setup");
+        assert!(
+            out.status.success(),
+            "skopeo delete {repo}:{tag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The digest of `repo:tag` as skopeo (a tool we did not write) computes it.
     pub fn skopeo_digest(&self, repo: &str, tag: &str) -> Option<String> {
         let out = Command::new("skopeo")
@@ -183,6 +253,10 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
+        if let Some(f) = self.front.as_mut() {
+            let _ = f.kill();
+            let _ = f.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -209,7 +283,10 @@ pub fn ferry_command(args: &[&str], env: &[(&str, String)]) -> Command {
         .env("AWS_ACCESS_KEY_ID", "ferry-test")
         .env("AWS_SECRET_ACCESS_KEY", "ferry-test")
         .env("AWS_REGION", region())
-        .env("AWS_MAX_ATTEMPTS", "1");
+        .env("AWS_MAX_ATTEMPTS", "1")
+        // The overlap guard's settle window: short in tests (the simultaneous-runs test sets its own).
+        .env("FERRY_CLAIM_SETTLE_MS", "200")
+        .env_remove("GITHUB_RUN_ATTEMPT");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -251,6 +328,8 @@ pub struct EnvSpec {
     pub container: String,
     pub staging_smoke: Option<String>,
     pub prod_smoke: Option<String>,
+    /// `promote.soak_minutes` of production.
+    pub soak_minutes: Option<u64>,
 }
 
 impl EnvSpec {
@@ -264,6 +343,7 @@ impl EnvSpec {
             container: "web".into(),
             staging_smoke: None,
             prod_smoke: None,
+            soak_minutes: None,
         }
     }
 
@@ -288,13 +368,17 @@ impl EnvSpec {
             smoke = smoke(&self.staging_smoke)
         );
         let production = format!(
-            "account_id = \"{a}\"\nregion = \"{region}\"\n[role]\narn = \"arn:aws:iam::{a}:role/ferry-deploy\"\n[release]\nmatch = \"final\"\n[promote]\nfrom = \"staging\"\n[image]\nrepository = \"{repo}\"\n[[services]]\ncluster = \"{c}-production\"\nservice = \"{s}\"\ncontainer = \"{k}\"\n{smoke}",
+            "account_id = \"{a}\"\nregion = \"{region}\"\n[role]\narn = \"arn:aws:iam::{a}:role/ferry-deploy\"\n[release]\nmatch = \"final\"\n[promote]\nfrom = \"staging\"\n{soak}[image]\nrepository = \"{repo}\"\n[[services]]\ncluster = \"{c}-production\"\nservice = \"{s}\"\ncontainer = \"{k}\"\n{smoke}",
             a = self.prod_account,
             repo = self.repo,
             c = self.cluster,
             s = self.service,
             k = self.container,
-            smoke = smoke(&self.prod_smoke)
+            smoke = smoke(&self.prod_smoke),
+            soak = self
+                .soak_minutes
+                .map(|m| format!("soak_minutes = {m}\n"))
+                .unwrap_or_default()
         );
         std::fs::write(dir.path().join("staging.toml"), staging).unwrap();
         std::fs::write(dir.path().join("production.toml"), production).unwrap();

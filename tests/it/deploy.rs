@@ -319,6 +319,23 @@ async fn a_deployment_in_flight_is_refused() {
         stderr(&o)
     );
     assert!(stderr(&o).contains("--wait-for-idle"), "{}", stderr(&o));
+    // plan predicts it: the same refusal, the same exit code.
+    let p = ferry(
+        &[
+            "plan",
+            "--environments",
+            w.dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.4.0-rc.1",
+        ],
+        &w.env(),
+    );
+    assert_exit(&p, 3);
+    assert!(
+        stderr(&p).contains("has a deployment in flight"),
+        "{}",
+        stderr(&p)
+    );
     assert_eq!(
         w.sim.revisions(&w.family()).await,
         revisions,
@@ -426,7 +443,21 @@ async fn production_promotes_the_verified_digest_and_rolls_back_to_an_older_rele
             &prod_image(&base),
         )
         .await;
-    staging.push_image(&spec.repo, "v2.0.0-rc.1", &["--seed", "201"]);
+    // Staging runs its own baseline; every candidate below is deployed there first (the gate).
+    let staging_image = |digest: &str| format!("{}/{}@{digest}", staging.ecr_host(), spec.repo);
+    let sbase = staging.push_image(&spec.repo, "v1.9.0-rc.1", &["--seed", "19"]);
+    sim.image(&staging_image(&sbase), "1.9.0-rc.1", "healthy")
+        .await;
+    sim.service(
+        &staging_cluster,
+        &spec.service,
+        &spec.container,
+        &staging_image(&sbase),
+    )
+    .await;
+    let v200rc1 = staging.push_image(&spec.repo, "v2.0.0-rc.1", &["--seed", "201"]);
+    sim.image(&staging_image(&v200rc1), "2.0.0-rc.1", "healthy")
+        .await;
     let v200 = staging.push_image(
         &spec.repo,
         "v2.0.0-rc.2",
@@ -443,6 +474,10 @@ async fn production_promotes_the_verified_digest_and_rolls_back_to_an_older_rele
     // answer "2.0.0-rc.2", which the production smoke check accepts for v2.0.0.
     sim.image(&prod_image(&v200), "2.0.0-rc.2", "healthy").await;
     sim.image(&prod_image(&v210), "2.1.0-rc.1", "healthy").await;
+    sim.image(&staging_image(&v200), "2.0.0-rc.2", "healthy")
+        .await;
+    sim.image(&staging_image(&v210), "2.1.0-rc.1", "healthy")
+        .await;
 
     let deploy = |tag: &str| {
         ferry(
@@ -458,6 +493,9 @@ async fn production_promotes_the_verified_digest_and_rolls_back_to_an_older_rele
             &env,
         )
     };
+    for rc in ["v2.0.0-rc.1", "v2.0.0-rc.2", "v2.1.0-rc.1"] {
+        assert_exit(&deploy(rc), 0);
+    }
     let o = deploy("v2.0.0");
     assert_exit(&o, 0);
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -483,11 +521,13 @@ async fn production_promotes_the_verified_digest_and_rolls_back_to_an_older_rele
         Some(v210.as_str())
     );
 
-    // Rollback = deploy the older release again: exactly its digest, nothing rebuilt or re-copied.
+    // Rollback = deploy the older release again: exactly its digest, from production's own
+    // record and repository, nothing rebuilt or re-copied.
     let o = deploy("v2.0.0");
     assert_exit(&o, 0);
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(report["promotion"]["already_done"], true);
+    assert_eq!(report["kind"], "rollback");
+    assert!(report["promotion"].is_null(), "{report}");
     assert_eq!(report["image"], prod_image(&v200).as_str());
     let health: Value = reqwest::get(sim.health_url(&prod_cluster, &spec.service))
         .await
@@ -496,41 +536,6 @@ async fn production_promotes_the_verified_digest_and_rolls_back_to_an_older_rele
         .await
         .unwrap();
     assert_eq!(health["version"], "2.0.0-rc.2");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_production_tag_with_other_bytes_is_never_moved() {
-    let spec = EnvSpec::new();
-    let dir = spec.write();
-    let staging = Registry::for_account(&spec.staging_account);
-    let prod = Registry::for_account(&spec.prod_account);
-    let verified = staging.push_image(&spec.repo, "v3.0.0-rc.1", &["--seed", "301"]);
-    let moved = prod.push_image(&spec.repo, "v3.0.0", &["--seed", "999"]);
-    // The production tag already exists with other bytes: never moved, exit 3.
-    let o = ferry(
-        &[
-            "deploy",
-            "--environments",
-            dir.path().to_str().unwrap(),
-            "--tag",
-            "v3.0.0",
-        ],
-        &[(
-            "FERRY_REGISTRY_ENDPOINTS",
-            format!("{},{}", staging.endpoint_entry(), prod.endpoint_entry()),
-        )],
-    );
-    assert_exit(&o, 3);
-    assert!(
-        stderr(&o).contains(&moved) && stderr(&o).contains("refusing to move the tag"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(stderr(&o).contains(&verified), "{}", stderr(&o));
-    assert_eq!(
-        prod.skopeo_digest(&spec.repo, "v3.0.0").as_deref(),
-        Some(moved.as_str())
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -126,6 +126,11 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
         &staging_image(&rc),
     )
     .await;
+    // The next release's candidate, for the cases below that must fail before changing anything.
+    let rc21 = staging.push_image(&spec.repo, "v2.1.0-rc.1", &["--seed", "211"]);
+    sim.image(&staging_image(&rc21), "2.1.0-rc.1", "healthy")
+        .await;
+    sim.image(&prod_image(&rc21), "2.1.0-rc.1", "healthy").await;
 
     let env_dir = dir.path().to_str().unwrap();
     let world = |extra: &[(&'static str, String)]| {
@@ -208,7 +213,16 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
             key["SecretAccessKey"].as_str().unwrap().to_string(),
         ),
     ];
+    // Staging's records of both candidates (the promotion gate reads them), written with the
+    // generated staging policy in force.
     moto.iam(&["enforce", "on"]);
+    for rc_tag in ["v2.0.0-rc.1", "v2.1.0-rc.1"] {
+        let o = ferry(
+            &["deploy", "--environments", env_dir, "--tag", rc_tag],
+            &world(&creds),
+        );
+        assert_exit(&o, 0);
+    }
 
     // Enforcement really is on: an unknown key is refused.
     let o = ferry(
@@ -284,7 +298,8 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
     assert!(called.contains(&"ecs:UpdateService".to_string()), "{calls}");
 
     // Take away one grant at a time: the deploy fails and says which action was refused.
-    // (Re-running v2.0.0 reads both registries again, so every STS/ECR call happens again.)
+    // (v2.1.0 is new to production, so every STS/ECR call of a promotion happens; a re-run of
+    // v2.0.0 would take its digest from production's own record and never touch staging.)
     // The caller policy is one statement: each of its two roles is taken away in turn.
     let staging_role = format!("arn:aws:iam::{}:role/ferry-deploy", spec.staging_account);
     let prod_role = format!("arn:aws:iam::{}:role/ferry-deploy", spec.prod_account);
@@ -324,7 +339,7 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
     };
     for (whose, cut, action) in &cases {
         restore(whose, cut);
-        let o = deploy("v2.0.0");
+        let o = deploy("v2.1.0");
         let all = format!("{}\n{}", stdout(&o), stderr(&o));
         assert_ne!(
             o.status.code(),

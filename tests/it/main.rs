@@ -12,6 +12,7 @@ mod common;
 mod copy;
 mod deploy;
 mod iam;
+mod memory;
 mod notify;
 mod plan;
 mod tls;

@@ -88,7 +88,7 @@ fn staging_plan_reads_the_rc_digest() {
 }
 
 #[test]
-fn production_plan_promotes_the_highest_rc() {
+fn production_plan_gates_the_highest_rc_by_semver_precedence() {
     let spec = EnvSpec::new();
     let dir = spec.write();
     let staging = Registry::for_account(&spec.staging_account);
@@ -98,22 +98,31 @@ fn production_plan_promotes_the_highest_rc() {
     staging.push_image(&spec.repo, "v2.0.0-rc.9", &["--seed", "9"]);
     staging.push_image(&spec.repo, "v2.0.1-rc.11", &["--seed", "11"]);
 
-    let plan = plan_json(dir.path(), "v2.0.0", &[endpoints(&[&staging, &prod])]);
-    assert_eq!(plan["environment"], "production");
-    assert_eq!(plan["account_id"], spec.prod_account.as_str());
-    assert_eq!(plan["promote"], true);
-    assert_eq!(plan["source"]["environment"], "staging");
-    assert_eq!(
-        plan["source"]["tag"], "v2.0.0-rc.10",
-        "rc.10 sorts after rc.9"
+    // Nothing was deployed to staging: the gate refuses, naming the highest by semver
+    // precedence (rc.10 sorts after rc.9) and listing every candidate of 2.0.0 only.
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v2.0.0",
+        ],
+        &[endpoints(&[&staging, &prod])],
     );
-    assert_eq!(plan["source"]["digest"], rc10.as_str());
-    assert_eq!(plan["target"]["tag"], "v2.0.0");
-    assert_eq!(
-        plan["target"]["digest"],
-        Value::Null,
-        "nothing promoted yet"
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("the highest candidate, v2.0.0-rc.10, never deployed in staging"),
+        "{err}"
     );
+    let pos = |t: &str| {
+        err.find(&format!("  {t} "))
+            .unwrap_or_else(|| panic!("{t} not listed: {err}"))
+    };
+    assert!(pos("v2.0.0-rc.2") < pos("v2.0.0-rc.9") && pos("v2.0.0-rc.9") < pos("v2.0.0-rc.10"));
+    assert!(err.contains(&rc10), "{err}");
+    assert!(!err.contains("v2.0.1-rc.11"), "{err}");
 }
 
 #[test]
@@ -135,7 +144,7 @@ fn production_without_a_verified_rc_is_refused() {
     );
     assert_exit(&o, 3);
     assert!(
-        stderr(&o).contains("no staging pre-release of 3.0.0"),
+        stderr(&o).contains("no release candidate of v3.0.0 was deployed to staging"),
         "{}",
         stderr(&o)
     );
@@ -187,10 +196,7 @@ fn unreachable_registry_leaves_digest_unresolved() {
     );
     assert_eq!(plan["source"]["digest"], Value::Null);
     assert!(
-        plan["unresolved"][0]
-            .as_str()
-            .unwrap()
-            .contains("source image"),
+        plan["unresolved"][0].as_str().unwrap().contains("records:"),
         "{plan}"
     );
 }

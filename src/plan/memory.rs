@@ -1,0 +1,260 @@
+//! The plan's memory: reads this environment's records (and, for a promotion, the source
+//! environment's), feeds the pure decisions of `crate::gate`, and fills in the plan's digest,
+//! kind and vouching record. Refusals are exit 3, the same for `plan` and `deploy`.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+
+use super::{DigestFrom, ImageRef, Plan, PlanOptions};
+use crate::config::{Environment, Environments};
+use crate::error::Failure;
+use crate::gate::{self, Candidate, GateInput, RunInput};
+use crate::records::store::{Catalog, NamedTag, Store};
+use crate::records::{now_unix, RecordResult, Summary};
+use crate::tag::{self, ReleaseTag};
+
+/// How many of the newest records are read to know what runs now (and for soak).
+const RECENT: usize = 50;
+
+/// What is left for the plan to do.
+pub enum Resolved {
+    /// The digest is decided (from a record).
+    Done,
+    /// A new release from its tag in the source repository (a pre-release).
+    FromTag,
+}
+
+/// `--from` must name a release candidate of the version being promoted.
+pub fn check_from(
+    from: &str,
+    tag: &ReleaseTag,
+    env: &Environment,
+    source: &Environment,
+) -> Result<()> {
+    if env.file.promote.is_none() {
+        return Err(Failure::invalid(format!(
+            "--from {from}: {} does not promote (it deploys its own {}), so there is no candidate to choose",
+            env.name, tag.tag
+        ))
+        .hint("use --from only with a final release (vX.Y.Z) of an environment with [promote]")
+        .into());
+    }
+    let words = source.prerelease_words();
+    match tag::parse(from, &words) {
+        Ok(t) if t.is_prerelease() && t.core() == tag.core() => Ok(()),
+        _ => Err(Failure::invalid(format!(
+            "--from {from:?} is not a release candidate of {} in {}",
+            tag.tag, source.name
+        ))
+        .hint(format!(
+            "name one of {}'s candidates: --from v{}-rc.N",
+            source.name,
+            tag.core()
+        ))
+        .into()),
+    }
+}
+
+/// The newest `RECENT` record tags plus every one of `release`, oldest first, no duplicates.
+fn select(cat: &Catalog, wanted: impl Fn(&NamedTag) -> bool) -> Vec<NamedTag> {
+    let recent_from = cat.records.len().saturating_sub(RECENT);
+    let mut seen = BTreeSet::new();
+    cat.records
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| *i >= recent_from || wanted(n))
+        .filter(|(_, n)| seen.insert(n.tag.clone()))
+        .map(|(_, n)| n.clone())
+        .collect()
+}
+
+fn latest_success<'a>(sums: &'a [Summary], tag: Option<&str>) -> Option<&'a Summary> {
+    sums.iter()
+        .filter(|s| s.result == RecordResult::Succeeded && tag.is_none_or(|t| s.tag == t))
+        .max_by_key(|s| (s.ended_at, s.started_at))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Reads the records, decides, and fills `plan`.
+pub async fn resolve(
+    plan: &mut Plan,
+    envs: &Environments,
+    env: &Environment,
+    source_env: &Environment,
+    tag: &ReleaseTag,
+    opts: &PlanOptions,
+) -> Result<Resolved> {
+    let store = Store::open(env).await?;
+    let cat = store.catalog().await?;
+    let claims = store.claims(&cat).await?;
+    gate::overlap(&env.name, &claims, None, now_ms()).map_err(gate::refused)?;
+
+    let sums = store
+        .summaries(&select(&cat, |n| n.release == tag.tag))
+        .await?;
+    let live = latest_success(&sums, None);
+    let own = latest_success(&sums, Some(&tag.tag));
+    let words = envs.prerelease_words();
+    let live_version = live
+        .and_then(|l| tag::parse(&l.tag, &words).ok())
+        .map(|t| t.version);
+    let decision = gate::run_kind(
+        &RunInput {
+            environment: &env.name,
+            tag: &tag.tag,
+            version: &tag.version,
+            trigger: plan.trigger,
+            run_attempt: opts.run_attempt.max(1),
+            allow_downgrade: opts.allow_downgrade,
+            live,
+            own,
+        },
+        live_version.as_ref(),
+    )
+    .map_err(gate::refused)?;
+    plan.kind = decision.kind;
+    plan.live_release = decision.from;
+    plan.downgrade = decision.downgrade;
+
+    if let Some(own) = decision.own {
+        if opts.from.is_some() {
+            tracing::info!(
+                "--from is not used: {} ran {} before, so its own record decides the digest",
+                env.name,
+                tag.tag
+            );
+        }
+        // From this environment's own record and repository: the source environment (and its
+        // release candidates, which a lifecycle rule may have expired) is not needed.
+        plan.source = ImageRef::new(env, Some(tag.tag.clone()));
+        plan.promote = false;
+        let image = store
+            .client()
+            .get_manifest(&env.file.image.repository, &own.digest)
+            .await?
+            .ok_or_else(|| {
+                Failure::refused(format!(
+                    "{} ran {} as {} (record {}), but that image is gone from {}",
+                    env.name,
+                    tag.tag,
+                    own.digest,
+                    own.record,
+                    store.location()
+                ))
+                .hint("a lifecycle rule may have expired it: exclude release tags (v*) from expiry, then copy the image back by digest with `ferry copy`")
+            })?;
+        plan.source.digest = Some(own.digest.clone());
+        plan.source.media_type = Some(image.media_type);
+        plan.digest_from = DigestFrom::OwnRecord;
+        // A promoted image still reports the candidate it was built as (for the smoke check).
+        match store.read(&own.record).await {
+            Ok(r) => plan.built_as = r.promoted_from.map(|p| p.tag),
+            Err(e) => plan
+                .unresolved
+                .push(format!("record {}: {e:#}", own.record)),
+        }
+        plan.record = Some(own);
+        return Ok(Resolved::Done);
+    }
+    if env.file.promote.is_none() {
+        return Ok(Resolved::FromTag);
+    }
+
+    // The promotion gate: the source environment's records decide.
+    let src = Store::open(source_env).await?;
+    let scat = src.catalog().await?;
+    let swords = source_env.prerelease_words();
+    let core = tag.core();
+    let is_candidate = |t: &str| {
+        tag::parse(t, &swords)
+            .ok()
+            .filter(|t| t.is_prerelease() && t.core() == core)
+    };
+    let mut names: BTreeSet<String> = scat
+        .tags
+        .iter()
+        .filter(|t| is_candidate(t).is_some())
+        .cloned()
+        .collect();
+    names.extend(
+        scat.records
+            .iter()
+            .filter(|n| is_candidate(&n.release).is_some())
+            .map(|n| n.release.clone()),
+    );
+    let ssums = src
+        .summaries(&select(&scat, |n| names.contains(&n.release)))
+        .await?;
+    let sclaims = src.claims(&scat).await?;
+    let now = now_ms();
+    let repo = &source_env.file.image.repository;
+    let mut candidates = Vec::new();
+    for name in &names {
+        let Some(parsed) = is_candidate(name) else {
+            continue;
+        };
+        let tag_digest = if scat.tags.contains(name) {
+            src.client()
+                .resolve_tag(repo, name)
+                .await?
+                .map(|d| d.digest)
+        } else {
+            None
+        };
+        candidates.push(Candidate {
+            tag: name.clone(),
+            version: parsed.version,
+            tag_digest,
+            records: ssums.iter().filter(|s| &s.tag == name).cloned().collect(),
+            in_flight: sclaims
+                .iter()
+                .any(|c| c.tag.release == *name && c.expires_ms > now),
+        });
+    }
+    let soak = env.file.promote.as_ref().and_then(|p| p.soak_minutes);
+    let p = gate::promotion(&GateInput {
+        version: &core,
+        source: &source_env.name,
+        candidates,
+        from: opts.from.as_deref(),
+        soak_minutes: soak,
+        source_history: &ssums,
+        now: now_unix(),
+    })
+    .map_err(gate::refused)?;
+    let digest = p.record.digest.clone();
+    // The record is bound to the digest: find it again from the image (referrers API, or the
+    // spec's fallback tag), not only by its name.
+    let (bound, path) = src.referrers(&digest).await?;
+    if !bound.iter().any(|s| s.record == p.record.record) {
+        tracing::warn!(
+            "record {} of {} is not listed among the referrers of {digest} in {} ({path:?}); its name and contents still vouch for it",
+            p.record.record,
+            p.tag,
+            src.location()
+        );
+    }
+    plan.candidates = p.candidates;
+    plan.source.tag = Some(p.tag.clone());
+    plan.built_as = Some(p.tag.clone());
+    match src.client().get_manifest(repo, &digest).await? {
+        Some(m) => plan.source.media_type = Some(m.media_type),
+        None => plan.unresolved.push(format!(
+            "{}@{digest} ({}) is no longer in {}: promotion works only if production already holds it",
+            repo,
+            p.tag,
+            src.location()
+        )),
+    }
+    plan.source.digest = Some(digest);
+    plan.digest_from = DigestFrom::SourceRecord;
+    plan.record = Some(p.record);
+    Ok(Resolved::Done)
+}
