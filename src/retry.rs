@@ -1,8 +1,8 @@
 //! One retry policy for requests to registries and AWS: bounded, exponential with full
 //! jitter, honouring `Retry-After`, within a total budget.
 //!
-//! ```
-//! use ferry::retry::Policy;
+//! ```text
+//! use crate::retry::Policy;
 //! let mut schedule = Policy::REQUESTS.schedule();
 //! // after a failed attempt that is worth repeating:
 //! if let Some(wait) = schedule.next_delay(None) {

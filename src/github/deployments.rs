@@ -33,8 +33,6 @@
 //! report.github = Some(gh.report().clone());                   // the JSON result's "github" field
 //! ```
 
-// Not called by the run yet: the lead wires it in (see above); drop this allow then.
-
 use std::time::Duration;
 
 use anyhow::Result;

@@ -28,10 +28,15 @@ struct Lab {
 
 impl Lab {
     async fn new(shape: Shape, rollout_timeout: Option<u64>) -> Lab {
+        Self::with_smoke(shape, rollout_timeout, None).await
+    }
+
+    /// With the smoke check pointed at `smoke` instead of the simulator's app endpoint.
+    async fn with_smoke(shape: Shape, rollout_timeout: Option<u64>, smoke: Option<String>) -> Lab {
         let mut spec = EnvSpec::new();
         let sim = EcsSim::start();
         let cluster = format!("{}-staging", spec.cluster);
-        spec.staging_smoke = Some(sim.health_url(&cluster, &spec.service));
+        spec.staging_smoke = Some(smoke.unwrap_or_else(|| sim.health_url(&cluster, &spec.service)));
         let dir = spec.write();
         if let Some(t) = rollout_timeout {
             let path = dir.path().join("staging.toml");
@@ -476,4 +481,68 @@ async fn a_stop_requested_while_ecs_rolls_back_is_accepted_and_followed() {
     assert_eq!(report["services"][0]["state"], "failed", "{report}");
     assert_eq!(final_td(&report), lab.baseline_td);
     assert_eq!(lab.settled_td().await, lab.baseline_td);
+}
+
+/// A load balancer still mixing old and new tasks: the first `mixed` answers alternate between
+/// the old and the new version, then only the new one answers (`mixed` = `usize::MAX`: never).
+fn mixed_endpoint(mixed: usize) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(mut s) = stream else { break };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let version = if i < mixed && i % 2 == 0 {
+                "0.9.0-rc.1"
+            } else {
+                "1.0.0-rc.1"
+            };
+            let body = format!("{{\"version\":\"{version}\"}}");
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/health")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_smoke_gate_waits_out_a_mix_of_old_and_new_answers() {
+    let lab = Lab::with_smoke(Shape::default(), None, Some(mixed_endpoint(8))).await;
+    lab.release("v1.0.0-rc.1", "910", json!({"behavior": "healthy"}))
+        .await;
+    let (o, report) = lab.deploy("v1.0.0-rc.1");
+    assert_exit(&o, 0);
+    let smoke = &report["smoke"][0];
+    assert!(
+        smoke["attempts"].as_u64().unwrap() >= 10,
+        "lucky answers in the mix did not count: {smoke}"
+    );
+    assert!(
+        smoke["detail"]
+            .as_str()
+            .unwrap()
+            .contains("3 answers in a row"),
+        "{smoke}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mix_that_never_settles_fails_the_smoke_gate_and_rolls_back() {
+    let lab = Lab::with_smoke(Shape::default(), None, Some(mixed_endpoint(usize::MAX))).await;
+    lab.release("v1.0.0-rc.1", "911", json!({"behavior": "healthy"}))
+        .await;
+    let (o, report) = lab.deploy("v1.0.0-rc.1");
+    assert_exit(&o, 4);
+    let smoke = &report["smoke"][0];
+    assert_eq!(smoke["ok"], false, "{smoke}");
+    assert!(
+        smoke["detail"].as_str().unwrap().contains("in a row"),
+        "{smoke}"
+    );
+    assert_eq!(final_td(&report), lab.baseline_td);
 }
