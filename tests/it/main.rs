@@ -11,6 +11,7 @@ mod bluegreen;
 mod common;
 mod copy;
 mod deploy;
+mod github;
 mod iam;
 mod memory;
 mod notify;
