@@ -208,27 +208,32 @@ pub async fn rollout(
         let t0 = Instant::now();
         let timeout = run.prep.timeout;
         let ended = follow::follow(client, &mut run, &ours, timeout).await;
-        run.seconds = t0.elapsed().as_secs_f64();
-        run.noticed_at = Some(SystemTime::now());
-        let name = run.prep.name();
-        let td = short_td(&ours.task_definition);
-        match &ended {
-            Ended::Succeeded => {
-                tracing::info!("{name}: rollout of {td} succeeded in {:.1}s", run.seconds)
-            }
-            Ended::Failed { reason, .. } | Ended::RollbackFailed { reason } => {
-                tracing::error!("{name}: rollout of {td} failed: {reason}")
-            }
-            Ended::Superseded { reason } => {
-                tracing::error!("{name}: rollout of {td} did not end: {reason}")
-            }
-            Ended::TimedOut { pending } => {
-                tracing::error!("{name}: rollout of {td} timed out; pending: {pending}")
-            }
-        }
-        run.ended = Some(ended);
+        conclude(&mut run, &ours.task_definition, "rollout", ended, t0);
     }
     run
+}
+
+/// Records how following a release ended (its time, when it was noticed) and says so once.
+pub(crate) fn conclude(run: &mut Running, td: &str, what: &str, ended: Ended, t0: Instant) {
+    run.seconds = t0.elapsed().as_secs_f64();
+    run.noticed_at = Some(SystemTime::now());
+    let name = run.prep.name();
+    let td = short_td(td);
+    match &ended {
+        Ended::Succeeded => {
+            tracing::info!("{name}: {what} of {td} succeeded in {:.1}s", run.seconds)
+        }
+        Ended::Failed { reason, .. } | Ended::RollbackFailed { reason } => {
+            tracing::error!("{name}: {what} of {td} failed: {reason}")
+        }
+        Ended::Superseded { reason } => {
+            tracing::error!("{name}: {what} of {td} did not end: {reason}")
+        }
+        Ended::TimedOut { pending } => {
+            tracing::error!("{name}: {what} of {td} timed out; pending: {pending}")
+        }
+    }
+    run.ended = Some(ended);
 }
 
 /// Registers the revision and updates the service; `run.ours` is set from `UpdateService`'s

@@ -12,14 +12,14 @@
 //! pass. Without such a hook, production traffic may start moving while the checks still run;
 //! a failure still rolls back (`StopServiceDeployment`).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::DeploymentLifecycleHookStatus;
 
 use super::bluegreen::{self, NativeStep};
 use super::codedeploy::Context;
 use super::{follow, Ended, Prepared, Running};
-use crate::aws::ecs::{self, short_td};
+use crate::aws::ecs;
 use crate::aws::{aws_error, AwsError};
 use crate::poll::Poll;
 use crate::smoke;
@@ -82,26 +82,11 @@ pub async fn rollout(
             e => e,
         },
     };
-    run.seconds = t0.elapsed().as_secs_f64();
-    run.noticed_at = Some(SystemTime::now());
-    let name = run.prep.name();
-    let td = short_td(&ours.task_definition);
-    match &ended {
-        Ended::Succeeded => tracing::info!(
-            "{name}: {} release of {td} succeeded in {:.1}s",
-            run.prep.native.as_deref().unwrap_or("blue/green"),
-            run.seconds
-        ),
-        Ended::Failed { reason, .. }
-        | Ended::RollbackFailed { reason }
-        | Ended::Superseded { reason } => {
-            tracing::error!("{name}: release of {td} failed: {reason}")
-        }
-        Ended::TimedOut { pending } => {
-            tracing::error!("{name}: release of {td} timed out; pending: {pending}")
-        }
-    }
-    run.ended = Some(ended);
+    let what = format!(
+        "{} release",
+        run.prep.native.as_deref().unwrap_or("blue/green")
+    );
+    super::conclude(&mut run, &ours.task_definition, &what, ended, t0);
     run
 }
 
