@@ -226,17 +226,7 @@ async fn blue_green_service(sim: &EcsSim, cluster: &str, image: &str) -> String 
                 .container_port(8080)
                 .build(),
         )
-        .network_configuration(
-            NetworkConfiguration::builder()
-                .awsvpc_configuration(
-                    AwsVpcConfiguration::builder()
-                        .subnets("subnet-1")
-                        .security_groups("sg-1")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
+        .network_configuration(test_network())
         .send()
         .await
         .unwrap();

@@ -386,6 +386,20 @@ impl EnvSpec {
     }
 }
 
+/// The awsvpc network every test service uses (the simulator only checks its shape).
+pub fn test_network() -> aws_sdk_ecs::types::NetworkConfiguration {
+    use aws_sdk_ecs::types::{AwsVpcConfiguration, NetworkConfiguration};
+    NetworkConfiguration::builder()
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder()
+                .subnets("subnet-1")
+                .security_groups("sg-1")
+                .build()
+                .unwrap(),
+        )
+        .build()
+}
+
 /// The ECS rollout simulator (tests/ecs_sim), one per test.
 pub struct EcsSim {
     pub endpoint: String,
@@ -545,17 +559,7 @@ impl EcsSim {
                     )
                     .build(),
             )
-            .network_configuration(
-                NetworkConfiguration::builder()
-                    .awsvpc_configuration(
-                        AwsVpcConfiguration::builder()
-                            .subnets("subnet-1")
-                            .security_groups("sg-1")
-                            .build()
-                            .unwrap(),
-                    )
-                    .build(),
-            )
+            .network_configuration(test_network())
             .send()
             .await
             .unwrap();

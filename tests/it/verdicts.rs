@@ -208,17 +208,7 @@ async fn create_service(
         .desired_count(2)
         .launch_type(LaunchType::Fargate)
         .deployment_configuration(dc.build())
-        .network_configuration(
-            NetworkConfiguration::builder()
-                .awsvpc_configuration(
-                    AwsVpcConfiguration::builder()
-                        .subnets("subnet-1")
-                        .security_groups("sg-1")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        );
+        .network_configuration(test_network());
     if shape.load_balancer {
         create = create
             .load_balancers(
