@@ -657,3 +657,67 @@ pub async fn create_repository(account: &str, name: &str) {
         .await
         .unwrap();
 }
+
+/// A misbehaving registry or proxy (tests/fixtures/fakeregistry.py): the registry on
+/// 127.0.0.1:`port`, a foreign origin on 127.0.0.2 (its requests are logged as "foreign").
+pub struct FakeRegistry {
+    pub port: u16,
+    log: tempfile::NamedTempFile,
+    child: std::process::Child,
+}
+
+impl FakeRegistry {
+    pub fn start(mode: &str, upstream: Option<&Registry>, seconds: f64) -> FakeRegistry {
+        use std::io::BufRead;
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.arg(fixture("fakeregistry.py"))
+            .arg(mode)
+            .args(["--log", log.path().to_str().unwrap()])
+            .args(["--seconds", &seconds.to_string()]);
+        if let Some(r) = upstream {
+            cmd.args(["--upstream", &r.port.to_string()]);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let field = |k: &str| -> u16 {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or_else(|| panic!("fakeregistry.py said {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        FakeRegistry {
+            port: field("PORT="),
+            log,
+            child,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every request it saw: listener ("registry" / "foreign"), method, path, auth, t.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.log.path())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

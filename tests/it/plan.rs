@@ -407,3 +407,89 @@ fn github_actions_outputs_summary_and_annotations() {
         "{err}"
     );
 }
+
+/// The production plan lists staging's tags through a registry whose tag list carries a
+/// malformed `Link` header (`>` before `<`): once a panic (exit 101), now an ignored link.
+#[test]
+fn a_malformed_link_header_is_ignored_not_a_panic() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let staging = Registry::for_account(&spec.staging_account);
+    let prod = Registry::for_account(&spec.prod_account);
+    staging.push_image(&spec.repo, "v2.0.0-rc.1", &[]);
+    let fake = FakeRegistry::start("bad-link", Some(&staging), 0.0);
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v2.0.0",
+        ],
+        &[(
+            "FERRY_REGISTRY_ENDPOINTS",
+            format!(
+                "{}=http://{},{}",
+                staging.ecr_host(),
+                fake.addr(),
+                prod.endpoint_entry()
+            ),
+        )],
+    );
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_exit(&o, 3);
+    assert!(
+        err.contains("the highest candidate, v2.0.0-rc.1, never deployed in staging"),
+        "{err}"
+    );
+    assert!(
+        fake.requests().iter().any(|r| r["path"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/tags/list")),
+        "the tag list went through the fake registry"
+    );
+}
+
+/// A next-page `Link` to another origin is not followed: the credentials stay home.
+#[test]
+fn a_next_page_link_to_another_origin_is_not_followed() {
+    let spec = EnvSpec::new();
+    let dir = spec.write();
+    let staging = Registry::for_account(&spec.staging_account);
+    let prod = Registry::for_account(&spec.prod_account);
+    staging.push_image(&spec.repo, "v2.0.0-rc.1", &[]);
+    let fake = FakeRegistry::start("foreign-link", Some(&staging), 0.0);
+    let o = ferry(
+        &[
+            "plan",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--tag",
+            "v2.0.0",
+        ],
+        &[(
+            "FERRY_REGISTRY_ENDPOINTS",
+            format!(
+                "{}=http://{},{}",
+                staging.ecr_host(),
+                fake.addr(),
+                prod.endpoint_entry()
+            ),
+        )],
+    );
+    // plan shows what it could not read instead of failing (deploy would stop there).
+    assert_exit(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("unresolved") && out.contains("the next-page link leaves the registry"),
+        "{out}"
+    );
+    let foreign: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r["listener"] == "foreign")
+        .collect();
+    assert!(foreign.is_empty(), "ferry followed the link: {foreign:?}");
+}

@@ -269,3 +269,49 @@ async fn registry_and_smoke_endpoint_behind_a_private_ca() {
         "rolled back to the release that passed"
     );
 }
+
+/// Nothing steps down from https to http: a source registry on TLS whose blob GETs redirect
+/// to plain http on another host is refused, the other host hears nothing, and nothing is
+/// tagged at the destination.
+#[test]
+fn a_redirect_from_https_to_plain_http_is_refused() {
+    let pki = private_ca();
+    let ca = pki.path().join("ca.pem");
+    let a = Registry::start("a", "promo", "promo-secret-a");
+    let b = Registry::start("b", "promo", "promo-secret-b");
+    a.push_image("app", "v1", &[]);
+    let fake = FakeRegistry::start("downgrade-redirect", Some(&a), 0.0);
+    let (_tls, port) = tls_proxy(pki.path(), &format!("http://{}", fake.addr()));
+    let o = ferry_trusting(
+        &[
+            "copy",
+            "--dst-insecure",
+            &format!("127.0.0.1:{port}/app:v1"),
+            &format!("{}/app:v1", b.addr()),
+        ],
+        &[
+            ("SRC_REGISTRY_USER", a.user.clone()),
+            ("SRC_REGISTRY_PASSWORD", a.password.clone()),
+            ("DST_REGISTRY_USER", b.user.clone()),
+            ("DST_REGISTRY_PASSWORD", b.password.clone()),
+        ],
+        Some(&ca),
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("refusing to step down from https to plain http"),
+        "{err}"
+    );
+    let seen = fake.requests();
+    assert!(
+        seen.iter().any(|r| r["listener"] == "registry"
+            && r["path"].as_str().unwrap_or_default().contains("/blobs/")),
+        "the blob GET reached the registry: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|r| r["listener"] != "foreign"),
+        "ferry followed the redirect to plain http: {seen:?}"
+    );
+    assert_eq!(b.skopeo_digest("app", "v1"), None);
+}
