@@ -14,7 +14,8 @@
 //!    every depth, then the top manifest under the tag, last, so an interrupted copy never
 //!    leaves a tag pointing at an incomplete image. A tag that already points at a different
 //!    digest is never moved.
-//! 4. Read the copy back (the tag's bytes, every child and blob present).
+//! 4. Read the copy back (the tag's bytes, and every child and blob this run wrote; what
+//!    step 2 found there moments ago is not asked again).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,11 +59,17 @@ pub struct CopyOutcome {
 }
 
 /// HEADs every child manifest and blob at the destination in one concurrent wave; returns
-/// the digests that are present.
-async fn present(dst: &Side<'_>, graph: &Graph) -> Result<HashSet<Digest>> {
+/// the digests that are present. Those in `known` were proven present earlier in this run
+/// and are not asked again (and are returned as present).
+async fn present(
+    dst: &Side<'_>,
+    graph: &Graph,
+    known: &HashSet<Digest>,
+) -> Result<HashSet<Digest>> {
     let children = graph.children().iter().map(|n| (&n.manifest.digest, true));
     let blobs = graph.blobs.keys().map(|d| (d, false));
-    let found: Vec<Option<Digest>> = futures_util::stream::iter(children.chain(blobs))
+    let ask = children.chain(blobs).filter(|(d, _)| !known.contains(*d));
+    let found: Vec<Option<Digest>> = futures_util::stream::iter(ask)
         .map(|(d, manifest)| async move {
             let here = if manifest {
                 dst.client.has_manifest(dst.repository, d).await?
@@ -74,7 +81,7 @@ async fn present(dst: &Side<'_>, graph: &Graph) -> Result<HashSet<Digest>> {
         .buffer_unordered(LOOKUPS)
         .try_collect()
         .await?;
-    Ok(found.into_iter().flatten().collect())
+    Ok(found.into_iter().flatten().chain(known.iter().cloned()).collect())
 }
 
 /// Copies `src_ref` (tag or digest) from `src` to `dst`, tagging it `dst_tag`. When
@@ -130,7 +137,8 @@ pub async fn copy(
             None => Ok(None),
         }
     };
-    let (existing, here) = tokio::try_join!(tag_lookup, present(dst, &graph))?;
+    let nothing_known = HashSet::new();
+    let (existing, here) = tokio::try_join!(tag_lookup, present(dst, &graph, &nothing_known))?;
     let missing_count = graph.children().len() + graph.blobs.len() - here.len();
     let tag_in_place = match (dst_tag, existing) {
         (Some(_), Some(existing)) if existing.digest == top.digest => true,
@@ -195,7 +203,7 @@ pub async fn copy(
         out.manifests_pushed += 1;
     }
 
-    verify(dst, reference, top, &graph).await?;
+    verify(dst, reference, top, &graph, &here).await?;
     out.requests = total_requests(src, dst) - req0;
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
@@ -418,12 +426,19 @@ async fn stream_blob(
 }
 
 /// Reads the copy back: the tag's bytes hash to the source digest with the same media type,
-/// and every child manifest and blob is present (one concurrent wave of requests).
-async fn verify(dst: &Side<'_>, reference: &str, top: &Manifest, graph: &Graph) -> Result<()> {
+/// and every child manifest and blob this run wrote is present (one concurrent wave). What
+/// the first round already found there (`proven`) is not asked twice.
+async fn verify(
+    dst: &Side<'_>,
+    reference: &str,
+    top: &Manifest,
+    graph: &Graph,
+    proven: &HashSet<Digest>,
+) -> Result<()> {
     let name = format!("{}/{}:{reference}", dst.client.host(), dst.repository);
     let (got, here) = tokio::try_join!(
         dst.client.get_manifest(dst.repository, reference),
-        present(dst, graph)
+        present(dst, graph, proven)
     )?;
     let got = got.ok_or_else(|| anyhow!("verify: {name} is missing after the copy"))?;
     if got.digest != top.digest {

@@ -161,7 +161,17 @@ fn warm_copy_skips_every_blob_and_same_registry_mounts() {
         &a,
         &b,
     ));
+    // The same copy again: one round proves everything is there.
+    let noop = outcome(&copy(
+        &format!("{}/app:v3", a.addr()),
+        &format!("{}/prod/app:v3", b.addr()),
+        &a,
+        &b,
+    ));
+    assert_eq!(noop["already_done"], true, "{noop}");
     // Same image to a new tag: all blobs and children present, only the tag is written.
+    // The read-back asks for the tag only: what the first round proved is not asked twice,
+    // so it costs the no-op's requests plus the PUT and the GET of the tag.
     let out = outcome(&copy(
         &format!("{}/app:v3", a.addr()),
         &format!("{}/prod/app:v3-again", b.addr()),
@@ -171,6 +181,11 @@ fn warm_copy_skips_every_blob_and_same_registry_mounts() {
     assert_eq!(out["blobs_copied"], 0);
     assert_eq!(out["blobs_skipped"], out["blobs"]);
     assert_eq!(out["manifests_pushed"], 1);
+    assert_eq!(
+        out["requests"].as_u64().unwrap(),
+        noop["requests"].as_u64().unwrap() + 2,
+        "retag {out} against no-op {noop}"
+    );
     assert_eq!(
         b.skopeo_digest("prod/app", "v3-again").as_deref(),
         Some(d.as_str())
