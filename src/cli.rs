@@ -30,6 +30,19 @@ pub struct Cli {
     /// How results are printed on stdout (progress always goes to stderr).
     #[arg(long, global = true, value_enum, default_value = "human")]
     pub output: OutputFormat,
+    /// The whole run ends by then (90s, 45m, 2h, 1h30m): each rollout is cut so that smoke
+    /// checks and a rollback still fit, a release that cannot fit is refused before anything
+    /// changes, and at the deadline ferry stops and says what may be in flight. Keep it under
+    /// the CI job's own timeout.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_DEADLINE",
+        default_value = crate::deadline::DEFAULT,
+        value_parser = crate::deadline::parse,
+        value_name = "DURATION"
+    )]
+    pub deadline: std::time::Duration,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
@@ -154,9 +167,24 @@ pub enum Command {
 
 impl Command {
     /// Whether this command changes environments (an interruption then needs explaining).
-    pub fn changes_things(&self) -> bool {
-        matches!(self, Command::Deploy { .. } | Command::Copy { .. })
+    pub fn work(&self) -> Work {
+        match self {
+            Command::Deploy { .. } => Work::Deploy,
+            Command::Copy { .. } => Work::Copy,
+            _ => Work::Reads,
+        }
     }
+}
+
+/// What a command changes, so that an interruption can say what it leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Reads only.
+    Reads,
+    /// Writes blobs and manifests to a registry, the tag last.
+    Copy,
+    /// Changes an environment: registry, task definitions, services.
+    Deploy,
 }
 
 #[cfg(test)]

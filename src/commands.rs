@@ -18,7 +18,7 @@ use crate::render;
 use crate::tag::ReleaseTag;
 
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
+pub async fn run(cli: Cli, deadline: crate::deadline::Deadline) -> Result<()> {
     let envs = cli.environments.as_path();
     match cli.command {
         Command::Plan { trigger, offline } => plan(envs, cli.output, &trigger, offline).await,
@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let opts = crate::deploy::DeployOptions {
                 wait_for_idle,
                 commit,
+                deadline: Some(deadline),
             };
             deploy(envs, cli.output, &trigger, &opts).await
         }
@@ -314,22 +315,32 @@ async fn notify_end(
     notify::send(targets, &event).await;
 }
 
-/// What an interruption (Ctrl-C, or SIGTERM from a cancelled job) leaves behind, said plainly.
-pub fn interrupted(signal: &str, changes_things: bool) -> anyhow::Error {
-    if changes_things {
-        Failure::needs_attention(format!(
+/// What an interruption (Ctrl-C, SIGTERM from a cancelled job, or the run deadline) leaves
+/// behind, said plainly.
+pub fn interrupted(signal: &str, work: crate::cli::Work) -> anyhow::Error {
+    use crate::cli::Work;
+    match work {
+        Work::Deploy => Failure::needs_attention(format!(
             "stopped by {signal} while changing the environment: a registered revision or service \
              deployment may be in flight, and ECS carries it on (its circuit breaker still rolls \
              back failures), but ferry no longer watches it and no smoke check has run"
         ))
         .hint("run `ferry status` to see what each service runs, then re-run the deploy (it is safe: finished steps say \"already done\")")
-        .into()
-    } else {
-        Failure::new(
+        .into(),
+        Work::Copy => Failure::new(
+            FailureKind::Error,
+            format!(
+                "stopped by {signal} during the copy: some blobs or child manifests may be at the \
+                 destination, but the tag is written last, so it does not point at an incomplete image"
+            ),
+        )
+        .hint("re-run the copy: what is already there is proven and kept")
+        .into(),
+        Work::Reads => Failure::new(
             FailureKind::Error,
             format!("stopped by {signal}; nothing was changed"),
         )
-        .into()
+        .into(),
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod deadline;
 pub mod error;
 pub mod logging;
 pub mod panic;

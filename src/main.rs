@@ -1,5 +1,5 @@
 //! The `ferry` command: parses arguments, sets up logging, runs the library on a tokio
-//! runtime until it finishes or a signal stops it, and maps the result to the documented
+//! runtime until it finishes or a signal or the run deadline stops it, and maps the result to the documented
 //! exit code.
 
 use std::process::ExitCode;
@@ -22,11 +22,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let changes_things = cli.command.changes_things();
+    let work = cli.command.work();
+    let deadline = ferry::deadline::Deadline::after(cli.deadline);
     let result = runtime.block_on(async {
         tokio::select! {
-            r = commands::run(cli) => r,
-            signal = shutdown_signal() => Err(commands::interrupted(signal, changes_things)),
+            r = commands::run(cli, deadline) => r,
+            signal = shutdown_signal() => Err(commands::interrupted(signal, work)),
+            () = deadline.reached() => Err(commands::interrupted(&deadline.describe(), work)),
         }
     });
     match result {

@@ -93,6 +93,9 @@ async fn execute(
         prepared.push(deploy::prepare::prepare(&client, &bg.cd, env, cfg, &image, opts).await?);
     }
 
+    // Refuse now what cannot finish before the run deadline, while nothing has changed.
+    fit_deadline(&mut prepared, env, opts, false, None)?;
+
     // Everything is ready and nothing changed yet: from here on, GitHub shows a deployment.
     gh.start(gh_request).await;
 
@@ -117,6 +120,21 @@ async fn execute(
     } else {
         None
     };
+
+    // The copy took its time: cut each rollout to what is left.
+    let promoted = format!(
+        "{}/{}:{}",
+        env.registry_host(),
+        env.file.image.repository,
+        plan.tag
+    );
+    fit_deadline(
+        &mut prepared,
+        env,
+        opts,
+        true,
+        promotion.is_some().then_some(promoted.as_str()),
+    )?;
 
     let tags = taskdef::ferry_tags(&plan.tag, &plan.version, &digest, opts.commit.as_deref());
     let mut runs = futures_util::future::join_all(
@@ -310,4 +328,44 @@ pub fn result_of(report: &DeployReport) -> Result<()> {
         )
         .into()),
     }
+}
+
+/// Fits the rollouts before the run deadline (`deploy::prepare::fit_deadline`): before the
+/// promotion only checks; right before the rollout (`cut`) also shortens. A release that
+/// cannot fit is refused with what was done so far: nothing, or only the `promoted` image.
+fn fit_deadline(
+    prepared: &mut [deploy::Prepared],
+    env: &Environment,
+    opts: &DeployOptions,
+    cut: bool,
+    promoted: Option<&str>,
+) -> Result<()> {
+    let Some(deadline) = opts.deadline else {
+        return Ok(());
+    };
+    let smoke = env
+        .file
+        .smoke
+        .iter()
+        .map(|c| c.deadline_seconds)
+        .max()
+        .unwrap_or(0);
+    deploy::prepare::fit_deadline(
+        prepared,
+        std::time::Duration::from_secs(smoke),
+        &deadline,
+        cut,
+    )
+    .map_err(|why| {
+        let done = match promoted {
+            None => "nothing was changed".to_string(),
+            Some(image) => format!("only the image was promoted ({image}); no service was changed"),
+        };
+        Failure::refused(format!(
+            "not enough time left before {} to deploy and, if needed, roll back: {why}; {done}",
+            deadline.describe()
+        ))
+        .hint("raise --deadline (FERRY_DEADLINE), and the CI job's timeout-minutes with it; or shorten deploy.rollout_timeout_seconds")
+        .into()
+    })
 }

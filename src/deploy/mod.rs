@@ -55,6 +55,9 @@ pub struct DeployOptions {
     pub wait_for_idle: bool,
     /// The commit the release was built from, recorded as a tag.
     pub commit: Option<String>,
+    /// When the whole run must be over: rollouts are cut to leave room for smoke checks and
+    /// a rollback.
+    pub deadline: Option<crate::deadline::Deadline>,
 }
 
 /// A service ready to deploy: everything read, nothing changed yet.

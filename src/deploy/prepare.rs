@@ -306,3 +306,41 @@ pub fn event_ids(svc: &Service) -> HashSet<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Fits every rollout before `deadline`, leaving room after it for the smoke checks
+/// (`smoke`) and the rollbacks (one after another, so their timeouts add up). With `cut`,
+/// a rollout that does not fit is shortened (and says so); `Err` explains a rollout that
+/// cannot fit at all.
+pub fn fit_deadline(
+    prepared: &mut [Prepared],
+    smoke: Duration,
+    deadline: &crate::deadline::Deadline,
+    cut: bool,
+) -> Result<(), String> {
+    use crate::deadline::{rollout_budget, show};
+    let changing = || prepared.iter().filter(|p| !p.already);
+    let reserve = smoke + changing().map(|p| p.rollback_timeout).sum::<Duration>();
+    let remaining = deadline.remaining();
+    for p in prepared.iter_mut().filter(|p| !p.already) {
+        let fits = rollout_budget(remaining, p.timeout, reserve)
+            .map_err(|why| format!("{}: {why}", p.name()))?;
+        if cut && fits < p.timeout {
+            tracing::warn!(
+                "{}: rollout timeout cut from {} to {} by {}",
+                p.name(),
+                show(p.timeout),
+                show(fits),
+                deadline.describe()
+            );
+            p.timeout_why = format!(
+                "{}, cut from {} by {} (leaving {} for smoke checks and rollback)",
+                p.timeout_why,
+                show(p.timeout),
+                deadline.describe(),
+                show(reserve)
+            );
+            p.timeout = fits;
+        }
+    }
+    Ok(())
+}

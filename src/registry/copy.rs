@@ -81,7 +81,11 @@ async fn present(
         .buffer_unordered(LOOKUPS)
         .try_collect()
         .await?;
-    Ok(found.into_iter().flatten().chain(known.iter().cloned()).collect())
+    Ok(found
+        .into_iter()
+        .flatten()
+        .chain(known.iter().cloned())
+        .collect())
 }
 
 /// Copies `src_ref` (tag or digest) from `src` to `dst`, tagging it `dst_tag`. When

@@ -1099,3 +1099,29 @@ fn a_panic_exits_5_and_says_it_is_a_bug() {
     assert!(err.contains("in flight: copying"), "{err}");
     assert!(!err.contains("stack backtrace"), "{err}");
 }
+
+/// The run deadline stops a copy that cannot finish (a registry unavailable for a minute,
+/// where the retry policy alone would go on for 30 s), saying what it leaves behind.
+#[test]
+fn the_run_deadline_stops_a_copy_and_says_what_it_leaves() {
+    let (a, b) = pair();
+    a.push_image("app", "v1", &[]);
+    let fake = FakeRegistry::start("unavailable", Some(&b), 60.0);
+    let o = copy_with(
+        &["--insecure", "--deadline", "3s"],
+        &format!("{}/app:v1", a.addr()),
+        &format!("{}/app:v1", fake.addr()),
+        &a,
+        &b,
+    );
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("stopped by the run deadline (3s) during the copy")
+            && err.contains("the tag is written last")
+            && err.contains("hint: re-run the copy"),
+        "{err}"
+    );
+    assert!(!fake.requests().is_empty(), "the copy reached the registry");
+    assert_eq!(b.skopeo_digest("app", "v1"), None);
+}

@@ -955,3 +955,39 @@ async fn secrets_never_reach_the_logs_of_a_deploy_at_debug_or_trace() {
         }
     }
 }
+
+/// The run deadline: a release whose rollout, smoke checks and rollback cannot fit is refused
+/// before anything changes; one that fits only with a shorter rollout gets that shorter
+/// rollout, and says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_deadline_refuses_what_cannot_fit_and_cuts_what_can() {
+    let w = World::new().await;
+    w.release("v1.4.0-rc.1", "142", "healthy").await;
+    let revisions = w.sim.revisions(&w.family()).await;
+    let o = w.deploy("v1.4.0-rc.1", &["--deadline", "1m"]);
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("not enough time left before the run deadline (1m)")
+            && err.contains("nothing was changed")
+            && err.contains("hint: raise --deadline"),
+        "{err}"
+    );
+    assert_eq!(
+        w.sim.revisions(&w.family()).await,
+        revisions,
+        "nothing registered"
+    );
+    assert_eq!(w.running_td().await, w.baseline_td);
+
+    // 5 minutes: the service's own rollout timeout (3 minutes, derived) does not fit beside
+    // 20 s of smoke checks and a 3-minute rollback, so it is cut, and the release still lands.
+    let o = w.deploy("v1.4.0-rc.1", &["--deadline", "5m", "--output", "json"]);
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(err.contains("rollout timeout cut from 3m to"), "{err}");
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let t = report["services"][0]["timeout_seconds"].as_u64().unwrap();
+    assert!((60..=100).contains(&t), "cut to {t} s: {report}");
+    assert!(err.contains("by the run deadline (5m)"), "{err}");
+}
