@@ -190,11 +190,13 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
         Err(e) if crate::error::classify(&e).is_some() => return Err(e),
         Err(e) => plan.unresolved.push(format!("records: {e:#}")),
         Ok(memory::Resolved::Done) => {}
-        Ok(memory::Resolved::FromTag) => match resolve_source(&mut plan, source_env, &tag).await {
-            Err(e) if crate::error::classify(&e).is_some() => return Err(e),
-            Err(e) => plan.unresolved.push(format!("source image: {e:#}")),
-            Ok(()) => plan.digest_from = DigestFrom::Tag,
-        },
+        Ok(memory::Resolved::FromTag) => {
+            match resolve_source(&mut plan, env, source_env, &tag).await {
+                Err(e) if crate::error::classify(&e).is_some() => return Err(e),
+                Err(e) => plan.unresolved.push(format!("source image: {e:#}")),
+                Ok(()) => plan.digest_from = DigestFrom::Tag,
+            }
+        }
     }
     if plan.promote {
         if let Err(e) = resolve_target(&mut plan, env).await {
@@ -240,9 +242,16 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
     Ok(plan)
 }
 
-async fn resolve_source(plan: &mut Plan, source_env: &Environment, tag: &ReleaseTag) -> Result<()> {
-    let sdk = sts::environment_config(source_env).await?;
-    let client = crate::registry::ecr::ecr_client(&sdk, &source_env.registry_host()).await?;
+/// The source image by tag, read with `env`'s role (for a promotion, through the source
+/// repository's policy: the target's jobs never hold the source's role).
+async fn resolve_source(
+    plan: &mut Plan,
+    env: &Environment,
+    source_env: &Environment,
+    tag: &ReleaseTag,
+) -> Result<()> {
+    let sdk = sts::environment_config(env).await?;
+    let client = crate::promote::source_client(&sdk, source_env, env).await?;
     let repo = &source_env.file.image.repository;
     if plan.source.tag.is_none() {
         let tags = client.list_tags(repo).await?;

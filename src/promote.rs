@@ -1,5 +1,6 @@
 //! Promotion: copying the exact digest verified in the source environment into the target
-//! environment's repository, reading with the source's role and writing with the target's.
+//! environment's repository, all with the target's role: it reads the source repository
+//! through that repository's policy, so the target's jobs never hold the source's role.
 
 use anyhow::{Context, Result};
 
@@ -8,6 +9,28 @@ use crate::registry::copy::{self, CopyOutcome, Side};
 
 /// What a promotion did.
 pub type PromoteOutcome = CopyOutcome;
+
+/// A client for `source_env`'s registry with `target_env`'s identity (`sdk`): the promotion's
+/// reads (tags, records, the image) are made by the role that deploys the target.
+pub async fn source_client(
+    sdk: &aws_config::SdkConfig,
+    source_env: &Environment,
+    target_env: &Environment,
+) -> Result<crate::registry::RegistryClient> {
+    crate::registry::ecr::ecr_client(sdk, &source_env.registry_host())
+        .await
+        .with_context(|| {
+            format!(
+                "registry credentials of {}'s role for {}'s registry ({}); {} reads {}'s repository through its repository policy (`ferry iam-policy --environment {}` prints it)",
+                target_env.name,
+                source_env.name,
+                source_env.registry_host(),
+                target_env.name,
+                source_env.name,
+                source_env.name
+            )
+        })
+}
 
 /// Copies `source_tag` (which must still be `expected_digest`) from the source environment's
 /// repository to the target's, tagged `target_tag`; a no-op when already there.
@@ -18,17 +41,10 @@ pub async fn promote(
     expected_digest: &str,
     target_tag: &str,
 ) -> Result<PromoteOutcome> {
-    let src_sdk = crate::aws::sts::environment_config(source_env).await?;
+    // One identity: the target's role reads the source repository through its repository
+    // policy, so a production job never holds the staging role.
     let dst_sdk = crate::aws::sts::environment_config(target_env).await?;
-    let src = crate::registry::ecr::ecr_client(&src_sdk, &source_env.registry_host())
-        .await
-        .with_context(|| {
-            format!(
-                "registry credentials for {} ({})",
-                source_env.name,
-                source_env.registry_host()
-            )
-        })?;
+    let src = source_client(&dst_sdk, source_env, target_env).await?;
     let dst = crate::registry::ecr::ecr_client(&dst_sdk, &target_env.registry_host())
         .await
         .with_context(|| {

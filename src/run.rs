@@ -56,7 +56,7 @@ pub async fn deploy(
     ) {
         report.verdict = format!("{h}: {}", report.verdict);
     }
-    memory::record(&store, plan, source_env, &mut report, started).await;
+    memory::record(&store, plan, env, source_env, &mut report, started).await;
     Ok(report)
 }
 

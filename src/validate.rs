@@ -20,7 +20,12 @@ pub async fn run(dir: &Path, online: bool) -> Result<Vec<Check>> {
             detail: describe(env),
         });
         if online {
-            online_checks(env, &mut checks).await;
+            let source = env
+                .file
+                .promote
+                .as_ref()
+                .and_then(|p| envs.envs.get(&p.from));
+            online_checks(env, source, &mut checks).await;
         }
     }
     Ok(checks)
@@ -63,7 +68,7 @@ fn describe(env: &Environment) -> String {
     )
 }
 
-async fn online_checks(env: &Environment, checks: &mut Vec<Check>) {
+async fn online_checks(env: &Environment, source: Option<&Environment>, checks: &mut Vec<Check>) {
     let mut push = |check: String, res: Result<String>| {
         let (ok, detail) = match res {
             Ok(d) => (true, d),
@@ -101,6 +106,34 @@ async fn online_checks(env: &Environment, checks: &mut Vec<Check>) {
             }
         });
     push(format!("repository {repo}"), res);
+    if let Some(src) = source {
+        // The promotion reads the source repository with this environment's role, through
+        // the source repository's policy: a missing grant shows here, not mid-release.
+        let res = async {
+            let client = crate::promote::source_client(&sdk, src, env).await?;
+            let tags = anyhow::Context::with_context(
+                client.list_tags(&src.file.image.repository).await,
+                || {
+                    format!(
+                        "{}'s role reading {}'s repository: its repository policy must let it pull (`ferry iam-policy --environment {}` prints it)",
+                        env.name, src.name, src.name
+                    )
+                },
+            )?;
+            Ok(format!(
+                "{}'s role reads {}/{} ({} tags)",
+                env.name,
+                src.registry_host(),
+                src.file.image.repository,
+                tags.len()
+            ))
+        }
+        .await;
+        push(
+            format!("promotion source {}", src.file.image.repository),
+            res,
+        );
+    }
     for s in &env.file.services {
         let client = crate::aws::sts::ecs_client(&sdk);
         let res = crate::aws::ecs::find_service(&client, &s.cluster, &s.service)

@@ -14,16 +14,29 @@ pub struct EcrToken {
     pub token: Secret,
 }
 
-/// `GetAuthorizationToken` for the registry of the SDK config's account. The answer never
-/// reaches a log: the SDK's wire logs are filtered (`crate::logging`).
-pub async fn authorization(sdk: &SdkConfig) -> Result<EcrToken> {
-    let region = sdk.region().map(|r| r.to_string()).unwrap_or_default();
-    let out = super::sts::ecr_client(sdk)
+/// `GetAuthorizationToken`, called with the SDK config's identity in `region`, for the
+/// registry of account `registry_id`: the identity's own, or another account's whose
+/// repository policy lets it pull (production reading staging's verified image). The answer
+/// never reaches a log: the SDK's wire logs are filtered (`crate::logging`).
+pub async fn authorization(sdk: &SdkConfig, registry_id: &str, region: &str) -> Result<EcrToken> {
+    let client = aws_sdk_ecr::Client::from_conf(
+        super::sts::ecr_config(sdk)
+            .region(aws_config::Region::new(region.to_string()))
+            .build(),
+    );
+    // `registryIds` is deprecated: ECR's token serves every registry the identity may read,
+    // and naming one "doesn't change the permissions scope" (the SDK's note). It is still
+    // accepted, and emulators that issue one token per registry (moto) need it.
+    #[allow(deprecated)]
+    let out = client
         .get_authorization_token()
+        .registry_ids(registry_id)
         .send()
         .await
         .map_err(|e| anyhow!("{}", e.human_line()))
-        .with_context(|| format!("ecr:GetAuthorizationToken in {region}"))?;
+        .with_context(|| {
+            format!("ecr:GetAuthorizationToken in {region} for registry {registry_id}")
+        })?;
     let data = out.authorization_data().first().ok_or_else(|| {
         anyhow!("ecr:GetAuthorizationToken in {region} returned no authorization data")
     })?;

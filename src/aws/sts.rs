@@ -230,11 +230,12 @@ pub fn ecs_client(sdk: &SdkConfig) -> aws_sdk_ecs::Client {
 
 /// An ECR client for `sdk` that also retries bare 429s ([`BareThrottling`]).
 pub fn ecr_client(sdk: &SdkConfig) -> aws_sdk_ecr::Client {
-    aws_sdk_ecr::Client::from_conf(
-        aws_sdk_ecr::config::Builder::from(sdk)
-            .retry_classifier(BareThrottling)
-            .build(),
-    )
+    aws_sdk_ecr::Client::from_conf(ecr_config(sdk).build())
+}
+
+/// The ECR client configuration of [`ecr_client`], to adjust (another region).
+pub fn ecr_config(sdk: &SdkConfig) -> aws_sdk_ecr::config::Builder {
+    aws_sdk_ecr::config::Builder::from(sdk).retry_classifier(BareThrottling)
 }
 
 #[cfg(test)]

@@ -1,23 +1,28 @@
 //! `ferry iam-policy`: the least-privilege IAM documents ferry needs, computed from the
 //! environment files (and, for what only AWS knows, the live task definitions).
 //!
-//! For each environment, three documents:
+//! For each environment, three documents, and a fourth for a promotion source:
 //!
 //! - **role policy** (attach to `role.arn`): exactly the calls ferry makes with that role.
 //!   ECR on exactly the environment's repository (read; push for an environment that
-//!   receives promotions; push and manifest delete for the release records and claims), ECS on exactly its clusters and services, `RegisterTaskDefinition`
+//!   receives promotions; push and manifest delete for the release records and claims), pull
+//!   on exactly the source repository of a promotion, ECS on exactly its clusters and
+//!   services, `RegisterTaskDefinition`
 //!   and its tag-on-create `TagResource` on exactly the live task-definition families, and
 //!   `iam:PassRole` on exactly the task and execution roles the live task definitions use.
 //!   `ecr:GetAuthorizationToken`, `ecs:DescribeTaskDefinition` and
 //!   `ecs:RegisterTaskDefinition` cannot be scoped by AWS and say `"*"`.
 //! - **trust policy** (the role's trust relationship): GitHub's OIDC provider in the role's
-//!   account, audience `sts.amazonaws.com`, subject exactly `repo:<owner>/<repo>:environment:<name>`
-//!   for the GitHub environments whose deploys assume this role: its own, and those of the
-//!   environments that promote from it (a production deploy reads the verified image with the
-//!   staging role, so no cross-account repository policy is needed).
+//!   account, audience `sts.amazonaws.com`, subject exactly
+//!   `repo:<owner>/<repo>:environment:<name>` for the environment's own GitHub environment. A
+//!   deploy assumes one role only: a production job never holds the staging role (which can
+//!   deploy staging).
+//! - **repository policy** (only for an environment others promote from; set it on its
+//!   repository): lets exactly the roles of the environments promoting from it pull (the ECR
+//!   read actions below, nothing else), since they read the verified image and its records
+//!   with their own role. Across accounts ECR needs both this and the puller's role policy.
 //! - **caller policy**: only for running ferry with stored credentials instead of GitHub OIDC
-//!   (`AssumeRole` on the default chain): `sts:AssumeRole` on exactly the roles a deploy to
-//!   this environment assumes.
+//!   (`AssumeRole` on the default chain): `sts:AssumeRole` on exactly the environment's role.
 //!
 //! Which ECR call each OCI request is (ECR's documented mapping): manifest GET/HEAD →
 //! `BatchGetImage`; blob HEAD → `BatchCheckLayerAvailability`; blob GET →
@@ -44,6 +49,17 @@ pub const ECR_READ: &[&str] = &[
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
     "ecr:DescribeRepositories",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:ListImages",
+];
+
+/// ECR actions a role needs to promote from another repository: manifests and referrers
+/// (`BatchGetImage`), blobs (`GetDownloadUrlForLayer`, `BatchCheckLayerAvailability`), the
+/// candidates' and records' tags (`ListImages`). Granted by the puller's role policy and,
+/// across accounts, by the source repository's policy.
+pub const ECR_PULL: &[&str] = &[
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
     "ecr:GetDownloadUrlForLayer",
     "ecr:ListImages",
 ];
@@ -103,6 +119,13 @@ pub struct EnvironmentPolicies {
     pub role_policy: Value,
     /// The role's trust relationship (GitHub OIDC).
     pub trust_policy: Value,
+    /// The repository the repository policy is for (`host/name`), when others promote from
+    /// this environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Set on that repository (`aws ecr set-repository-policy`): who may pull to promote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_policy: Option<Value>,
     /// For stored credentials instead of GitHub OIDC: what the caller needs.
     pub caller_policy: Value,
 }
@@ -138,32 +161,20 @@ fn arn(env: &Environment, service: &str, resource: &str) -> String {
     )
 }
 
-/// The environments whose deploys assume `env`'s role: itself, and those promoting from it.
-fn deployers<'a>(envs: &'a Environments, env: &'a Environment) -> Vec<&'a str> {
-    let mut names: Vec<&str> = envs
-        .envs
+/// The environments that promote from `env`, by name.
+fn promoters<'a>(envs: &'a Environments, env: &Environment) -> Vec<&'a Environment> {
+    envs.envs
         .values()
-        .filter(|e| {
-            e.name == env.name || e.file.promote.as_ref().is_some_and(|p| p.from == env.name)
-        })
-        .map(|e| e.name.as_str())
-        .collect();
-    names.sort();
-    names
+        .filter(|e| e.file.promote.as_ref().is_some_and(|p| p.from == env.name))
+        .collect()
 }
 
-/// The roles a deploy to `env` assumes: its own, and its promotion source's.
-fn assumed_roles(envs: &Environments, env: &Environment) -> Vec<String> {
-    let mut roles = BTreeSet::from([env.file.role.arn.clone()]);
-    if let Some(src) = env
-        .file
+/// The environment `env` promotes from, when it does and that environment exists.
+fn source_of<'a>(envs: &'a Environments, env: &Environment) -> Option<&'a Environment> {
+    env.file
         .promote
         .as_ref()
         .and_then(|p| envs.envs.get(&p.from))
-    {
-        roles.insert(src.file.role.arn.clone());
-    }
-    roles.into_iter().collect()
 }
 
 fn statement(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
@@ -181,9 +192,14 @@ fn document(statements: Vec<Value>) -> Value {
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
-/// The permissions policy of `env`'s role. `live` is `None` when the live services were not
-/// read: the family and role resources are then placeholders that say so.
-pub fn role_policy(env: &Environment, live: Option<&LiveServices>) -> Value {
+/// The permissions policy of `env`'s role (promoting from `source`, if any). `live` is
+/// `None` when the live services were not read: the family and role resources are then
+/// placeholders that say so.
+pub fn role_policy(
+    env: &Environment,
+    source: Option<&Environment>,
+    live: Option<&LiveServices>,
+) -> Value {
     let repo = arn(
         env,
         "ecr",
@@ -193,6 +209,17 @@ pub fn role_policy(env: &Environment, live: Option<&LiveServices>) -> Value {
         statement("EcrLogin", &["ecr:GetAuthorizationToken"], vec!["*".into()]),
         statement("EcrReadRepository", ECR_READ, vec![repo.clone()]),
     ];
+    if let Some(src) = source {
+        st.push(statement(
+            "EcrPullFromPromotionSource",
+            ECR_PULL,
+            vec![arn(
+                src,
+                "ecr",
+                &format!("repository/{}", src.file.image.repository),
+            )],
+        ));
+    }
     if env.file.promote.is_some() {
         st.push(statement(
             "EcrPushPromotedImage",
@@ -311,12 +338,9 @@ pub fn role_policy(env: &Environment, live: Option<&LiveServices>) -> Value {
     document(st)
 }
 
-/// The trust policy of `env`'s role: GitHub OIDC for the environments whose deploys assume it.
-pub fn trust_policy(envs: &Environments, env: &Environment, github_repository: &str) -> Value {
-    let subjects: Vec<String> = deployers(envs, env)
-        .into_iter()
-        .map(|name| format!("repo:{github_repository}:environment:{name}"))
-        .collect();
+/// The trust policy of `env`'s role: GitHub OIDC for the environment's own deploy jobs.
+pub fn trust_policy(env: &Environment, github_repository: &str) -> Value {
+    let subjects = vec![format!("repo:{github_repository}:environment:{}", env.name)];
     document(vec![json!({
         "Sid": "GithubActionsOidc",
         "Effect": "Allow",
@@ -337,13 +361,35 @@ pub fn trust_policy(envs: &Environments, env: &Environment, github_repository: &
     })])
 }
 
-/// What a caller with stored credentials needs to deploy to `env`.
-pub fn caller_policy(envs: &Environments, env: &Environment) -> Value {
+/// What a caller with stored credentials needs to deploy to `env`: its role, nothing else.
+pub fn caller_policy(env: &Environment) -> Value {
     document(vec![statement(
-        "AssumeFerryRoles",
+        "AssumeFerryRole",
         &["sts:AssumeRole"],
-        assumed_roles(envs, env),
+        vec![env.file.role.arn.clone()],
     )])
+}
+
+/// The policy of `env`'s repository when others promote from it: their roles may pull, to
+/// read the verified image and the records of the promotion gate. `None` when nobody does.
+pub fn repository_policy(envs: &Environments, env: &Environment) -> Option<Value> {
+    let mut roles: Vec<String> = promoters(envs, env)
+        .iter()
+        .map(|e| e.file.role.arn.clone())
+        .collect();
+    if roles.is_empty() {
+        return None;
+    }
+    roles.sort();
+    roles.dedup();
+    let mut actions = ECR_PULL.to_vec();
+    actions.sort();
+    Some(document(vec![json!({
+        "Sid": "FerryPromotionPull",
+        "Effect": "Allow",
+        "Principal": { "AWS": roles },
+        "Action": actions,
+    })]))
 }
 
 /// Every document for `only` (or every environment), in environment-name order.
@@ -369,12 +415,17 @@ pub fn policies(
                 env.name
             ));
         }
+        let repository_policy = repository_policy(envs, env);
         out.push(EnvironmentPolicies {
             environment: env.name.clone(),
             role: env.file.role.arn.clone(),
-            role_policy: role_policy(env, l),
-            trust_policy: trust_policy(envs, env, github_repository),
-            caller_policy: caller_policy(envs, env),
+            role_policy: role_policy(env, source_of(envs, env), l),
+            trust_policy: trust_policy(env, github_repository),
+            repository: repository_policy
+                .is_some()
+                .then(|| format!("{}/{}", env.registry_host(), env.file.image.repository)),
+            repository_policy,
+            caller_policy: caller_policy(env),
         });
     }
     notes.push(format!(
@@ -474,13 +525,23 @@ pub fn text(p: &IamPolicies) -> String {
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     for e in &p.environments {
         s.push_str(&format!(
-            "## {}: permissions policy of {}\n{}\n\n## {}: trust policy of {}\n{}\n\n## {}: caller policy (only without GitHub OIDC: the identity that runs ferry)\n{}\n\n",
+            "## {}: permissions policy of {}\n{}\n\n## {}: trust policy of {}\n{}\n\n",
             e.environment,
             e.role,
             pretty(&e.role_policy),
             e.environment,
             e.role,
             pretty(&e.trust_policy),
+        ));
+        if let (Some(repo), Some(doc)) = (&e.repository, &e.repository_policy) {
+            s.push_str(&format!(
+                "## {}: repository policy of {repo} (aws ecr set-repository-policy: who may pull to promote)\n{}\n\n",
+                e.environment,
+                pretty(doc),
+            ));
+        }
+        s.push_str(&format!(
+            "## {}: caller policy (only without GitHub OIDC: the identity that runs ferry)\n{}\n\n",
             e.environment,
             pretty(&e.caller_policy),
         ));

@@ -86,19 +86,72 @@ fn production_role_is_scoped_to_its_repository_services_families_and_roles() {
             "arn:aws:iam::222222222222:role/ecs-exec"
         ])
     );
+    // The promotion reads staging's repository with production's own role: pull only.
+    assert_eq!(
+        sid("EcrPullFromPromotionSource")["Resource"],
+        json!(["arn:aws:ecr:eu-west-1:111111111111:repository/shop/api"])
+    );
+    assert_eq!(
+        sid("EcrPullFromPromotionSource")["Action"],
+        json!([
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:ListImages"
+        ])
+    );
     assert!(p.notes.iter().all(|n| !n.contains("placeholders")));
-    // The caller (stored credentials) may assume exactly production's and staging's roles.
+    // The caller (stored credentials) may assume exactly production's role: a production
+    // deploy never holds the staging role.
     assert_eq!(
         p.environments[0].caller_policy["Statement"][0]["Resource"],
-        json!([
-            "arn:aws:iam::111111111111:role/ferry-staging",
-            "arn:aws:iam::222222222222:role/ferry-production"
-        ])
+        json!(["arn:aws:iam::222222222222:role/ferry-production"])
+    );
+    // Nobody promotes from production: it has no repository policy to set.
+    assert_eq!(p.environments[0].repository_policy, None);
+    assert_eq!(p.environments[0].repository, None);
+}
+
+#[test]
+fn staging_repository_lets_exactly_production_pull() {
+    let (_d, envs) = envs();
+    let p = policies(&envs, Some("staging"), "acme/shop", &BTreeMap::new()).unwrap();
+    let staging = &p.environments[0];
+    assert_eq!(
+        staging.repository.as_deref(),
+        Some("111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/api")
+    );
+    assert_eq!(
+        staging.repository_policy,
+        Some(json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "FerryPromotionPull",
+                "Effect": "Allow",
+                "Principal": { "AWS": ["arn:aws:iam::222222222222:role/ferry-production"] },
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:ListImages"
+                ]
+            }]
+        }))
+    );
+    // No push, no delete for anyone else: promotion is read-only on the source.
+    let acts = actions(staging.repository_policy.as_ref().unwrap());
+    assert!(acts
+        .iter()
+        .all(|a| !a.contains("Put") && !a.contains("Delete") && !a.contains("Upload")));
+    let text = text(&p);
+    assert!(
+        text.contains("## staging: repository policy of 111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/api"),
+        "{text}"
     );
 }
 
 #[test]
-fn staging_reads_only_and_trusts_the_environments_that_use_its_role() {
+fn staging_reads_only_and_trusts_only_its_own_jobs() {
     let (_d, envs) = envs();
     let p = policies(&envs, None, "acme/shop", &BTreeMap::new()).unwrap();
     let names: Vec<&str> = p
@@ -120,10 +173,8 @@ fn staging_reads_only_and_trusts_the_environments_that_use_its_role() {
     let cond = &staging.trust_policy["Statement"][0]["Condition"]["StringEquals"];
     assert_eq!(
         cond["token.actions.githubusercontent.com:sub"],
-        json!([
-            "repo:acme/shop:environment:production",
-            "repo:acme/shop:environment:staging"
-        ])
+        json!(["repo:acme/shop:environment:staging"]),
+        "production's jobs pull through the repository policy, never with the staging role"
     );
     assert_eq!(
         cond["token.actions.githubusercontent.com:aud"],

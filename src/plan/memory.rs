@@ -168,7 +168,7 @@ pub async fn resolve(
     }
 
     // The promotion gate: the source environment's records decide.
-    let src = Store::open(source_env).await?;
+    let src = Store::open_as(source_env, env).await?;
     let scat = src.catalog().await?;
     let swords = source_env.prerelease_words();
     let core = tag.core();

@@ -124,6 +124,17 @@ impl Store {
         }
     }
 
+    /// Opens `env`'s store with the role of `reader`, which reads it through the repository
+    /// policy (production reading staging's records for the promotion gate).
+    pub async fn open_as(env: &Environment, reader: &Environment) -> Result<Store> {
+        if env.name == reader.name {
+            return Store::open(env).await;
+        }
+        let sdk = crate::aws::sts::environment_config(reader).await?;
+        let client = crate::promote::source_client(&sdk, env, reader).await?;
+        Ok(Store::new(client, &env.file.image.repository, &env.name))
+    }
+
     /// Opens `env`'s store with its role.
     pub async fn open(env: &Environment) -> Result<Store> {
         let sdk = crate::aws::sts::environment_config(env).await?;

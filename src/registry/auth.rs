@@ -359,8 +359,10 @@ pub fn docker_config_credentials(host: &str) -> Option<Credentials> {
     Some(Credentials::Basic { username, password })
 }
 
-pub(super) async fn ecr_credentials(sdk: &SdkConfig) -> Result<Credentials> {
-    let token = crate::aws::ecr::authorization(sdk).await?;
+/// Basic credentials for the ECR registry `host` from `GetAuthorizationToken` with `sdk`'s
+/// identity (in the registry's region, for the registry's account).
+pub(super) async fn ecr_credentials(sdk: &SdkConfig, host: &EcrHost) -> Result<Credentials> {
+    let token = crate::aws::ecr::authorization(sdk, &host.account, &host.region).await?;
     let (username, password) = decode_basic(token.token.expose())
         .context("ecr:GetAuthorizationToken returned an unusable token")?;
     Ok(Credentials::Basic { username, password })

@@ -95,12 +95,16 @@ pub async fn release(store: &Store, claim: &ClaimInfo) {
     }
 }
 
-async fn source_record(plan: &Plan, source_env: &Environment) -> Option<Box<Record>> {
+async fn source_record(
+    plan: &Plan,
+    env: &Environment,
+    source_env: &Environment,
+) -> Option<Box<Record>> {
     let (DigestFrom::SourceRecord, Some(s)) = (&plan.digest_from, &plan.record) else {
         return None;
     };
     let read = async {
-        let src = Store::open(source_env).await?;
+        let src = Store::open_as(source_env, env).await?;
         src.read(&s.record).await
     };
     match read.await {
@@ -121,6 +125,7 @@ async fn source_record(plan: &Plan, source_env: &Environment) -> Option<Box<Reco
 pub async fn record(
     store: &Store,
     plan: &Plan,
+    env: &Environment,
     source_env: &Environment,
     report: &mut DeployReport,
     started: u64,
@@ -172,7 +177,7 @@ pub async fn record(
             .unwrap_or_default(),
         run_url: crate::github::actions::run_url(),
         ferry_version: env!("CARGO_PKG_VERSION").into(),
-        promoted_from: source_record(plan, source_env).await,
+        promoted_from: source_record(plan, env, source_env).await,
     };
     match store.write(&record).await {
         Ok(w) => {

@@ -759,6 +759,7 @@ async fn validate_online_passes_when_everything_exists() {
         sim.service(&cluster, &spec.service, &spec.container, "repo@sha256:0")
             .await;
     }
+    let staging = Registry::for_account(&spec.staging_account);
     let o = ferry(
         &[
             "validate",
@@ -766,16 +767,21 @@ async fn validate_online_passes_when_everything_exists() {
             "--environments",
             dir.path().to_str().unwrap(),
         ],
-        &[("AWS_ENDPOINT_URL_ECS", sim.endpoint.clone())],
+        &[
+            ("AWS_ENDPOINT_URL_ECS", sim.endpoint.clone()),
+            ("FERRY_REGISTRY_ENDPOINTS", staging.endpoint_entry()),
+        ],
     );
     assert_exit(&o, 0);
     let out = stdout(&o);
     assert_eq!(
         out.lines().filter(|l| l.starts_with("ok")).count(),
-        8,
+        9,
         "{out}"
     );
     assert!(!out.contains("FAIL"), "{out}");
+    // Production's own role reads staging's repository (the promotion's reads).
+    assert!(out.contains("production's role reads"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

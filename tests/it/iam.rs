@@ -1,15 +1,20 @@
 //! `ferry iam-policy` proven against an IAM that says no: a moto server of this test's own with
 //! IAM enforcement on (signatures and identity policies checked on every STS and ECR call).
 //! A production deploy (promotion from staging included) succeeds with exactly the generated
-//! policies attached, and fails naming the missing action when a statement that guards an
-//! STS/ECR call is removed.
+//! policies attached, while the caller may assume production's role alone (the promotion
+//! reads staging with production's role, through staging's repository policy, so a
+//! production job never holds the staging role), and fails naming the missing action when a
+//! statement that guards an STS/ECR call is removed.
 //!
 //! What this does not prove, honestly: ECS calls go to the rollout simulator, which does not
 //! enforce IAM, and image bytes go to `docker-registry`, which knows nothing of ECR's IAM
 //! actions. For ECS the test checks instead that every operation the simulator saw ferry call
 //! is granted by the generated role policy. moto also ignores `Resource` for ECR (it compares a
 //! statement's resources against `*`), so the ECR repository statements are checked by the unit
-//! tests of `ferry::iam`, not here.
+//! tests of `ferry::iam`, not here; and the registries do not evaluate ECR repository
+//! policies, so the staging repository policy is checked by those unit tests (exactly
+//! production's role, pull actions only) and its use here is shown by production reading
+//! staging without the staging role.
 
 use std::process::{Child, Command, Stdio};
 
@@ -187,10 +192,11 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
         "iam:PassRole on exactly the execution role the live task definition uses"
     );
 
-    // IAM as the generated documents say: the CI user may assume the two roles, each role
-    // has its permissions policy (and trust policy) and nothing else.
+    // IAM as the generated documents say: each role has its permissions policy (and trust
+    // policy) and nothing else; the CI user has the caller policy of the environment it
+    // deploys, which names that environment's role alone.
     let tmp = tempfile::tempdir().unwrap();
-    let caller_file = doc_file(tmp.path(), "caller.json", &prod_p["caller_policy"]);
+    let caller_file = doc_file(tmp.path(), "caller.json", &staging_p["caller_policy"]);
     let key: Value = serde_json::from_str(&moto.iam(&["caller", &caller_file])).unwrap();
     let put_role = |acct: &str, p: &Value, role_policy: &Value| {
         let policy = doc_file(tmp.path(), &format!("{acct}-role.json"), role_policy);
@@ -223,6 +229,31 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
         );
         assert_exit(&o, 0);
     }
+    // From here on the CI user deploys production: it may assume production's role, and
+    // no other. The promotion reads staging with production's role.
+    let set_caller = |doc: &Value| {
+        moto.iam(&["enforce", "off"]);
+        let f = doc_file(tmp.path(), "caller-now.json", doc);
+        moto.iam(&["user-policy", &f]);
+        moto.iam(&["enforce", "on"]);
+    };
+    set_caller(&prod_p["caller_policy"]);
+    assert_eq!(
+        prod_p["caller_policy"]["Statement"][0]["Resource"],
+        serde_json::json!([format!(
+            "arn:aws:iam::{}:role/ferry-deploy",
+            spec.prod_account
+        )]),
+        "a production deploy assumes production's role alone"
+    );
+    assert_eq!(
+        staging_p["repository_policy"]["Statement"][0]["Principal"]["AWS"],
+        serde_json::json!([format!(
+            "arn:aws:iam::{}:role/ferry-deploy",
+            spec.prod_account
+        )]),
+        "staging's repository lets production's role pull"
+    );
 
     // Enforcement really is on: an unknown key is refused.
     let o = ferry(
@@ -300,24 +331,12 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
     // Take away one grant at a time: the deploy fails and says which action was refused.
     // (v2.1.0 is new to production, so every STS/ECR call of a promotion happens; a re-run of
     // v2.0.0 would take its digest from production's own record and never touch staging.)
-    // The caller policy is one statement: each of its two roles is taken away in turn.
-    let staging_role = format!("arn:aws:iam::{}:role/ferry-deploy", spec.staging_account);
-    let prod_role = format!("arn:aws:iam::{}:role/ferry-deploy", spec.prod_account);
-    let only = |role: &str| {
-        let mut d = prod_p["caller_policy"].clone();
-        let res = d["Statement"][0]["Resource"].as_array_mut().unwrap();
-        let before = res.len();
-        res.retain(|r| r == role);
-        assert_eq!((before, res.len()), (2, 1), "{d:#}");
-        d
-    };
-    let cases: [(&str, Value, &str); 4] = [
-        ("caller", only(&prod_role), "sts:AssumeRole"),
-        ("caller", only(&staging_role), "sts:AssumeRole"),
+    // The caller's one grant is replaced by staging's (the wrong role).
+    let cases: [(&str, Value, &str); 2] = [
         (
-            "staging",
-            without(&staging_p["role_policy"], "EcrLogin"),
-            "ecr:GetAuthorizationToken",
+            "caller",
+            staging_p["caller_policy"].clone(),
+            "sts:AssumeRole",
         ),
         (
             "production",
@@ -361,7 +380,11 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
         }
     }
 
-    // Whole again: the re-run succeeds (already deployed).
-    let o = deploy("v2.0.0");
+    // Staging's role is not needed at all: with no ECR login left in it, the promotion of
+    // v2.1.0 still succeeds, because production's role reads staging.
+    restore("staging", &without(&staging_p["role_policy"], "EcrLogin"));
+    let o = deploy("v2.1.0");
     assert_exit(&o, 0);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["promotion"]["digest"], rc21.as_str(), "{report}");
 }

@@ -205,6 +205,12 @@ fn unreachable_registry_leaves_digest_unresolved() {
 fn validate_online_names_what_is_missing() {
     let spec = EnvSpec::new();
     let dir = spec.write();
+    // Staging's registry does not answer: production's role cannot read it.
+    let staging_host = format!(
+        "{}.dkr.ecr.{}.amazonaws.com",
+        spec.staging_account,
+        region()
+    );
     let o = ferry(
         &[
             "validate",
@@ -212,10 +218,18 @@ fn validate_online_names_what_is_missing() {
             "--environments",
             dir.path().to_str().unwrap(),
         ],
-        &[],
+        &[(
+            "FERRY_REGISTRY_ENDPOINTS",
+            format!("{staging_host}=http://127.0.0.1:1"),
+        )],
     );
     assert_exit(&o, 2);
     let err = stderr(&o);
+    assert!(
+        err.contains("production promotion source")
+            && err.contains("production's role reading staging's repository"),
+        "{err}"
+    );
     assert!(
         err.contains(&format!(
             "ECR repository {} does not exist in account {}",
