@@ -1125,3 +1125,36 @@ fn the_run_deadline_stops_a_copy_and_says_what_it_leaves() {
     assert!(!fake.requests().is_empty(), "the copy reached the registry");
     assert_eq!(b.skopeo_digest("app", "v1"), None);
 }
+
+/// A manifest whose layer "digest" is a path (`sha256:../../../../v2/other/manifests/latest`)
+/// is refused as invalid before the digest goes near a URL: no request leaves the image's own
+/// paths.
+#[test]
+fn a_digest_that_is_a_path_never_reaches_a_url() {
+    let b = Registry::start("b", "promo", "promo-secret-b");
+    let fake = FakeRegistry::start("path-digest", None, 0.0);
+    let o = copy_with(
+        &["--insecure"],
+        &format!("{}/app:v1", fake.addr()),
+        &format!("{}/app:v1", b.addr()),
+        &b,
+        &b,
+    );
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_exit(&o, 1);
+    assert!(
+        err.contains("\"sha256:../../../../v2/other/manifests/latest\" is not a digest"),
+        "the bad digest is named: {err}"
+    );
+    let seen = fake.requests();
+    assert!(!seen.is_empty());
+    for r in &seen {
+        let path = r["path"].as_str().unwrap_or_default();
+        assert!(
+            !path.contains("..") && !path.contains("/v2/other/"),
+            "ferry requested {path}: {seen:?}"
+        );
+    }
+    assert_eq!(b.skopeo_digest("app", "v1"), None);
+}
