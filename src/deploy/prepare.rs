@@ -63,13 +63,25 @@ pub async fn prepare(
             cfg.cluster,
             cfg.service
         );
-        let deadline = Instant::now() + IDLE_WAIT;
+        // An hour at most, and never past the run deadline: the wait must end while
+        // nothing has changed, so that the refusal can say so.
+        let wait = opts.deadline.map_or(IDLE_WAIT, |d| {
+            IDLE_WAIT.min(d.remaining().saturating_sub(crate::deadline::MIN_ROLLOUT))
+        });
+        let deadline = Instant::now() + wait;
         let mut poll = Poll::with(Duration::from_secs(1), Duration::from_secs(5));
         while let Some(b) = in_flight(&ServiceView::from_sdk(&svc)) {
             if Instant::now() > deadline {
+                let why = if wait < IDLE_WAIT {
+                    " (all the run deadline allowed)"
+                } else {
+                    ""
+                };
                 return Err(Failure::refused(format!(
-                    "service {}/{} stayed busy for an hour: {b}",
-                    cfg.cluster, cfg.service
+                    "service {}/{} stayed busy for {}{why}: {b}; nothing was changed",
+                    cfg.cluster,
+                    cfg.service,
+                    crate::deadline::show(wait)
                 ))
                 .into());
             }

@@ -997,3 +997,28 @@ async fn the_run_deadline_refuses_what_cannot_fit_and_cuts_what_can() {
     assert!((60..=100).contains(&t), "cut to {t} s: {report}");
     assert!(err.contains("by the run deadline (5m)"), "{err}");
 }
+
+/// `--wait-for-idle` waits for somebody else's deployment only as long as the run deadline
+/// allows, and then refuses while nothing has changed (instead of being stopped mid-wait).
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_for_idle_ends_within_the_run_deadline() {
+    let w = World::new().await;
+    w.release("v1.4.0-rc.1", "143", "healthy").await;
+    let slow = format!("{}/{}:slow", w.registry.ecr_host(), w.spec.repo);
+    w.sim.image(&slow, "slow", "slow").await;
+    w.start_other_deployment(&slow).await;
+    let revisions = w.sim.revisions(&w.family()).await;
+    let o = w.deploy("v1.4.0-rc.1", &["--wait-for-idle", "--deadline", "64s"]);
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("(all the run deadline allowed)") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(!err.contains("stopped by"), "{err}");
+    assert_eq!(
+        w.sim.revisions(&w.family()).await,
+        revisions,
+        "nothing registered"
+    );
+}
