@@ -242,6 +242,9 @@ fn service(state: ServiceState, evidence: &[&str]) -> ServiceReport {
         rollout_seconds: 42.5,
         rollout_noticed_at: Some(1_790_000_000.0),
         timeout_seconds: 720,
+        timeout_why:
+            "1 batch(es) of up to 2 task(s) × (120s start + 90s health) + 300s drain + 0s bake"
+                .into(),
     }
 }
 

@@ -93,6 +93,8 @@ pub struct ServiceReport {
     pub rollout_noticed_at: Option<f64>,
     /// How long the rollout was allowed to take.
     pub timeout_seconds: u64,
+    /// Why that long (derived from the service, set in the file, cut by the run deadline).
+    pub timeout_why: String,
 }
 
 /// One row of `ferry status`.

@@ -307,6 +307,7 @@ fn service_report(r: &Running, state: Option<ServiceState>) -> ServiceReport {
             .and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
             .map(|d| d.as_secs_f64()),
         timeout_seconds: r.prep.timeout.as_secs(),
+        timeout_why: r.prep.timeout_why.clone(),
     }
 }
 

@@ -996,6 +996,13 @@ async fn the_run_deadline_refuses_what_cannot_fit_and_cuts_what_can() {
     let t = report["services"][0]["timeout_seconds"].as_u64().unwrap();
     assert!((60..=100).contains(&t), "cut to {t} s: {report}");
     assert!(err.contains("by the run deadline (5m)"), "{err}");
+    assert!(
+        report["services"][0]["timeout_why"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cut from 3m by the run deadline (5m)"),
+        "{report}"
+    );
 }
 
 /// `--wait-for-idle` waits for somebody else's deployment only as long as the run deadline
