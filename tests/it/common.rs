@@ -78,31 +78,25 @@ impl Registry {
     /// A registry for `account` that serves the OCI referrers API, as ECR does: the real
     /// registry behind tests/referrers_proxy (docker-registry 2.8 has no referrers API).
     pub fn with_referrers(account: &str) -> Registry {
-        use std::io::BufRead;
         let mut r = Self::for_account(account);
-        let mut front = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/referrers_proxy/proxy.py"))
-            .args([
-                "--upstream",
-                &format!("http://127.0.0.1:{}", r.port),
-                "--port",
-                "0",
-            ])
-            .arg("--state")
-            .arg(r._dir.path().join("referrers.json"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 and tests/referrers_proxy/proxy.py");
-        let mut line = String::new();
-        std::io::BufReader::new(front.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let endpoint = line
-            .trim()
-            .strip_prefix("REFERRERS_PROXY_ENDPOINT=http://127.0.0.1:")
-            .unwrap_or_else(|| panic!("the referrers proxy did not start: {line:?}"));
-        r.port = endpoint.parse().unwrap();
+        let (front, endpoint) = announced(
+            Command::new("python3")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/referrers_proxy/proxy.py"))
+                .args([
+                    "--upstream",
+                    &format!("http://127.0.0.1:{}", r.port),
+                    "--port",
+                    "0",
+                ])
+                .arg("--state")
+                .arg(r._dir.path().join("referrers.json")),
+            "REFERRERS_PROXY_ENDPOINT",
+            "tests/referrers_proxy/proxy.py",
+        );
+        r.port = endpoint
+            .strip_prefix("http://127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the referrers proxy listens at {endpoint}"));
         r.front = Some(front);
         r
     }
@@ -260,6 +254,27 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts a helper process that announces itself on its first stdout line (`KEY=value`)
+/// and returns it with the value after `key=`; panics naming `what` if it says otherwise.
+pub fn announced(cmd: &mut Command, key: &str, what: &str) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let value = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{what} said {line:?}, not {key}=…"))
+        .to_string();
+    (child, value)
 }
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -668,7 +683,6 @@ pub struct FakeRegistry {
 
 impl FakeRegistry {
     pub fn start(mode: &str, upstream: Option<&Registry>, seconds: f64) -> FakeRegistry {
-        use std::io::BufRead;
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut cmd = Command::new("python3");
         cmd.arg(fixture("fakeregistry.py"))
@@ -678,24 +692,9 @@ impl FakeRegistry {
         if let Some(r) = upstream {
             cmd.args(["--upstream", &r.port.to_string()]);
         }
-        let mut child = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let field = |k: &str| -> u16 {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("fakeregistry.py said {line:?}"))
-                .parse()
-                .unwrap()
-        };
+        let (child, port) = announced(&mut cmd, "PORT", "tests/fixtures/fakeregistry.py");
         FakeRegistry {
-            port: field("PORT="),
+            port: port.parse().unwrap(),
             log,
             child,
         }

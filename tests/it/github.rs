@@ -3,12 +3,12 @@
 //! GitHub's published REST description) and leaves the deployment and its statuses a person
 //! sees on the repository's page.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use serde_json::{json, Value};
 
+use crate::common::announced;
 use crate::verdicts::{Lab, Shape};
 
 struct Double {
@@ -18,22 +18,13 @@ struct Double {
 
 impl Double {
     fn start() -> Double {
-        let mut child = Command::new("python3")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/github_api/github_api.py"))
-            .args(["--port", "0", "--token", TOKEN])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 and tests/github_api/github_api.py");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let api_url = line
-            .trim()
-            .strip_prefix("GITHUB_API_URL=")
-            .unwrap_or_else(|| panic!("the GitHub double did not start: {line:?}"))
-            .to_string();
+        let (child, api_url) = announced(
+            Command::new("python3")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/github_api/github_api.py"))
+                .args(["--port", "0", "--token", TOKEN]),
+            "GITHUB_API_URL",
+            "tests/github_api/github_api.py",
+        );
         Double { api_url, child }
     }
 

@@ -422,16 +422,15 @@ fn github_actions_outputs_summary_and_annotations() {
     );
 }
 
-/// The production plan lists staging's tags through a registry whose tag list carries a
-/// malformed `Link` header (`>` before `<`): once a panic (exit 101), now an ignored link.
-#[test]
-fn a_malformed_link_header_is_ignored_not_a_panic() {
+/// `ferry plan --tag v2.0.0` (production) with staging's registry, holding v2.0.0-rc.1,
+/// behind a fake registry in `mode`: the production plan lists staging's tags through it.
+fn production_plan_through(mode: &str) -> (std::process::Output, FakeRegistry) {
     let spec = EnvSpec::new();
     let dir = spec.write();
     let staging = Registry::for_account(&spec.staging_account);
     let prod = Registry::for_account(&spec.prod_account);
     staging.push_image(&spec.repo, "v2.0.0-rc.1", &[]);
-    let fake = FakeRegistry::start("bad-link", Some(&staging), 0.0);
+    let fake = FakeRegistry::start(mode, Some(&staging), 0.0);
     let o = ferry(
         &[
             "plan",
@@ -450,6 +449,14 @@ fn a_malformed_link_header_is_ignored_not_a_panic() {
             ),
         )],
     );
+    (o, fake)
+}
+
+/// A tag list with a malformed `Link` header (`>` before `<`): once a panic (exit 101), now
+/// an ignored link.
+#[test]
+fn a_malformed_link_header_is_ignored_not_a_panic() {
+    let (o, fake) = production_plan_through("bad-link");
     let err = stderr(&o);
     assert!(!err.contains("panicked"), "{err}");
     assert_exit(&o, 3);
@@ -469,30 +476,7 @@ fn a_malformed_link_header_is_ignored_not_a_panic() {
 /// A next-page `Link` to another origin is not followed: the credentials stay home.
 #[test]
 fn a_next_page_link_to_another_origin_is_not_followed() {
-    let spec = EnvSpec::new();
-    let dir = spec.write();
-    let staging = Registry::for_account(&spec.staging_account);
-    let prod = Registry::for_account(&spec.prod_account);
-    staging.push_image(&spec.repo, "v2.0.0-rc.1", &[]);
-    let fake = FakeRegistry::start("foreign-link", Some(&staging), 0.0);
-    let o = ferry(
-        &[
-            "plan",
-            "--environments",
-            dir.path().to_str().unwrap(),
-            "--tag",
-            "v2.0.0",
-        ],
-        &[(
-            "FERRY_REGISTRY_ENDPOINTS",
-            format!(
-                "{}=http://{},{}",
-                staging.ecr_host(),
-                fake.addr(),
-                prod.endpoint_entry()
-            ),
-        )],
-    );
+    let (o, fake) = production_plan_through("foreign-link");
     // plan shows what it could not read instead of failing (deploy would stop there).
     assert_exit(&o, 0);
     let out = stdout(&o);

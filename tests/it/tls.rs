@@ -4,7 +4,6 @@
 //! which shows the CA is trusted only through the platform store's standard variable (the same
 //! one the AWS SDK's HTTPS client honours), not by some bundled list or by accident.
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -53,26 +52,16 @@ fn tls_registry(plain: &Registry, pki: &Path) -> (Proc, u16) {
 
 /// An https endpoint (private CA) answering what `upstream` answers.
 fn tls_proxy(pki: &Path, upstream: &str) -> (Proc, u16) {
-    let mut child = Command::new("python3")
-        .arg(fixture("tls.py"))
-        .arg("proxy")
-        .arg(pki)
-        .arg(upstream)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("TLS_PORT=")
-        .unwrap_or_else(|| panic!("tls.py proxy did not start: {line:?}"))
-        .parse()
-        .unwrap();
-    (Proc(child), port)
+    let (child, port) = announced(
+        Command::new("python3")
+            .arg(fixture("tls.py"))
+            .arg("proxy")
+            .arg(pki)
+            .arg(upstream),
+        "TLS_PORT",
+        "tests/fixtures/tls.py proxy",
+    );
+    (Proc(child), port.parse().unwrap())
 }
 
 /// Runs ferry with `env`, trusting `ca` through `SSL_CERT_FILE` or (None) trusting only
