@@ -165,3 +165,76 @@ fn the_action_installs_a_verified_release_binary_and_refuses_anything_else() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// The action's deploy step (`scripts/action-deploy`): each input becomes its flag, through
+/// the environment (a tag with shell characters stays one argument), ferry's exit code is the
+/// step's, and `digest` is derived from `image` when ferry did not write it.
+#[test]
+fn the_action_deploy_step_passes_each_input_as_its_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let seen = dir.path().join("args");
+    // A stand-in ferry that records its arguments, one per line, and answers like a
+    // rolled-back deploy of an older ferry (no `digest` output).
+    let stub = bin.join("ferry");
+    std::fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\necho 'image=1.dkr.ecr.eu-west-1.amazonaws.com/shop@sha256:abc' >> \"$GITHUB_OUTPUT\"\nexit 4\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&stub)
+        .status()
+        .unwrap();
+    let output = dir.path().join("github_output");
+    std::fs::write(&output, "").unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(script("action-deploy"));
+        cmd.env_clear()
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("GITHUB_OUTPUT", &output);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let o = run(&[
+        ("FERRY_TAG", "v1.2.3; echo pwned"),
+        ("FERRY_WAIT_FOR_IDLE", "true"),
+        ("FERRY_FROM", "v1.2.3-rc.1"),
+        ("FERRY_DEADLINE_INPUT", "50m"),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "ferry's exit code is the step's");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "deploy\n--tag\nv1.2.3; echo pwned\n--wait-for-idle\n--from\nv1.2.3-rc.1\n--deadline\n50m\n"
+    );
+    assert!(
+        std::fs::read_to_string(&output)
+            .unwrap()
+            .ends_with("digest=sha256:abc\n"),
+        "the digest output is derived from the image"
+    );
+    // No inputs: `ferry deploy` on the workflow's event, nothing else.
+    run(&[("FERRY_WAIT_FOR_IDLE", "false")]);
+    assert_eq!(std::fs::read_to_string(&seen).unwrap(), "deploy\n");
+
+    // The real binary reads the deadline input as its flag (a bad value is refused by name).
+    std::fs::copy(env!("CARGO_BIN_EXE_ferry"), &stub).unwrap();
+    let o = run(&[("FERRY_TAG", "v1.0.0"), ("FERRY_DEADLINE_INPUT", "soon")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("invalid value 'soon' for '--deadline <DURATION>'"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
