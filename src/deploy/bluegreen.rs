@@ -381,6 +381,32 @@ pub enum NativeStep {
     HandOver,
 }
 
+/// The lifecycle stages of an ECS-native blue/green, linear or canary deployment, in ECS's
+/// order (`ServiceDeployment.lifecycleStage`, ECS API reference).
+const LIFECYCLE: &[&str] = &[
+    "RECONCILE_SERVICE",
+    "PRE_SCALE_UP",
+    "SCALE_UP",
+    "POST_SCALE_UP",
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+    "BAKE_TIME",
+    "CLEAN_UP",
+];
+
+/// The stages strictly between `from` and `to` in ECS's order: those the deployment moved
+/// through unseen between two reads (a stage can be shorter than the poll). Empty when either
+/// is unknown or `to` does not come later.
+pub fn stages_between(from: &str, to: &str) -> &'static [&'static str] {
+    let at = |s: &str| LIFECYCLE.iter().position(|x| *x == s);
+    match (at(from), at(to)) {
+        (Some(a), Some(b)) if b > a + 1 => &LIFECYCLE[a + 1..b],
+        _ => &[],
+    }
+}
+
 /// The stages in which the test listener serves the new revision.
 const TEST_STAGES: &[&str] = &[
     "TEST_TRAFFIC_SHIFT",

@@ -385,3 +385,25 @@ fn native_steps_at_a_pause_hook() {
         HandOver
     );
 }
+
+#[test]
+fn stages_passed_between_two_reads() {
+    assert_eq!(
+        stages_between("SCALE_UP", "PRODUCTION_TRAFFIC_SHIFT"),
+        [
+            "POST_SCALE_UP",
+            "TEST_TRAFFIC_SHIFT",
+            "POST_TEST_TRAFFIC_SHIFT"
+        ]
+    );
+    // Next to each other, the same, backwards, or unknown: nothing was missed.
+    for (from, to) in [
+        ("SCALE_UP", "POST_SCALE_UP"),
+        ("BAKE_TIME", "BAKE_TIME"),
+        ("BAKE_TIME", "SCALE_UP"),
+        ("", "SCALE_UP"),
+        ("SCALE_UP", "SOMETHING_NEW"),
+    ] {
+        assert!(stages_between(from, to).is_empty(), "{from} → {to}");
+    }
+}

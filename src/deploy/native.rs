@@ -116,8 +116,16 @@ async fn stages(
                 errors = 0;
                 if let Some(s) = &stage {
                     if *s != last_stage {
+                        for unseen in bluegreen::stages_between(&last_stage, s) {
+                            tracing::info!(
+                                "{name}: lifecycle stage {unseen}: not seen (ECS moved from {last_stage} to {s} between two reads)"
+                            );
+                        }
                         tracing::info!("{name}: lifecycle stage {s} ({status})");
                         last_stage = s.clone();
+                        // Stages follow each other: read again soon, not at the slow pace a
+                        // long stage reached.
+                        poll = Poll::new();
                     }
                 }
                 let step = bluegreen::native_step(

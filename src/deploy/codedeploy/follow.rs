@@ -74,25 +74,13 @@ pub async fn rollout(
         .cloned()
         .collect();
     let ended = follow(ctx, &mut run, deadline, &checks).await;
-    run.seconds = t0.elapsed().as_secs_f64();
-    run.noticed_at = Some(SystemTime::now());
-    match &ended {
-        Ended::Succeeded => tracing::info!(
-            "{name}: all production traffic is on the replacement after {:.1}s",
-            run.seconds
-        ),
-        Ended::Failed { reason, .. } | Ended::RollbackFailed { reason } => {
-            tracing::error!("{name}: blue/green release failed: {reason}")
-        }
-        Ended::Superseded { reason } => tracing::error!("{name}: {reason}"),
-        Ended::TimedOut { pending } => {
-            tracing::error!("{name}: blue/green release timed out; pending: {pending}")
-        }
-    }
-    if !matches!(ended, Ended::Succeeded) {
+    let failed = !matches!(ended, Ended::Succeeded);
+    let td = run.new_td.clone().unwrap_or_default();
+    // The same ending line as rolling and ECS-native releases ("… succeeded in 42.0s").
+    crate::deploy::conclude(&mut run, &td, "CodeDeploy blue/green release", ended, t0);
+    if failed {
         run.evidence = crate::deploy::evidence::explain(ecs, &run).await;
     }
-    run.ended = Some(ended);
     run
 }
 
