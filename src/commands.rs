@@ -21,7 +21,9 @@ use crate::tag::ReleaseTag;
 pub async fn run(cli: Cli, deadline: crate::deadline::Deadline) -> Result<()> {
     let envs = cli.environments.as_path();
     match cli.command {
-        Command::Plan { trigger, offline } => plan(envs, cli.output, &trigger, offline).await,
+        Command::Plan { trigger, offline } => {
+            plan(envs, cli.output, &trigger, offline, deadline).await
+        }
         Command::Deploy {
             trigger,
             wait_for_idle,
@@ -116,7 +118,11 @@ fn release_to_act_on(args: &TriggerArgs) -> Result<Option<Trigger>> {
 }
 
 /// The plan's options from the flags and `GITHUB_RUN_ATTEMPT` (a re-run is deliberate).
-fn plan_options(args: &TriggerArgs, offline: bool) -> Result<crate::plan::PlanOptions> {
+fn plan_options(
+    args: &TriggerArgs,
+    offline: bool,
+    deadline: Option<crate::deadline::Deadline>,
+) -> Result<crate::plan::PlanOptions> {
     let run_attempt = match std::env::var("GITHUB_RUN_ATTEMPT") {
         Ok(v) if !v.trim().is_empty() => v
             .trim()
@@ -135,6 +141,7 @@ fn plan_options(args: &TriggerArgs, offline: bool) -> Result<crate::plan::PlanOp
         allow_downgrade: args.allow_downgrade,
         run_attempt,
         wait_for_idle: false,
+        deadline,
     })
 }
 
@@ -155,7 +162,13 @@ async fn release_and_session(
     Ok(Some((trigger, tag, gh)))
 }
 
-async fn plan(envs: &Path, output: OutputFormat, args: &TriggerArgs, offline: bool) -> Result<()> {
+async fn plan(
+    envs: &Path,
+    output: OutputFormat,
+    args: &TriggerArgs,
+    offline: bool,
+    deadline: crate::deadline::Deadline,
+) -> Result<()> {
     let trigger = if offline {
         release_to_act_on(args)?
     } else {
@@ -164,7 +177,12 @@ async fn plan(envs: &Path, output: OutputFormat, args: &TriggerArgs, offline: bo
     let Some(trigger) = trigger else {
         return Ok(());
     };
-    let plan = crate::plan::plan(&trigger, envs, &plan_options(args, offline)?).await?;
+    let plan = crate::plan::plan(
+        &trigger,
+        envs,
+        &plan_options(args, offline, Some(deadline))?,
+    )
+    .await?;
     emit(output, &plan, || render::plan_text(&plan))?;
     actions::github_summary(&render::plan_markdown(&plan))?;
     actions::github_outputs(&[
@@ -231,7 +249,7 @@ async fn deploy_release(
     gh: &mut Session,
     targets: &[notify::NotifyTarget],
 ) -> Result<crate::report::DeployReport> {
-    let mut plan_opts = plan_options(args, false)?;
+    let mut plan_opts = plan_options(args, false, opts.deadline)?;
     plan_opts.wait_for_idle = opts.wait_for_idle;
     let plan = crate::plan::plan(trigger, envs_dir, &plan_opts).await?;
     tracing::info!(

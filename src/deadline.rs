@@ -144,6 +144,37 @@ pub fn rollout_budget(
     Ok(fits)
 }
 
+/// One rollout to fit: `cluster/service`, its rollout timeout, its rollback timeout.
+pub type Rollout = (String, Duration, Duration);
+
+/// The time each of `rollouts` may take when `remaining` is left and the smoke checks need
+/// `smoke` after them: rollouts run side by side, rollbacks one after another, so the reserve
+/// is `smoke` plus every rollback timeout. `Err` names the first rollout that cannot fit.
+pub fn fit(
+    remaining: Duration,
+    smoke: Duration,
+    rollouts: &[Rollout],
+) -> Result<Vec<Duration>, String> {
+    let reserve = smoke + rollouts.iter().map(|r| r.2).sum::<Duration>();
+    rollouts
+        .iter()
+        .map(|(name, timeout, _)| {
+            rollout_budget(remaining, *timeout, reserve).map_err(|why| format!("{name}: {why}"))
+        })
+        .collect()
+}
+
+/// The refusal of a release that cannot fit before `deadline` (exit 3), saying what was
+/// `done` so far ("nothing was changed", or what was).
+pub fn refusal(deadline: &Deadline, why: &str, done: &str) -> anyhow::Error {
+    crate::error::Failure::refused(format!(
+        "not enough time left before {} to deploy and, if needed, roll back: {why}; {done}",
+        deadline.describe()
+    ))
+    .hint("raise --deadline (FERRY_DEADLINE), and the CI job's timeout-minutes with it; or shorten deploy.rollout_timeout_seconds")
+    .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +238,19 @@ mod tests {
             "{e}"
         );
         assert!(rollout_budget(Duration::ZERO, s(900), s(300)).is_err());
+    }
+
+    #[test]
+    fn rollbacks_add_up_in_the_reserve() {
+        let s = Duration::from_secs;
+        let two = [
+            ("c/a".to_string(), s(300), s(300)),
+            ("c/b".to_string(), s(200), s(300)),
+        ];
+        // 20 s of smoke checks + 600 s of rollbacks: 880 s leave 260 s for the rollouts.
+        assert_eq!(fit(s(880), s(20), &two), Ok(vec![s(260), s(200)]));
+        let e = fit(s(679), s(20), &two).unwrap_err();
+        assert!(e.starts_with("c/a: "), "{e}");
+        assert_eq!(fit(s(3600), s(20), &[]), Ok(vec![]));
     }
 }

@@ -123,6 +123,9 @@ pub struct PlanOptions {
     pub run_attempt: u32,
     /// `deploy --wait-for-idle`: a deployment in flight is waited for, not refused.
     pub wait_for_idle: bool,
+    /// The run deadline: a release whose rollouts, smoke checks and rollbacks cannot fit is
+    /// refused, as `deploy` refuses it.
+    pub deadline: Option<crate::deadline::Deadline>,
 }
 
 /// Parses the tag against the environments and checks it against the trigger.
@@ -237,6 +240,24 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
             ))
             .hint("wait for it to finish, or run with --wait-for-idle")
             .into());
+        }
+        // The run deadline, as `deploy` checks it before changing anything.
+        if let Some(deadline) = opts.deadline {
+            let secs = std::time::Duration::from_secs;
+            let rollouts: Vec<crate::deadline::Rollout> = plan
+                .changes
+                .iter()
+                .filter(|c| !c.changes.is_empty())
+                .map(|c| {
+                    (
+                        format!("{}/{}", c.cluster, c.service),
+                        secs(c.rollout_timeout_seconds),
+                        secs(c.rollback_timeout_seconds),
+                    )
+                })
+                .collect();
+            crate::deadline::fit(deadline.remaining(), env.smoke_reserve(), &rollouts)
+                .map_err(|why| crate::deadline::refusal(&deadline, &why, "nothing was changed"))?;
         }
     }
     Ok(plan)

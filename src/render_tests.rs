@@ -93,6 +93,7 @@ fn production_plan(with_changes: bool) -> Plan {
                 }],
                 in_flight: None,
                 rollout_timeout_seconds: 720,
+                rollback_timeout_seconds: 720,
                 strategy: Default::default(),
             }]
         } else {

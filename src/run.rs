@@ -344,29 +344,11 @@ fn fit_deadline(
     let Some(deadline) = opts.deadline else {
         return Ok(());
     };
-    let smoke = env
-        .file
-        .smoke
-        .iter()
-        .map(|c| c.deadline_seconds)
-        .max()
-        .unwrap_or(0);
-    deploy::prepare::fit_deadline(
-        prepared,
-        std::time::Duration::from_secs(smoke),
-        &deadline,
-        cut,
-    )
-    .map_err(|why| {
+    deploy::prepare::fit_deadline(prepared, env.smoke_reserve(), &deadline, cut).map_err(|why| {
         let done = match promoted {
             None => "nothing was changed".to_string(),
             Some(image) => format!("only the image was promoted ({image}); no service was changed"),
         };
-        Failure::refused(format!(
-            "not enough time left before {} to deploy and, if needed, roll back: {why}; {done}",
-            deadline.describe()
-        ))
-        .hint("raise --deadline (FERRY_DEADLINE), and the CI job's timeout-minutes with it; or shorten deploy.rollout_timeout_seconds")
-        .into()
+        crate::deadline::refusal(&deadline, &why, &done)
     })
 }

@@ -216,6 +216,19 @@ impl Environment {
         }
     }
 
+    /// How long the smoke checks may take after a rollout (they run side by side: the
+    /// longest `deadline_seconds`), kept free before the run deadline.
+    pub fn smoke_reserve(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.file
+                .smoke
+                .iter()
+                .map(|c| c.deadline_seconds)
+                .max()
+                .unwrap_or(0),
+        )
+    }
+
     /// `<account>.dkr.ecr.<region>.amazonaws.com[.cn]`
     pub fn registry_host(&self) -> String {
         let suffix = if self.file.region.starts_with("cn-") {

@@ -63,11 +63,30 @@ pub async fn prepare(
             cfg.cluster,
             cfg.service
         );
-        // An hour at most, and never past the run deadline: the wait must end while
-        // nothing has changed, so that the refusal can say so.
-        let wait = opts.deadline.map_or(IDLE_WAIT, |d| {
-            IDLE_WAIT.min(d.remaining().saturating_sub(crate::deadline::MIN_ROLLOUT))
-        });
+        // An hour at most, and never past the point where this rollout (a minute at least),
+        // its smoke checks and its rollback still fit before the run deadline: the wait ends
+        // while nothing has changed, so that the refusal can say so.
+        let wait = match opts.deadline {
+            None => IDLE_WAIT,
+            Some(d) => {
+                let rollback = match svc.task_definition() {
+                    Some(arn) => match ecs::describe_task_definition(client, arn).await {
+                        Ok((td, _)) => {
+                            let (own, _) = timeout::rollout_timeout(
+                                &svc,
+                                &td,
+                                env.file.deploy.rollout_timeout_seconds,
+                            );
+                            timeout::rollout_timeout(&svc, &td, None).0.max(own)
+                        }
+                        Err(_) => Duration::ZERO,
+                    },
+                    None => Duration::ZERO,
+                };
+                let keep = crate::deadline::MIN_ROLLOUT + env.smoke_reserve() + rollback;
+                IDLE_WAIT.min(d.remaining().saturating_sub(keep))
+            }
+        };
         let deadline = Instant::now() + wait;
         let mut poll = Poll::with(Duration::from_secs(1), Duration::from_secs(5));
         while let Some(b) = in_flight(&ServiceView::from_sdk(&svc)) {
@@ -319,24 +338,26 @@ pub fn event_ids(svc: &Service) -> HashSet<String> {
         .collect()
 }
 
-/// Fits every rollout before `deadline`, leaving room after it for the smoke checks
-/// (`smoke`) and the rollbacks (one after another, so their timeouts add up). With `cut`,
-/// a rollout that does not fit is shortened (and says so); `Err` explains a rollout that
-/// cannot fit at all.
+/// Fits every rollout before `deadline` ([`crate::deadline::fit`]). With `cut`, a rollout
+/// that does not fit is shortened (and says so); `Err` explains a rollout that cannot fit.
 pub fn fit_deadline(
     prepared: &mut [Prepared],
     smoke: Duration,
     deadline: &crate::deadline::Deadline,
     cut: bool,
 ) -> Result<(), String> {
-    use crate::deadline::{rollout_budget, show};
-    let changing = || prepared.iter().filter(|p| !p.already);
-    let reserve = smoke + changing().map(|p| p.rollback_timeout).sum::<Duration>();
-    let remaining = deadline.remaining();
-    for p in prepared.iter_mut().filter(|p| !p.already) {
-        let fits = rollout_budget(remaining, p.timeout, reserve)
-            .map_err(|why| format!("{}: {why}", p.name()))?;
-        if cut && fits < p.timeout {
+    use crate::deadline::show;
+    let rollouts: Vec<crate::deadline::Rollout> = prepared
+        .iter()
+        .filter(|p| !p.already)
+        .map(|p| (p.name(), p.timeout, p.rollback_timeout))
+        .collect();
+    let fits = crate::deadline::fit(deadline.remaining(), smoke, &rollouts)?;
+    if !cut {
+        return Ok(());
+    }
+    for (p, fits) in prepared.iter_mut().filter(|p| !p.already).zip(fits) {
+        if fits < p.timeout {
             tracing::warn!(
                 "{}: rollout timeout cut from {} to {} by {}",
                 p.name(),
@@ -345,11 +366,10 @@ pub fn fit_deadline(
                 deadline.describe()
             );
             p.timeout_why = format!(
-                "{}, cut from {} by {} (leaving {} for smoke checks and rollback)",
+                "{}, cut from {} by {}",
                 p.timeout_why,
                 show(p.timeout),
-                deadline.describe(),
-                show(reserve)
+                deadline.describe()
             );
             p.timeout = fits;
         }

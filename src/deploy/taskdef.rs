@@ -205,6 +205,8 @@ pub struct ServicePreview {
     pub in_flight: Option<String>,
     /// How long deploy would follow the rollout.
     pub rollout_timeout_seconds: u64,
+    /// How long a rollback of this service may take (kept free before the run deadline).
+    pub rollback_timeout_seconds: u64,
     /// The strategy deploy would run, and what it waits for.
     #[serde(skip_serializing_if = "super::bluegreen::Strategy::is_rolling")]
     pub strategy: super::bluegreen::Strategy,
@@ -227,6 +229,7 @@ pub async fn preview(
         let already = ecs::container_image(&td, &cfg.container) == Some(image);
         let (mut timeout, _) =
             super::timeout::rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
+        let (derived, _) = super::timeout::rollout_timeout(&svc, &td, None);
         let strategy = super::prepare::strategy(sdk, env, cfg, &svc, &td).await;
         if let Some(t) = strategy.1 {
             timeout = t;
@@ -240,6 +243,8 @@ pub async fn preview(
             changes: if already { Vec::new() } else { changes },
             in_flight: super::judge::in_flight(&super::judge::ServiceView::from_sdk(&svc)),
             rollout_timeout_seconds: timeout.as_secs(),
+            // As deploy::prepare: never less than the rollout timeout.
+            rollback_timeout_seconds: derived.max(timeout).as_secs(),
             strategy,
         });
     }

@@ -985,6 +985,25 @@ async fn the_run_deadline_refuses_what_cannot_fit_and_cuts_what_can() {
         "nothing registered"
     );
     assert_eq!(w.running_td().await, w.baseline_td);
+    // plan predicts it: the same refusal, the same exit code.
+    let p = ferry(
+        &[
+            "plan",
+            "--environments",
+            w.dir.path().to_str().unwrap(),
+            "--tag",
+            "v1.4.0-rc.1",
+            "--deadline",
+            "1m",
+        ],
+        &w.env(),
+    );
+    assert_exit(&p, 3);
+    assert!(
+        stderr(&p).contains("not enough time left before the run deadline (1m)"),
+        "{}",
+        stderr(&p)
+    );
 
     // 5 minutes: the service's own rollout timeout (3 minutes, derived) does not fit beside
     // 20 s of smoke checks and a 3-minute rollback, so it is cut, and the release still lands.
@@ -1006,7 +1025,9 @@ async fn the_run_deadline_refuses_what_cannot_fit_and_cuts_what_can() {
 }
 
 /// `--wait-for-idle` waits for somebody else's deployment only as long as the run deadline
-/// allows, and then refuses while nothing has changed (instead of being stopped mid-wait).
+/// still leaves room for this rollout (a minute), its smoke checks and its rollback, then
+/// refuses while nothing has changed (instead of being stopped mid-wait). With 4m35s: 3m20s
+/// kept for the smoke checks and the rollback, 1m for the rollout, about 15 s to wait.
 #[tokio::test(flavor = "multi_thread")]
 async fn waiting_for_idle_ends_within_the_run_deadline() {
     let w = World::new().await;
@@ -1015,7 +1036,7 @@ async fn waiting_for_idle_ends_within_the_run_deadline() {
     w.sim.image(&slow, "slow", "slow").await;
     w.start_other_deployment(&slow).await;
     let revisions = w.sim.revisions(&w.family()).await;
-    let o = w.deploy("v1.4.0-rc.1", &["--wait-for-idle", "--deadline", "64s"]);
+    let o = w.deploy("v1.4.0-rc.1", &["--wait-for-idle", "--deadline", "4m35s"]);
     assert_exit(&o, 3);
     let err = stderr(&o);
     assert!(
