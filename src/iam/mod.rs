@@ -7,7 +7,9 @@
 //!   ECR on exactly the environment's repository (read; push for an environment that
 //!   receives promotions; push and manifest delete for the release records and claims), pull
 //!   on exactly the source repository of a promotion, ECS on exactly its clusters and
-//!   services, `RegisterTaskDefinition`
+//!   services (continuing paused deployments of ECS-native blue/green services), CodeDeploy
+//!   on exactly the deployment groups of CodeDeploy blue/green services,
+//!   `RegisterTaskDefinition`
 //!   and its tag-on-create `TagResource` on exactly the live task-definition families, and
 //!   `iam:PassRole` on exactly the task and execution roles the live task definitions use.
 //!   `ecr:GetAuthorizationToken`, `ecs:DescribeTaskDefinition` and
@@ -99,6 +101,19 @@ pub const ECS_SERVICE_DEPLOYMENT: &[&str] = &[
 /// ECS actions on a service's revisions (which task definition a deployment ran).
 pub const ECS_SERVICE_REVISION: &[&str] = &["ecs:DescribeServiceRevisions"];
 
+/// CodeDeploy actions on the deployment group of a CodeDeploy blue/green service: read the
+/// group, start, follow, continue (after the test-listener checks) and stop a deployment.
+pub const CODEDEPLOY_GROUP: &[&str] = &[
+    "codedeploy:BatchGetDeploymentGroups",
+    "codedeploy:ContinueDeployment",
+    "codedeploy:CreateDeployment",
+    "codedeploy:GetDeployment",
+    "codedeploy:GetDeploymentGroup",
+    "codedeploy:GetDeploymentTarget",
+    "codedeploy:ListDeployments",
+    "codedeploy:StopDeployment",
+];
+
 /// What ferry learns from the live services of one environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LiveServices {
@@ -106,6 +121,11 @@ pub struct LiveServices {
     pub families: BTreeSet<String>,
     /// `taskRoleArn` and `executionRoleArn` of the live task definitions.
     pub pass_roles: BTreeSet<String>,
+    /// CodeDeploy (application, deployment group) of the services it deploys.
+    pub codedeploy_groups: BTreeSet<(String, String)>,
+    /// `cluster/service` of the services with an ECS-native blue/green, linear or canary
+    /// strategy (ferry continues their deployments past PAUSE hooks).
+    pub native_blue_green: BTreeSet<String>,
 }
 
 /// The documents of one environment.
@@ -299,11 +319,56 @@ pub fn role_policy(
         list_tasks["Condition"] = json!({ "ArnEquals": { "ecs:cluster": clusters } });
         st.push(list_tasks);
         st.push(statement("EcsDescribeTasks", &["ecs:DescribeTasks"], tasks));
+        // ListTaskDefinitions finds a revision an interrupted run registered, to reuse it.
         st.push(statement(
             "EcsTaskDefinitions",
-            &["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"],
+            &[
+                "ecs:DescribeTaskDefinition",
+                "ecs:ListTaskDefinitions",
+                "ecs:RegisterTaskDefinition",
+            ],
             vec!["*".into()],
         ));
+        if let Some(l) = live.filter(|l| !l.native_blue_green.is_empty()) {
+            st.push(statement(
+                "EcsContinuePausedDeployments",
+                &["ecs:ContinueServiceDeployment"],
+                l.native_blue_green
+                    .iter()
+                    .map(|s| arn(env, "ecs", &format!("service-deployment/{s}/*")))
+                    .collect(),
+            ));
+        }
+        if let Some(l) = live.filter(|l| !l.codedeploy_groups.is_empty()) {
+            let apps: BTreeSet<String> = l
+                .codedeploy_groups
+                .iter()
+                .map(|(app, _)| arn(env, "codedeploy", &format!("application:{app}")))
+                .collect();
+            st.push(statement(
+                "CodeDeployFindGroups",
+                &["codedeploy:ListApplications"],
+                vec!["*".into()],
+            ));
+            st.push(statement(
+                "CodeDeployListGroups",
+                &["codedeploy:ListDeploymentGroups"],
+                apps.into_iter().collect(),
+            ));
+            st.push(statement(
+                "CodeDeployDeployments",
+                CODEDEPLOY_GROUP,
+                l.codedeploy_groups
+                    .iter()
+                    .map(|(app, g)| arn(env, "codedeploy", &format!("deploymentgroup:{app}/{g}")))
+                    .collect(),
+            ));
+            st.push(statement(
+                "CodeDeployConfigs",
+                &["codedeploy:GetDeploymentConfig"],
+                vec![arn(env, "codedeploy", "deploymentconfig:*")],
+            ));
+        }
         let families: Vec<String> = match live {
             Some(l) => l
                 .families
@@ -411,7 +476,7 @@ pub fn policies(
         let l = live.get(&env.name);
         if l.is_none() && !env.file.services.is_empty() {
             notes.push(format!(
-                "{}: the task-definition families and the roles for iam:PassRole are placeholders: they come from the live task definitions (run without --offline)",
+                "{}: the task-definition families and the roles for iam:PassRole are placeholders, and CodeDeploy and ECS blue/green grants are left out: they come from the live services (run without --offline)",
                 env.name
             ));
         }
@@ -476,6 +541,33 @@ pub async fn live_services(env: &Environment) -> Result<LiveServices> {
         let td = td
             .task_definition()
             .ok_or_else(|| anyhow!("ecs:DescribeTaskDefinition {td_arn} returned nothing"))?;
+        let svc = out
+            .services()
+            .iter()
+            .find(|svc| svc.task_definition().is_some());
+        if let Some(svc) = svc {
+            let controller = svc.deployment_controller().map(|c| c.r#type().as_str());
+            if controller == Some("CODE_DEPLOY") {
+                let cd = aws_sdk_codedeploy::Client::new(&sdk);
+                let t = crate::deploy::codedeploy::find_target(&cd, svc, s, false)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "finding the CodeDeploy deployment group of {}/{}",
+                            s.cluster, s.service
+                        )
+                    })?;
+                live.codedeploy_groups.insert((t.application, t.group));
+            }
+            let strategy = svc
+                .deployment_configuration()
+                .and_then(|d| d.strategy())
+                .map(|s| s.as_str());
+            if matches!(strategy, Some("BLUE_GREEN" | "LINEAR" | "CANARY")) {
+                live.native_blue_green
+                    .insert(format!("{}/{}", s.cluster, s.service));
+            }
+        }
         if let Some(f) = td.family() {
             live.families.insert(f.to_string());
         }

@@ -27,6 +27,8 @@ fn live() -> BTreeMap<String, LiveServices> {
                 "arn:aws:iam::222222222222:role/api-task".into(),
                 "arn:aws:iam::222222222222:role/ecs-exec".into(),
             ]),
+            codedeploy_groups: BTreeSet::from([("shop".into(), "shop-worker".into())]),
+            native_blue_green: BTreeSet::from(["shop/api".into()]),
         },
     )])
 }
@@ -100,6 +102,24 @@ fn production_role_is_scoped_to_its_repository_services_families_and_roles() {
             "ecr:ListImages"
         ])
     );
+    // Blue/green: CodeDeploy on exactly the worker's deployment group (and its application,
+    // to find it), continuing paused ECS-native deployments of exactly the api service.
+    assert_eq!(
+        sid("CodeDeployDeployments")["Resource"],
+        json!(["arn:aws:codedeploy:eu-west-1:222222222222:deploymentgroup:shop/shop-worker"])
+    );
+    assert_eq!(
+        sid("CodeDeployListGroups")["Resource"],
+        json!(["arn:aws:codedeploy:eu-west-1:222222222222:application:shop"])
+    );
+    assert_eq!(
+        sid("EcsContinuePausedDeployments")["Resource"],
+        json!(["arn:aws:ecs:eu-west-1:222222222222:service-deployment/shop/api/*"])
+    );
+    assert!(sid("EcsTaskDefinitions")["Action"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("ecs:ListTaskDefinitions")));
     assert!(p.notes.iter().all(|n| !n.contains("placeholders")));
     // The caller (stored credentials) may assume exactly production's role: a production
     // deploy never holds the staging role.

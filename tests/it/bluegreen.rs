@@ -426,6 +426,48 @@ fn report(o: &std::process::Output) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", stdout(o), stderr(o)))
 }
 
+/// `ferry iam-policy` for the world's environment, checked against what ferry really called:
+/// every ECS and CodeDeploy operation the simulator saw (it does not enforce IAM) is granted
+/// by the generated role policy. Returns that policy.
+async fn policy_grants_every_call(w: &World) -> Value {
+    let o = w.ferry(&["iam-policy", "--output", "json"]);
+    assert_exit(&o, 0);
+    let all: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let policy = all["environments"][0]["role_policy"].clone();
+    let granted = ferry::iam::actions(&policy);
+    // The test's own setup calls, not ferry's.
+    let setup = [
+        "ecs:CreateCluster",
+        "ecs:CreateService",
+        "codedeploy:CreateApplication",
+        "codedeploy:CreateDeploymentGroup",
+    ];
+    let calls = w.sim.get("/_sim/calls").await;
+    for op in calls.as_object().unwrap().keys() {
+        let action = if op.contains(':') {
+            op.clone()
+        } else {
+            format!("ecs:{op}")
+        };
+        assert!(
+            setup.contains(&action.as_str()) || granted.contains(&action),
+            "ferry called {action}, which the generated policy does not grant: {granted:?}"
+        );
+    }
+    policy
+}
+
+/// The statement `sid` of `policy`.
+fn statement(policy: &Value, sid: &str) -> Value {
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == sid)
+        .unwrap_or_else(|| panic!("no statement {sid}: {policy:#}"))
+        .clone()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn codedeploy_all_at_once_checks_test_traffic_then_shifts() {
     let w = World::new(Options {
@@ -785,6 +827,16 @@ async fn mixed_environment_gives_one_verdict() {
         api.task_definition(),
         services[1]["previous_task_definition"].as_str()
     );
+
+    // Everything ferry called here is granted by `ferry iam-policy`, CodeDeploy on exactly
+    // the service's deployment group.
+    let policy = policy_grants_every_call(&w).await;
+    let groups = statement(&policy, "CodeDeployDeployments")["Resource"].clone();
+    assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
+    assert!(
+        groups[0].as_str().unwrap().contains(":deploymentgroup:"),
+        "{groups}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -911,4 +963,24 @@ async fn ecs_native_pause_hook_holds_production_until_the_test_checks_decide() {
     );
     assert!(moved.iter().all(|w| *w == 100.0 || *w == 0.0), "{moved:?}");
     assert_eq!(w.production_version().await, "2.2.0-rc.1");
+
+    // Continuing past the hook and rolling back are granted by `ferry iam-policy`, on
+    // exactly this service's deployments; no CodeDeploy grant where none is used.
+    let policy = policy_grants_every_call(&w).await;
+    let continued = statement(&policy, "EcsContinuePausedDeployments")["Resource"].clone();
+    assert_eq!(
+        continued,
+        serde_json::json!([format!(
+            "arn:aws:ecs:{}:{}:service-deployment/{}/web/*",
+            region(),
+            w.registry.account,
+            w.cluster
+        )])
+    );
+    assert!(
+        !ferry::iam::actions(&policy)
+            .iter()
+            .any(|a| a.starts_with("codedeploy:")),
+        "{policy:#}"
+    );
 }

@@ -312,14 +312,11 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
         .as_object()
         .unwrap()
         .keys()
+        .filter(|op| !op.contains(':'))
         .map(|op| format!("ecs:{op}"))
         .collect();
     // The test's own setup calls (CreateCluster, CreateService...) are not ferry's.
-    let setup = [
-        "ecs:CreateCluster",
-        "ecs:CreateService",
-        "ecs:ListTaskDefinitions",
-    ];
+    let setup = ["ecs:CreateCluster", "ecs:CreateService"];
     for op in called.iter().filter(|op| !setup.contains(&op.as_str())) {
         assert!(
             granted.contains(op),

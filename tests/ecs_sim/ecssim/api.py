@@ -9,7 +9,8 @@ from .util import ApiError, now
 
 class Api:
     def op(self, name, req, service="ecs"):
-        self.calls[name] += 1
+        # ECS operations by name, CodeDeploy's as `codedeploy:Name` (GET /_sim/calls).
+        self.calls[name if service == "ecs" else f"{service}:{name}"] += 1
         bucket = self.throttles.get(name)
         if bucket is not None and not bucket.take():
             raise ApiError("ThrottlingException", "Rate exceeded")
