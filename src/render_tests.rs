@@ -385,6 +385,33 @@ fn report_markdown() {
     )));
 }
 
+/// A run that recorded a GitHub deployment links to the repository's deployments page beside
+/// the run log; one that did not (no token) has no such link.
+#[test]
+fn report_markdown_links_the_github_deployments_page() {
+    let mut r = report(Outcome::Deployed, ServiceState::Deployed, &[]);
+    r.run_url = Some("https://github.com/acme/shop/actions/runs/7".into());
+    let page = "https://github.com/acme/shop/deployments";
+    r.github = Some(crate::github::deployments::GithubReport {
+        deployment_id: Some(1004),
+        page_url: Some(page.into()),
+        ..Default::default()
+    });
+    let md = super::report_markdown(&r);
+    assert!(
+        md.ends_with(&format!(
+            "[Run log](https://github.com/acme/shop/actions/runs/7) · [GitHub deployments]({page})\n"
+        )),
+        "{md}"
+    );
+    r.github = Some(crate::github::deployments::GithubReport {
+        skipped: Some("GITHUB_TOKEN is not set".into()),
+        page_url: Some(page.into()),
+        ..Default::default()
+    });
+    assert!(!super::report_markdown(&r).contains("GitHub deployments"));
+}
+
 #[test]
 fn report_json() {
     insta::assert_json_snapshot!(report(

@@ -88,6 +88,20 @@ pub fn run_url_from(
     Some(url)
 }
 
+/// A page of the repository `owner/name` on `server` (default github.com): `<server>/<repo>/<page>`.
+/// `None` for a server that is not an http(s) URL or a repository that is not owner/name.
+pub fn repository_page(server: Option<&str>, repo: &str, page: &str) -> Option<String> {
+    repo.split_once('/')
+        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))?;
+    let server = url::Url::parse(server.unwrap_or("https://github.com").trim_end_matches('/'))
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))?;
+    Some(format!(
+        "{}/{repo}/{page}",
+        server.as_str().trim_end_matches('/')
+    ))
+}
+
 /// Escapes a workflow-command message (`%`, CR, LF).
 pub fn escape_workflow_data(s: &str) -> String {
     s.replace('%', "%25")

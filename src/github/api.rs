@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     pub token: Secret,
     /// This run's log page, when running in GitHub Actions.
     pub log_url: Option<String>,
+    /// The repository's deployments page (`<server>/<owner>/<repo>/deployments`).
+    pub deployments_page: Option<String>,
     /// Time budget for all calls of the run.
     pub budget: Duration,
 }
@@ -70,12 +72,18 @@ impl Settings {
             var("GITHUB_RUN_ID").as_deref(),
             var("GITHUB_RUN_ATTEMPT").as_deref(),
         );
+        let deployments_page = super::actions::repository_page(
+            var("GITHUB_SERVER_URL").as_deref(),
+            &repository,
+            "deployments",
+        );
         Ok(Settings {
             api_url,
             owner: owner.to_string(),
             repo: repo.to_string(),
             token: Secret::new(token),
             log_url,
+            deployments_page,
             budget: DEFAULT_BUDGET,
         })
     }

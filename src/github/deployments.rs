@@ -136,6 +136,9 @@ pub struct GithubReport {
     /// The log URL given to GitHub.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_url: Option<String>,
+    /// The repository's deployments page, once a deployment was recorded there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_url: Option<String>,
     /// The release looked up for a workflow_dispatch: its page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release_url: Option<String>,
@@ -322,6 +325,10 @@ impl Session {
             Ok(d) => {
                 self.report.deployment_id = Some(d.id);
                 self.report.deployment_url = Some(bounded(&d.url));
+                self.report.page_url = self
+                    .settings
+                    .as_ref()
+                    .and_then(|s| s.deployments_page.clone());
                 if d.production_environment
                     .is_some_and(|p| p != req.production)
                 {

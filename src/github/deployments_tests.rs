@@ -422,6 +422,7 @@ fn the_report_json_shape() {
         states: vec!["in_progress".into(), "success".into()],
         inactivated: vec![1002],
         log_url: Some(LOG_URL.into()),
+        page_url: None,
         release_url: None,
         warnings: vec![],
     };

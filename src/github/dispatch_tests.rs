@@ -226,6 +226,10 @@ fn settings_from_the_actions_environment() {
         s.log_url.as_deref(),
         Some("https://ghe.example.com/team/app/actions/runs/42")
     );
+    assert_eq!(
+        s.deployments_page.as_deref(),
+        Some("https://ghe.example.com/team/app/deployments")
+    );
     for bad in [
         "ftp://x",
         "https://user:pw@x",

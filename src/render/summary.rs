@@ -10,7 +10,8 @@ use crate::report::{DeployReport, Outcome};
 
 /// The deploy report as a GitHub step-summary page: a headline with the outcome, a table
 /// per service and per smoke check, the verdict, the evidence folded away, a Mermaid timeline
-/// of the rollout, and links to the run and each ECS service. Digests are short except once.
+/// of the rollout, and links to the run, each ECS service and the GitHub deployments page.
+/// Digests are short except once.
 pub fn report_markdown(r: &DeployReport) -> String {
     let mut s = String::new();
     let (icon, head) = match r.outcome {
@@ -105,8 +106,17 @@ pub fn report_markdown(r: &DeployReport) -> String {
         );
     }
     s.push_str(&timeline(r));
+    let mut links = Vec::new();
     if let Some(url) = &r.run_url {
-        let _ = writeln!(s, "\n[Run log]({url})");
+        links.push(format!("[Run log]({url})"));
+    }
+    if let Some(g) = r.github.as_ref().filter(|g| g.deployment_id.is_some()) {
+        if let Some(page) = &g.page_url {
+            links.push(format!("[GitHub deployments]({page})"));
+        }
+    }
+    if !links.is_empty() {
+        let _ = writeln!(s, "\n{}", links.join(" · "));
     }
     s
 }

@@ -113,4 +113,8 @@ async fn a_deploy_in_actions_leaves_a_github_deployment_with_its_statuses() {
         "{d}"
     );
     assert_eq!(report["github"]["deployment_id"], d["id"], "{report}");
+    assert_eq!(
+        report["github"]["page_url"], "https://github.com/acme/shop/deployments",
+        "{report}"
+    );
 }
