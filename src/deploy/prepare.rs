@@ -149,7 +149,7 @@ pub async fn prepare(
         already,
         timeout,
         timeout_why,
-        rollback_timeout: derived.max(timeout),
+        rollback_timeout: rollback_timeout(&svc, derived, timeout),
         known_events: event_ids(&svc),
         known_deployments: svc
             .deployments()
@@ -160,6 +160,20 @@ pub async fn prepare(
         blue_green,
         native,
     })
+}
+
+/// How long bringing `svc` back may take: the derived rollout timeout (`derived`), never
+/// less than the release's `timeout`; a CodeDeploy rollback is followed for the release's
+/// timeout plus a grace period (`codedeploy::ROLLBACK_GRACE`).
+pub fn rollback_timeout(svc: &Service, derived: Duration, timeout: Duration) -> Duration {
+    let code_deploy = svc
+        .deployment_controller()
+        .is_some_and(|c| *c.r#type() == DeploymentControllerType::CodeDeploy);
+    if code_deploy {
+        timeout + super::codedeploy::ROLLBACK_GRACE
+    } else {
+        derived.max(timeout)
+    }
 }
 
 /// The strategy `deploy` will run for `svc`, with the timeout it implies when it is not a
@@ -375,4 +389,32 @@ pub fn fit_deadline(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::DeploymentController;
+
+    /// The rollback reserve the run deadline keeps: a rolling service's derived timeout (never
+    /// less than the release's), a CodeDeploy service's timeout plus CodeDeploy's grace.
+    #[test]
+    fn rollback_timeouts() {
+        let s = Duration::from_secs;
+        let rolling = Service::builder().build();
+        assert_eq!(rollback_timeout(&rolling, s(300), s(120)), s(300));
+        assert_eq!(rollback_timeout(&rolling, s(300), s(600)), s(600));
+        let cd = Service::builder()
+            .deployment_controller(
+                DeploymentController::builder()
+                    .r#type(DeploymentControllerType::CodeDeploy)
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        assert_eq!(
+            rollback_timeout(&cd, s(300), s(600)),
+            s(600) + crate::deploy::codedeploy::ROLLBACK_GRACE
+        );
+    }
 }

@@ -243,8 +243,8 @@ pub async fn preview(
             changes: if already { Vec::new() } else { changes },
             in_flight: super::judge::in_flight(&super::judge::ServiceView::from_sdk(&svc)),
             rollout_timeout_seconds: timeout.as_secs(),
-            // As deploy::prepare: never less than the rollout timeout.
-            rollback_timeout_seconds: derived.max(timeout).as_secs(),
+            rollback_timeout_seconds: super::prepare::rollback_timeout(&svc, derived, timeout)
+                .as_secs(),
             strategy,
         });
     }

@@ -23,7 +23,7 @@ use crate::smoke;
 /// Consecutive failed reads before giving up on following.
 const MAX_READ_ERRORS: u32 = 10;
 /// How long CodeDeploy's rollback may take beyond the rollout's own deadline.
-pub(super) const ROLLBACK_GRACE: Duration = Duration::from_secs(900);
+pub const ROLLBACK_GRACE: Duration = Duration::from_secs(900);
 
 /// Starts and follows one CodeDeploy release; like `deploy::rollout`, a failure to start is
 /// recorded in the result.

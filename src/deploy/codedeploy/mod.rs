@@ -29,7 +29,7 @@ mod rollback;
 mod sdk;
 mod target;
 
-pub use follow::rollout;
+pub use follow::{rollout, ROLLBACK_GRACE};
 pub use live::live;
 pub use rollback::roll_back;
 pub use target::find_target;
