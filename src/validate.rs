@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::config::{Environment, MatchKind};
 use crate::error::Failure;
@@ -20,12 +20,7 @@ pub async fn run(dir: &Path, online: bool) -> Result<Vec<Check>> {
             detail: describe(env),
         });
         if online {
-            let source = env
-                .file
-                .promote
-                .as_ref()
-                .and_then(|p| envs.envs.get(&p.from));
-            online_checks(env, source, &mut checks).await;
+            online_checks(env, envs.source_of(env), &mut checks).await;
         }
     }
     Ok(checks)
@@ -111,15 +106,15 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
         // the source repository's policy: a missing grant shows here, not mid-release.
         let res = async {
             let client = crate::promote::source_client(&sdk, src, env).await?;
-            let tags = anyhow::Context::with_context(
-                client.list_tags(&src.file.image.repository).await,
-                || {
+            let tags = client
+                .list_tags(&src.file.image.repository)
+                .await
+                .with_context(|| {
                     format!(
                         "{}'s role reading {}'s repository: its repository policy must let it pull (`ferry iam-policy --environment {}` prints it)",
                         env.name, src.name, src.name
                     )
-                },
-            )?;
+                })?;
             Ok(format!(
                 "{}'s role reads {}/{} ({} tags)",
                 env.name,

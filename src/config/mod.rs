@@ -378,6 +378,14 @@ impl Environments {
         self.envs.keys().cloned().collect()
     }
 
+    /// The environment `env` promotes from, when it promotes (checked to exist on load).
+    pub fn source_of(&self, env: &Environment) -> Option<&Environment> {
+        env.file
+            .promote
+            .as_ref()
+            .and_then(|p| self.envs.get(&p.from))
+    }
+
     pub fn get(&self, name: &str) -> Result<&Environment> {
         self.envs.get(name).ok_or_else(|| {
             Failure::invalid(format!(

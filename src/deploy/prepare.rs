@@ -33,12 +33,13 @@ pub async fn prepare(
     let code_deploy = check_controller(&svc, cfg)?;
     // The original task set waiting for its termination after an earlier release of this
     // image is not in the way: then there is nothing to deploy (checked below).
-    let runs_image = match svc.task_definition() {
-        Some(td) => ecs::describe_task_definition(client, td)
-            .await
-            .is_ok_and(|(td, _)| ecs::container_image(&td, &cfg.container) == Some(image)),
-        None => false,
+    let current = match svc.task_definition() {
+        Some(td) => ecs::describe_task_definition(client, td).await.ok(),
+        None => None,
     };
+    let runs_image = current
+        .as_ref()
+        .is_some_and(|(td, _)| ecs::container_image(td, &cfg.container) == Some(image));
     if code_deploy && svc.task_sets().len() > 1 && !runs_image {
         return Err(Failure::refused(format!(
             "service {}/{} has {} task sets: a CodeDeploy deployment is in flight; deploying on top of it would make its outcome unknowable",
@@ -69,20 +70,12 @@ pub async fn prepare(
         let wait = match opts.deadline {
             None => IDLE_WAIT,
             Some(d) => {
-                let rollback = match svc.task_definition() {
-                    Some(arn) => match ecs::describe_task_definition(client, arn).await {
-                        Ok((td, _)) => {
-                            let (own, _) = timeout::rollout_timeout(
-                                &svc,
-                                &td,
-                                env.file.deploy.rollout_timeout_seconds,
-                            );
-                            timeout::rollout_timeout(&svc, &td, None).0.max(own)
-                        }
-                        Err(_) => Duration::ZERO,
-                    },
-                    None => Duration::ZERO,
-                };
+                let rollback = current.as_ref().map_or(Duration::ZERO, |(td, _)| {
+                    let (own, _) =
+                        timeout::rollout_timeout(&svc, td, env.file.deploy.rollout_timeout_seconds);
+                    let (derived, _) = timeout::rollout_timeout(&svc, td, None);
+                    rollback_timeout(&svc, derived, own)
+                });
                 let keep = crate::deadline::MIN_ROLLOUT + env.smoke_reserve() + rollback;
                 IDLE_WAIT.min(d.remaining().saturating_sub(keep))
             }
@@ -166,14 +159,17 @@ pub async fn prepare(
 /// less than the release's `timeout`; a CodeDeploy rollback is followed for the release's
 /// timeout plus a grace period (`codedeploy::ROLLBACK_GRACE`).
 pub fn rollback_timeout(svc: &Service, derived: Duration, timeout: Duration) -> Duration {
-    let code_deploy = svc
-        .deployment_controller()
-        .is_some_and(|c| *c.r#type() == DeploymentControllerType::CodeDeploy);
-    if code_deploy {
+    if uses_code_deploy(svc) {
         timeout + super::codedeploy::ROLLBACK_GRACE
     } else {
         derived.max(timeout)
     }
+}
+
+/// Whether CodeDeploy deploys `svc` (the `CODE_DEPLOY` deployment controller).
+pub fn uses_code_deploy(svc: &Service) -> bool {
+    svc.deployment_controller()
+        .is_some_and(|c| *c.r#type() == DeploymentControllerType::CodeDeploy)
 }
 
 /// The strategy `deploy` will run for `svc`, with the timeout it implies when it is not a
@@ -290,7 +286,7 @@ fn pause_stages(svc: &Service) -> Vec<String> {
 }
 
 /// `BLUE_GREEN`, `LINEAR` or `CANARY`; `None` for a rolling update.
-fn native_strategy(svc: &Service) -> Option<String> {
+pub fn native_strategy(svc: &Service) -> Option<String> {
     svc.deployment_configuration()
         .and_then(|d| d.strategy())
         .filter(|s| **s != DeploymentStrategy::Rolling)

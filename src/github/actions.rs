@@ -71,17 +71,7 @@ pub fn run_url_from(
 ) -> Option<String> {
     let digits = |s: &&str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
     let run_id = run_id.filter(digits)?;
-    let repo = repo.filter(|r| {
-        r.split_once('/')
-            .is_some_and(|(o, n)| !o.is_empty() && !n.is_empty())
-    })?;
-    let server = url::Url::parse(server.unwrap_or("https://github.com").trim_end_matches('/'))
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))?;
-    let mut url = format!(
-        "{}/{repo}/actions/runs/{run_id}",
-        server.as_str().trim_end_matches('/')
-    );
+    let mut url = repository_page(server, repo?, &format!("actions/runs/{run_id}"))?;
     if let Some(a) = attempt.filter(digits) {
         url.push_str(&format!("/attempts/{a}"));
     }
@@ -92,7 +82,7 @@ pub fn run_url_from(
 /// `None` for a server that is not an http(s) URL or a repository that is not owner/name.
 pub fn repository_page(server: Option<&str>, repo: &str, page: &str) -> Option<String> {
     repo.split_once('/')
-        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))?;
+        .filter(|(o, n)| !o.is_empty() && !n.is_empty())?;
     let server = url::Url::parse(server.unwrap_or("https://github.com").trim_end_matches('/'))
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))?;

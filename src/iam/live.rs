@@ -22,10 +22,10 @@ pub async fn live_services(env: &Environment) -> Result<LiveServices> {
             .await
             .map_err(|e| anyhow!("{}", crate::aws::describe_sdk_error(&e)))
             .with_context(|| format!("ecs:DescribeServices {}/{}", s.cluster, s.service))?;
-        let td_arn = out
+        let svc = out
             .services()
             .iter()
-            .find_map(|svc| svc.task_definition())
+            .find(|svc| svc.task_definition().is_some())
             .ok_or_else(|| {
                 anyhow!(
                     "ECS service {}/{} of {} does not exist",
@@ -33,8 +33,8 @@ pub async fn live_services(env: &Environment) -> Result<LiveServices> {
                     s.service,
                     env.name
                 )
-            })?
-            .to_string();
+            })?;
+        let td_arn = svc.task_definition().unwrap_or_default().to_string();
         let td = ecs
             .describe_task_definition()
             .task_definition(&td_arn)
@@ -45,32 +45,22 @@ pub async fn live_services(env: &Environment) -> Result<LiveServices> {
         let td = td
             .task_definition()
             .ok_or_else(|| anyhow!("ecs:DescribeTaskDefinition {td_arn} returned nothing"))?;
-        let svc = out
-            .services()
-            .iter()
-            .find(|svc| svc.task_definition().is_some());
-        if let Some(svc) = svc {
-            let controller = svc.deployment_controller().map(|c| c.r#type().as_str());
-            if controller == Some("CODE_DEPLOY") {
-                let cd = aws_sdk_codedeploy::Client::new(&sdk);
-                let t = crate::deploy::codedeploy::find_target(&cd, svc, s, false)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "finding the CodeDeploy deployment group of {}/{}",
-                            s.cluster, s.service
-                        )
-                    })?;
-                live.codedeploy_groups.insert((t.application, t.group));
-            }
-            let strategy = svc
-                .deployment_configuration()
-                .and_then(|d| d.strategy())
-                .map(|s| s.as_str());
-            if matches!(strategy, Some("BLUE_GREEN" | "LINEAR" | "CANARY")) {
-                live.native_blue_green
-                    .insert(format!("{}/{}", s.cluster, s.service));
-            }
+        // What deploy will do with the service decides what it needs: the same tests.
+        if crate::deploy::prepare::uses_code_deploy(svc) {
+            let cd = aws_sdk_codedeploy::Client::new(&sdk);
+            let t = crate::deploy::codedeploy::find_target(&cd, svc, s, false)
+                .await
+                .with_context(|| {
+                    format!(
+                        "finding the CodeDeploy deployment group of {}/{}",
+                        s.cluster, s.service
+                    )
+                })?;
+            live.codedeploy_groups.insert((t.application, t.group));
+        }
+        if crate::deploy::prepare::native_strategy(svc).is_some() {
+            live.native_blue_green
+                .insert(format!("{}/{}", s.cluster, s.service));
         }
         if let Some(f) = td.family() {
             live.families.insert(f.to_string());

@@ -193,14 +193,6 @@ fn promoters<'a>(envs: &'a Environments, env: &Environment) -> Vec<&'a Environme
         .collect()
 }
 
-/// The environment `env` promotes from, when it does and that environment exists.
-fn source_of<'a>(envs: &'a Environments, env: &Environment) -> Option<&'a Environment> {
-    env.file
-        .promote
-        .as_ref()
-        .and_then(|p| envs.envs.get(&p.from))
-}
-
 fn statement(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
     let mut actions: Vec<&str> = actions.to_vec();
     actions.sort();
@@ -488,7 +480,7 @@ pub fn policies(
         out.push(EnvironmentPolicies {
             environment: env.name.clone(),
             role: env.file.role.arn.clone(),
-            role_policy: role_policy(env, source_of(envs, env), l),
+            role_policy: role_policy(env, envs.source_of(env), l),
             trust_policy: trust_policy(env, github_repository),
             repository: repository_policy
                 .is_some()
