@@ -536,14 +536,18 @@ def test_without_a_completed_deployment_the_breaker_stalls(sim):
     c, td1 = setup_service(sim, behavior="crash", wait_steady=False)
     wait(lambda: describe(c)["deployments"][0]["rolloutState"] == "FAILED")
     arn = sim_state(sim)["serviceDeployments"][0]["serviceDeploymentArn"]
-    launched = len(tasks_of(c, td1))
+    # Every task of the revision, whatever its state, from one atomic read: counting only the
+    # STOPPED ones raced with tasks launched before FAILED that crash a moment later.
+    def launched_tasks():
+        return [t for t in sim_state(sim)["tasks"] if t["taskDefinitionArn"] == td1]
+    launched = len(launched_tasks())
     time.sleep(1)
     sd = sd_status(c, arn)
     assert sd["status"] == "IN_PROGRESS" and sd["deploymentCircuitBreaker"]["status"] == "TRIGGERED"
     assert "stalled" in sd["statusReason"] and "rollback" not in sd
     svc = describe(c)
     assert len(svc["deployments"]) == 1 and svc["deployments"][0]["rolloutState"] == "FAILED"
-    assert len(tasks_of(c, td1)) == launched, "a FAILED deployment launches no new tasks"
+    assert len(launched_tasks()) == launched, "a FAILED deployment launches no new tasks"
 
 
 # ---------- 5. load balancer
