@@ -60,8 +60,17 @@ impl World {
     }
 
     fn deploy(&self, tag: &str, extra: &[&str]) -> std::process::Output {
+        self.run("deploy", tag, extra)
+    }
+
+    fn plan(&self, tag: &str, extra: &[&str]) -> std::process::Output {
+        self.run("plan", tag, extra)
+    }
+
+    /// `ferry <command> --environments … --tag <tag> <extra…>` on this world.
+    fn run(&self, command: &str, tag: &str, extra: &[&str]) -> std::process::Output {
         let mut args = vec![
-            "deploy",
+            command,
             "--environments",
             self.dir.path().to_str().unwrap(),
             "--tag",
@@ -320,16 +329,7 @@ async fn a_deployment_in_flight_is_refused() {
     );
     assert!(stderr(&o).contains("--wait-for-idle"), "{}", stderr(&o));
     // plan predicts it: the same refusal, the same exit code.
-    let p = ferry(
-        &[
-            "plan",
-            "--environments",
-            w.dir.path().to_str().unwrap(),
-            "--tag",
-            "v1.4.0-rc.1",
-        ],
-        &w.env(),
-    );
+    let p = w.plan("v1.4.0-rc.1", &[]);
     assert_exit(&p, 3);
     assert!(
         stderr(&p).contains("has a deployment in flight"),
@@ -370,18 +370,7 @@ async fn plan_shows_the_task_definition_change_without_making_it() {
     let w = World::new().await;
     let image = w.release("v1.6.0-rc.1", "160", "healthy").await;
     let revisions = w.sim.revisions(&w.family()).await;
-    let o = ferry(
-        &[
-            "plan",
-            "--environments",
-            w.dir.path().to_str().unwrap(),
-            "--tag",
-            "v1.6.0-rc.1",
-            "--output",
-            "json",
-        ],
-        &w.env(),
-    );
+    let o = w.plan("v1.6.0-rc.1", &["--output", "json"]);
     assert_exit(&o, 0);
     let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let change = &plan["changes"][0];
@@ -986,18 +975,7 @@ async fn the_run_deadline_refuses_what_cannot_fit_and_cuts_what_can() {
     );
     assert_eq!(w.running_td().await, w.baseline_td);
     // plan predicts it: the same refusal, the same exit code.
-    let p = ferry(
-        &[
-            "plan",
-            "--environments",
-            w.dir.path().to_str().unwrap(),
-            "--tag",
-            "v1.4.0-rc.1",
-            "--deadline",
-            "1m",
-        ],
-        &w.env(),
-    );
+    let p = w.plan("v1.4.0-rc.1", &["--deadline", "1m"]);
     assert_exit(&p, 3);
     assert!(
         stderr(&p).contains("not enough time left before the run deadline (1m)"),
