@@ -334,17 +334,24 @@ async fn notify_end(
 }
 
 /// What an interruption (Ctrl-C, SIGTERM from a cancelled job, or the run deadline) leaves
-/// behind, said plainly.
-pub fn interrupted(signal: &str, work: crate::cli::Work) -> anyhow::Error {
+/// behind, said plainly. A deploy first releases the claims it holds (at most
+/// [`RELEASE_BOUND`]: GitHub sends SIGTERM 7.5 s after SIGINT), then says by name what is
+/// still in flight in ECS and whether a re-run is safe (`render::interruption`).
+pub async fn interrupted(signal: &str, work: crate::cli::Work) -> anyhow::Error {
     use crate::cli::Work;
     match work {
-        Work::Deploy => Failure::needs_attention(format!(
-            "stopped by {signal} while changing the environment: a registered revision or service \
-             deployment may be in flight, and ECS carries it on (its circuit breaker still rolls \
-             back failures), but ferry no longer watches it and no smoke check has run"
-        ))
-        .hint("run `ferry status` to see what each service runs, then re-run the deploy (it is safe: finished steps say \"already done\")")
-        .into(),
+        Work::Deploy => {
+            let (released, restored) = tokio::join!(
+                crate::run::heartbeat::release_held(RELEASE_BOUND),
+                crate::deploy::hold::restore_in_place(RELEASE_BOUND)
+            );
+            let i = render::interruption(signal, &crate::inflight::snapshot(), &released);
+            let mut message = i.message;
+            for line in restored {
+                message.push_str(&format!("\n  {line}"));
+            }
+            Failure::new(i.kind, message).hint(i.hint).into()
+        }
         Work::Copy => Failure::new(
             FailureKind::Error,
             format!(
@@ -361,6 +368,9 @@ pub fn interrupted(signal: &str, work: crate::cli::Work) -> anyhow::Error {
         .into(),
     }
 }
+
+/// How long an interrupted run may spend releasing its claims before it exits.
+pub const RELEASE_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Prints an error on stderr: the whole cause chain, then the fix hint; and in GitHub
 /// Actions an `::error` annotation.

@@ -4,11 +4,13 @@
 //!   environment's record says that exact digest passed (and soaked, when asked);
 //! - [`run_kind`]: deploy, redeploy, or rollback by re-running an older release from this
 //!   environment's own record; downgrade and delayed-run refusals;
-//! - [`overlap`]: which of several simultaneous runs for one environment may go on.
+//! - [`overlap`]: which of several simultaneous runs for one environment may go on (among
+//!   the live claims: `crate::lease`).
 
 use serde::Serialize;
 
 use crate::github::event::TriggerSource;
+use crate::lease::Reader;
 use crate::records::store::ClaimInfo;
 use crate::records::{RecordResult, RunKind, Summary};
 
@@ -48,7 +50,8 @@ pub struct Candidate {
     pub tag_digest: Option<String>,
     /// The source environment's records of this tag, oldest first.
     pub records: Vec<Summary>,
-    /// A run is deploying it right now (a live claim).
+    /// A run is deploying it right now (a live claim no later run finished past:
+    /// `crate::lease::deploying`).
     pub in_flight: bool,
 }
 
@@ -303,6 +306,9 @@ pub struct RunInput<'a> {
     pub live: Option<&'a Summary>,
     /// This environment's last successful record of this very tag.
     pub own: Option<&'a Summary>,
+    /// Where this environment was seen running the release before ferry's first record (its
+    /// task-definition history, what ferry's first deploy replaced), when it was.
+    pub ran_before: Option<&'a str>,
 }
 
 /// Where the digest comes from, and what kind of run it is.
@@ -348,15 +354,24 @@ pub fn run_kind(
                 downgrade: false,
             });
         }
+        // A release the environment ran before ferry remembered it: going back is a rollback.
+        if input.ran_before.is_some() {
+            return Ok(RunDecision {
+                kind: RunKind::Rollback,
+                own: None,
+                from,
+                downgrade: false,
+            });
+        }
         if !input.allow_downgrade {
             return Err(Refusal::new(
                 format!(
-                    "{} was never deployed to {}, which runs {live}: going back to a release this environment never ran is a downgrade",
+                    "{} was never deployed to {}, which runs {live}: neither ferry's records nor the services' task-definition history show it ran there, and going back to a release this environment never ran is a downgrade",
                     input.tag, input.environment
                 ),
                 format!(
-                    "roll back to a release {} ran before (`ferry status {}` lists them), or pass --allow-downgrade to deploy {} anyway",
-                    input.environment, input.environment, input.tag
+                    "roll back to a release {} ran before (`ferry status {}` lists them), or deploy {} anyway with --allow-downgrade (in GitHub: run the workflow with tag = {} and allow-downgrade = true)",
+                    input.environment, input.environment, input.tag, input.tag
                 ),
             ));
         }
@@ -383,15 +398,16 @@ pub fn run_kind(
     }
 }
 
-/// Among the live claims, the first (by time, then nonce) goes on; `mine` refuses when it is
-/// not that one. With no claim of ours (plan), any live claim refuses.
+/// Among the live claims (`crate::lease`: renewed recently, not an earlier attempt of the
+/// reader's own workflow run), the first (by time, then nonce) goes on; `mine` refuses when it
+/// is not that one. With no claim of ours (plan), any live claim refuses.
 pub fn overlap(
     environment: &str,
     claims: &[ClaimInfo],
     mine: Option<&str>,
-    now_ms: u64,
+    reader: &Reader,
 ) -> Result<(), Refusal> {
-    let mut live: Vec<&ClaimInfo> = claims.iter().filter(|c| c.expires_ms > now_ms).collect();
+    let mut live: Vec<&ClaimInfo> = claims.iter().filter(|c| reader.is_live(c)).collect();
     live.sort_by(|a, b| (a.claimed_ms, &a.tag.nonce).cmp(&(b.claimed_ms, &b.tag.nonce)));
     let Some(other) = live.first() else {
         return Ok(());
@@ -399,12 +415,13 @@ pub fn overlap(
     if mine == Some(other.tag.tag.as_str()) {
         return Ok(());
     }
+    let now = reader.now_ms;
     Err(Refusal::new(
         format!(
             "another run is deploying {} to {environment} (claim {}, {} ago{}); nothing was changed",
             other.tag.release,
             other.tag.tag,
-            minutes(now_ms.saturating_sub(other.claimed_ms) / 1000),
+            minutes(now.saturating_sub(other.claimed_ms) / 1000),
             other
                 .run_url
                 .as_deref()
@@ -412,8 +429,9 @@ pub fn overlap(
                 .unwrap_or_default()
         ),
         format!(
-            "wait for it to finish and run again; if that run died, its claim lapses {} after it was made, or delete the tag {} from the repository",
-            minutes(other.expires_ms.saturating_sub(other.claimed_ms) / 1000),
+            "wait for it to finish and run again, or run with --wait-for-idle to wait for it; a running ferry renews its claim, and if that run died the claim lapses within {} of its last renewal (in {} unless renewed); a re-run of the same GitHub workflow run takes over its earlier attempt's claim at once; or delete the tag {} from the repository",
+            minutes((crate::lease::TTL + crate::lease::SKEW).as_secs()),
+            minutes(reader.lapses_at(other).saturating_sub(now).div_ceil(1000)),
             other.tag.tag
         ),
     ))

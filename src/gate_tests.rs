@@ -430,6 +430,7 @@ fn run_kinds() {
             allow_downgrade: allow,
             live: Some(&live110),
             own,
+            ran_before: None,
         };
         match (run_kind(&input, Some(&v110)), want) {
             (Ok(dec), Ok((kind, from_own))) => {
@@ -453,8 +454,85 @@ fn run_kinds() {
         allow_downgrade: false,
         live: None,
         own: None,
+        ran_before: None,
     };
     assert_eq!(run_kind(&input, None).unwrap().kind, RunKind::Deploy);
+}
+
+#[test]
+fn a_release_run_before_ferry_is_a_rollback_not_a_downgrade() {
+    let v100 = semver::Version::new(1, 0, 0);
+    let v110 = semver::Version::new(1, 1, 0);
+    let live110 = live("v1.1.0");
+    use TriggerSource::{Cli, Release, WorkflowDispatch};
+    let seen = "shop/api ran it as shop-api:3 (…), by its task-definition history";
+    // (name, trigger, attempt, seen before ferry, expected: Ok(kind, downgrade) or a needle)
+    type Case<'a> = (
+        &'a str,
+        TriggerSource,
+        u32,
+        Option<&'a str>,
+        Result<(RunKind, bool), &'a str>,
+    );
+    let cases: [Case; 5] = [
+        (
+            "re-run of the release event",
+            Release,
+            2,
+            Some(seen),
+            Ok((RunKind::Rollback, false)),
+        ),
+        (
+            "dispatch",
+            WorkflowDispatch,
+            1,
+            Some(seen),
+            Ok((RunKind::Rollback, false)),
+        ),
+        ("cli", Cli, 1, Some(seen), Ok((RunKind::Rollback, false))),
+        (
+            "a delayed first attempt is still refused",
+            Release,
+            1,
+            Some(seen),
+            Err("started late"),
+        ),
+        (
+            "not seen: a downgrade, with a hint GitHub can follow",
+            WorkflowDispatch,
+            1,
+            None,
+            Err("allow-downgrade = true"),
+        ),
+    ];
+    for (name, trigger, attempt, ran_before, want) in cases {
+        let input = RunInput {
+            environment: "production",
+            tag: "v1.0.0",
+            version: &v100,
+            trigger,
+            run_attempt: attempt,
+            allow_downgrade: false,
+            live: Some(&live110),
+            own: None,
+            ran_before,
+        };
+        match (run_kind(&input, Some(&v110)), want) {
+            (Ok(dec), Ok((kind, downgrade))) => {
+                assert_eq!(
+                    (dec.kind, dec.downgrade, dec.own),
+                    (kind, downgrade, None),
+                    "{name}"
+                );
+                assert_eq!(dec.from.as_deref(), Some("v1.1.0"), "{name}");
+            }
+            (Err(r), Err(needle)) => {
+                let text = format!("{}\n{}", r.message, r.hint);
+                assert!(text.contains(needle), "{name}: {needle:?} not in {text}");
+            }
+            (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+        }
+    }
 }
 
 fn claim(tag: &str, at: u64, nonce: &str) -> ClaimInfo {
@@ -470,6 +548,8 @@ fn claim(tag: &str, at: u64, nonce: &str) -> ClaimInfo {
         expires_ms: at + 3_600_000,
         run_url: None,
         digest: String::new(),
+        run_id: None,
+        attempt: None,
     }
 }
 
@@ -480,6 +560,12 @@ fn overlapping_runs() {
     let b = claim("b", now - 400, "00");
     let tie = claim("t", now - 500, "99");
     let stale = claim("s", now - 4_000_000, "00");
+    // A live claim of attempt 1 of workflow run 7, seen by attempt 2: taken over at once.
+    let attempt1 = ClaimInfo {
+        run_id: Some("7".into()),
+        attempt: Some(1),
+        ..claim("e", now - 600, "00")
+    };
     // (name, claims, mine, goes on?)
     let cases: Vec<(&str, Vec<ClaimInfo>, Option<&str>, bool)> = vec![
         ("alone", vec![a.clone()], Some("a"), true),
@@ -515,9 +601,23 @@ fn overlapping_runs() {
         ),
         ("plan: any live claim refuses", vec![b.clone()], None, false),
         ("plan: nothing claimed", vec![stale], None, true),
+        (
+            "an earlier attempt of this workflow run is taken over",
+            vec![attempt1.clone(), b.clone()],
+            Some("b"),
+            true,
+        ),
     ];
+    let reader = crate::lease::Reader {
+        now_ms: now,
+        skew_ms: 30_000,
+        me: Some(crate::lease::Attempt {
+            run_id: "7".into(),
+            attempt: 2,
+        }),
+    };
     for (name, claims, mine, goes_on) in cases {
-        let got = overlap("staging", &claims, mine, now);
+        let got = overlap("staging", &claims, mine, &reader);
         assert_eq!(got.is_ok(), goes_on, "{name}: {got:?}");
         if let Err(r) = got {
             assert!(
@@ -525,6 +625,13 @@ fn overlapping_runs() {
                     .contains("another run is deploying v1.0.0-rc.1 to staging"),
                 "{name}: {}",
                 r.message
+            );
+            assert!(
+                r.hint.contains("lapses within 2m00s of its last renewal")
+                    && r.hint.contains("--wait-for-idle")
+                    && r.hint.contains("takes over its earlier attempt's claim"),
+                "{name}: {}",
+                r.hint
             );
         }
     }

@@ -23,6 +23,8 @@ mod deploy;
 mod gate;
 mod github;
 pub mod iam;
+mod inflight;
+mod lease;
 pub mod notify;
 mod plan;
 mod poll;

@@ -30,10 +30,28 @@ pub fn secret_filter() -> FilterFn {
     FilterFn::new(|m: &tracing::Metadata<'_>| allowed(m.target(), m.level()))
 }
 
-/// The level filter from `FERRY_LOG` (default `info`, SDK chatter at `warn`).
+/// The level filter from `FERRY_LOG` (default `info`), see [`filter_spec`].
 pub fn env_filter() -> EnvFilter {
-    EnvFilter::try_from_env("FERRY_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"))
+    let spec = filter_spec(std::env::var("FERRY_LOG").ok().as_deref());
+    EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new(filter_spec(None)))
+}
+
+/// The filter directives for a `FERRY_LOG` value: as given, plus `aws_=error` unless it sets
+/// every target to `debug` or `trace` or names an `aws…` target itself. The SDK's own warnings (a
+/// credentials provider that failed, with the failed response's debug dump) say what ferry
+/// says in one line ([`crate::aws::reach`]); whoever debugs the SDK asks for `debug`.
+pub fn filter_spec(ferry_log: Option<&str>) -> String {
+    let given = ferry_log.map(str::trim).filter(|s| !s.is_empty());
+    let spec = given.unwrap_or("info");
+    let asks_for_sdk = spec.split(',').map(str::trim).any(|d| {
+        let d = d.to_ascii_lowercase();
+        d.starts_with("aws") || d == "debug" || d == "trace"
+    });
+    if asks_for_sdk {
+        spec.to_string()
+    } else {
+        format!("{spec},aws_=error")
+    }
 }
 
 /// Installs the stderr subscriber: no timestamps, no targets, colour only on a terminal
@@ -71,5 +89,32 @@ mod tests {
         }
         assert!(allowed("ferry::registry::client", &Level::TRACE));
         assert!(allowed("ferry", &Level::DEBUG));
+    }
+
+    #[test]
+    fn sdk_warnings_only_when_debugging() {
+        use tracing_subscriber::layer::SubscriberExt;
+        for (ferry_log, sdk_warns) in [
+            (None, false),
+            (Some(""), false),
+            (Some("info"), false),
+            (Some("warn"), false),
+            (Some("info,ferry=debug"), false),
+            (Some("trace"), true),
+            (Some("debug"), true),
+            (Some("info,aws_config=warn"), true),
+        ] {
+            let filter = EnvFilter::new(filter_spec(ferry_log));
+            let subscriber = tracing_subscriber::registry().with(filter);
+            tracing::subscriber::with_default(subscriber, || {
+                let sdk =
+                    tracing::enabled!(target: "aws_config::meta::credentials::chain", Level::WARN);
+                let smithy = tracing::enabled!(target: "aws_smithy_runtime::client", Level::WARN);
+                let own = tracing::enabled!(target: "ferry::aws::reach", Level::WARN);
+                assert_eq!(sdk, sdk_warns, "{ferry_log:?}");
+                assert_eq!(smithy, sdk_warns, "{ferry_log:?}");
+                assert!(own, "{ferry_log:?}");
+            });
+        }
     }
 }

@@ -27,8 +27,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         tokio::select! {
             r = commands::run(cli, deadline) => r,
-            signal = shutdown_signal() => Err(commands::interrupted(signal, work)),
-            () = deadline.reached() => Err(commands::interrupted(&deadline.describe(), work)),
+            signal = shutdown_signal() => Err(commands::interrupted(signal, work).await),
+            () = deadline.reached() => Err(commands::interrupted(&deadline.describe(), work).await),
         }
     });
     match result {

@@ -16,6 +16,8 @@ use crate::github::event::{self, Trigger, TriggerSource};
 use crate::records::{RunKind, Summary};
 use crate::tag::{self, Channel, ReleaseTag};
 
+pub mod claims;
+mod lineage;
 mod memory;
 
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +38,7 @@ pub struct Plan {
     pub promote: bool,
     pub services: Vec<ServiceConfig>,
     /// What deploy would change on each service (read live; empty when it could not be read).
-    pub changes: Vec<crate::deploy::taskdef::ServicePreview>,
+    pub changes: Vec<crate::deploy::preview::ServicePreview>,
     pub smoke: Vec<SmokeCheck>,
     /// Things the plan could not find out, each with its reason.
     pub unresolved: Vec<String>,
@@ -55,6 +57,9 @@ pub struct Plan {
     pub downgrade: bool,
     /// The release candidate these bytes were verified as (a promoted image reports it).
     pub built_as: Option<String>,
+    /// What the plan learned that a person should know (a moved tag it does not follow, the
+    /// history a rollback to a release from before ferry rests on).
+    pub notes: Vec<String>,
 }
 
 /// Where a plan's digest comes from.
@@ -67,6 +72,9 @@ pub enum DigestFrom {
     SourceRecord,
     /// This environment's own record of the release (rollback, redeploy).
     OwnRecord,
+    /// The release tag in this environment's repository, run here before ferry's first
+    /// record (its services' task-definition history, or what ferry's first deploy replaced).
+    BeforeFerry,
     /// Not read (offline, or the records could not be read).
     Unknown,
 }
@@ -175,6 +183,7 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
         candidates: Vec::new(),
         downgrade: false,
         built_as: None,
+        notes: Vec::new(),
     };
     if let Some(from) = &opts.from {
         memory::check_from(from, &tag, env, source_env)?;
@@ -184,6 +193,19 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
         plan.unresolved.push(
             "records not read (--offline): rollback, gate and overlap checks not made".into(),
         );
+        return Ok(plan);
+    }
+    // Without credentials, or with no endpoint answering, every lookup below would fail the
+    // same way: say why once (stderr), and which lookups were therefore skipped.
+    if let Err(no) = sts::check_access(env).await {
+        tracing::warn!("{}", no.full);
+        let mut skipped = vec!["records", "source image"];
+        if plan.promote {
+            skipped.push("target image");
+        }
+        skipped.push("task definitions");
+        plan.unresolved
+            .push(format!("{}; not read: {}", no.short, skipped.join(", ")));
         return Ok(plan);
     }
     // A definite answer (no such image, nothing verified in staging, a refusal) fails the
@@ -221,7 +243,7 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
         let tags = crate::deploy::taskdef::ferry_tags(&plan.tag, &plan.version, &digest, None);
         let preview = async {
             let sdk = sts::environment_config(env).await?;
-            crate::deploy::taskdef::preview(&sdk, env, &image, &tags).await
+            crate::deploy::preview::preview(&sdk, env, &image, &tags).await
         };
         match preview.await {
             Ok(p) => plan.changes = p,
@@ -239,6 +261,34 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
                 c.in_flight.as_deref().unwrap_or_default()
             ))
             .hint("wait for it to finish, or run with --wait-for-idle")
+            .into());
+        }
+        // A service no rollout can move (the preflight's errors): refused before anything
+        // changes, by `plan` as by `deploy`.
+        let errors: Vec<String> = plan
+            .changes
+            .iter()
+            .filter(|c| !c.changes.is_empty())
+            .flat_map(|c| {
+                c.preflight
+                    .iter()
+                    .filter(|f| f.severity == crate::deploy::preflight::Severity::Error)
+                    .map(move |f| {
+                        format!(
+                            "{}/{}: {}",
+                            c.cluster,
+                            c.service,
+                            crate::deploy::preflight::line(f)
+                        )
+                    })
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(Failure::refused(format!(
+                "no rollout can succeed; nothing was changed:\n  - {}",
+                errors.join("\n  - ")
+            ))
+            .hint("fix the service settings named above (`ferry validate --online` lists every preflight finding), then run again")
             .into());
         }
         // The run deadline, as `deploy` checks it before changing anything.

@@ -20,6 +20,7 @@ fn status_rows() -> Vec<EnvironmentStatus> {
             deployments: vec!["PRIMARY shop-api:42 COMPLETED".into()],
             strategy: None,
             in_flight: None,
+            autoscaling_held: None,
         },
         ServiceStatus {
             environment: "staging".into(),
@@ -37,6 +38,7 @@ fn status_rows() -> Vec<EnvironmentStatus> {
             ],
             strategy: None,
             in_flight: None,
+            autoscaling_held: None,
         },
     ];
     vec![

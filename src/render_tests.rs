@@ -5,7 +5,8 @@
 use super::*;
 use crate::aws::sts::AuthMode;
 use crate::config::{ServiceConfig, SmokeCheck};
-use crate::deploy::taskdef::{FieldChange, ServicePreview};
+use crate::deploy::preview::ServicePreview;
+use crate::deploy::taskdef::FieldChange;
 use crate::deploy::ServiceState;
 use crate::gate::{CandidateState, CandidateView};
 use crate::github::event::TriggerSource;
@@ -19,6 +20,10 @@ use crate::smoke::SmokeResult;
 /// `ferry status` and `ferry validate` in words and JSON.
 #[path = "render_status_tests.rs"]
 mod status;
+
+/// The step summary's timeline, names and digests: the cases the browser check reads.
+#[path = "render_summary_tests.rs"]
+mod summary;
 
 const STAGING_DIGEST: &str =
     "sha256:0b1c2d3e4f5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -81,6 +86,12 @@ fn production_plan(with_changes: bool) -> Plan {
         }],
         changes: if with_changes {
             vec![ServicePreview {
+                preflight: vec![crate::deploy::preflight::Finding {
+                    severity: crate::deploy::preflight::Severity::Warning,
+                    setting: "containerDefinitions.logConfiguration".into(),
+                    problem: "the deployed container has no log configuration".into(),
+                    fix: "add a logConfiguration (e.g. awslogs) to the container".into(),
+                }],
                 cluster: "shop".into(),
                 service: "api".into(),
                 current_task_definition: format!("{TD}:41"),
@@ -143,6 +154,7 @@ fn production_plan(with_changes: bool) -> Plan {
         ],
         downgrade: false,
         built_as: Some("v1.4.0-rc.3".into()),
+        notes: Vec::new(),
     }
 }
 
@@ -189,6 +201,23 @@ fn rollback_plan_text_and_json() {
     ));
 }
 
+/// A rollback to a release production ran before ferry's first record (an adopted service).
+#[test]
+fn before_ferry_rollback_plan_text() {
+    let mut p = rollback_plan();
+    p.tag = "v1.2.0".into();
+    p.version = "1.2.0".into();
+    p.digest_from = DigestFrom::BeforeFerry;
+    p.record = None;
+    p.built_as = None;
+    p.source = image("production", "222222222222", "v1.2.0", Some(DIGEST));
+    p.target = p.source.clone();
+    p.notes = vec![
+        "production ran v1.2.0 before ferry's first record here: shop-production/api ran it as shop-api:7 (222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api:v1.2.0), by its task-definition history".into(),
+    ];
+    insta::assert_snapshot!(plan_text(&p));
+}
+
 fn staging_plan_offline() -> Plan {
     Plan {
         tag: "v1.4.0-rc.3".into(),
@@ -223,6 +252,7 @@ fn staging_plan_offline() -> Plan {
         candidates: Vec::new(),
         downgrade: false,
         built_as: None,
+        notes: Vec::new(),
     }
 }
 
@@ -241,10 +271,13 @@ fn service(state: ServiceState, evidence: &[&str]) -> ServiceReport {
         task_definition: new,
         final_task_definition: fin,
         previous_release: Some("v1.3.2".into()),
+        previous_image: Some("222222222222.dkr.ecr.eu-west-1.amazonaws.com/shop/api:v1.3.2".into()),
         changes: Vec::new(),
         state,
         evidence: evidence.iter().map(|s| s.to_string()).collect(),
         rollout_seconds: 42.5,
+        phases: Vec::new(),
+        rollback_seconds: None,
         rollout_noticed_at: Some(1_790_000_000.0),
         timeout_seconds: 720,
         timeout_why:

@@ -79,6 +79,9 @@ pub struct ServiceReport {
     pub final_task_definition: Option<String>,
     /// The release `previous_task_definition` belongs to, when ferry deployed it.
     pub previous_release: Option<String>,
+    /// The image `previous_task_definition` runs (what this run replaced, maybe from before
+    /// ferry).
+    pub previous_image: Option<String>,
     /// Field changes of the new revision.
     pub changes: Vec<FieldChange>,
     /// Where it stands.
@@ -89,12 +92,70 @@ pub struct ServiceReport {
     pub evidence: Vec<String>,
     /// Seconds from the update to the verdict.
     pub rollout_seconds: f64,
+    /// The parts of a blue/green release ferry saw (test traffic, traffic shift, bake), when
+    /// known: drawn as their own bars in the step summary's timeline.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+    /// How long ferry's rollback of this service took, when it rolled it back and timed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_seconds: Option<f64>,
     /// When ferry saw the rollout end (Unix seconds), to measure detection latency.
     pub rollout_noticed_at: Option<f64>,
     /// How long the rollout was allowed to take.
     pub timeout_seconds: u64,
     /// Why that long (derived from the service, set in the file, cut by the run deadline).
     pub timeout_why: String,
+}
+
+/// One part of a blue/green release, in seconds from the service's update.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// Which part.
+    pub kind: PhaseKind,
+    /// When it began.
+    pub start_seconds: f64,
+    /// How long it took.
+    pub seconds: f64,
+}
+
+impl Phase {
+    /// The phases of an ECS-native release from the lifecycle stages ferry saw, each with when
+    /// it was first seen (seconds from the update); the last lasts until `end`. Test-traffic
+    /// stages are one phase, production-traffic stages another, then the bake time.
+    pub fn from_stages(seen: &[(String, f64)], end: f64) -> Vec<Phase> {
+        let kind = |stage: &str| match stage {
+            "TEST_TRAFFIC_SHIFT" | "POST_TEST_TRAFFIC_SHIFT" => Some(PhaseKind::TestTraffic),
+            "PRODUCTION_TRAFFIC_SHIFT" | "POST_PRODUCTION_TRAFFIC_SHIFT" => Some(PhaseKind::Shift),
+            "BAKE_TIME" => Some(PhaseKind::Bake),
+            _ => None,
+        };
+        let mut phases: Vec<Phase> = Vec::new();
+        for (i, (stage, at)) in seen.iter().enumerate() {
+            let until = seen.get(i + 1).map_or(end, |(_, next)| *next).max(*at);
+            let Some(k) = kind(stage) else { continue };
+            match phases.last_mut() {
+                Some(p) if p.kind == k => p.seconds = until - p.start_seconds,
+                _ => phases.push(Phase {
+                    kind: k,
+                    start_seconds: *at,
+                    seconds: until - at,
+                }),
+            }
+        }
+        phases
+    }
+}
+
+/// The parts of a blue/green release the timeline draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseKind {
+    /// The replacement on the test listener (test-traffic checks).
+    TestTraffic,
+    /// Production traffic moving to the replacement.
+    Shift,
+    /// The bake time after the shift.
+    Bake,
 }
 
 /// One row of `ferry status`.
@@ -127,6 +188,9 @@ pub struct ServiceStatus {
     /// A blue/green release in flight: where it stands and the traffic split.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<crate::deploy::bluegreen::InFlight>,
+    /// Auto scaling a ferry run suspended and never gave back (it died), in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling_held: Option<String>,
 }
 
 /// One environment in `ferry status`: its services now, and its memory.

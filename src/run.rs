@@ -22,6 +22,7 @@ use crate::records::RunKind;
 use crate::render;
 use crate::report::{DeployReport, Outcome, ServiceReport};
 
+pub(crate) mod heartbeat;
 mod memory;
 
 /// Executes `plan` on `env`, promoting from `source_env` when the plan says so: claims the
@@ -44,9 +45,9 @@ pub async fn deploy(
     crate::plan::refuse_moved_tag(plan, &digest)?;
     let started = crate::records::now_unix();
     let store = crate::records::store::Store::open(env).await?;
-    let claim = memory::claim_environment(&store, env, plan).await?;
+    let lease = memory::claim_environment(&store, env, plan, opts).await?;
     let result = execute(plan, env, source_env, opts, &digest, gh, gh_request).await;
-    memory::release(&store, &claim).await;
+    lease.release().await;
     let mut report = result?;
     if let Some(h) = render::headline(
         plan.kind,
@@ -108,6 +109,13 @@ async fn execute(
             plan.tag
         );
         // By digest: the record vouches for these bytes, whatever the rc tag says now.
+        let to = format!(
+            "{}/{}:{}",
+            env.registry_host(),
+            env.file.image.repository,
+            plan.tag
+        );
+        crate::inflight::copying(Some(&to));
         let out = crate::promote::promote(source_env, env, &digest, &digest, &plan.tag)
             .await
             .with_context(|| {
@@ -115,8 +123,9 @@ async fn execute(
                     "promoting {digest} from {} to {}",
                     source_env.name, env.name
                 )
-            })?;
-        Some(out)
+            });
+        crate::inflight::copying(None);
+        Some(out?)
     } else {
         None
     };
@@ -136,119 +145,157 @@ async fn execute(
         promotion.is_some().then_some(promoted.as_str()),
     )?;
 
-    let tags = taskdef::ferry_tags(&plan.tag, &plan.version, &digest, opts.commit.as_deref());
-    let mut runs = futures_util::future::join_all(
-        prepared
-            .into_iter()
-            .map(|p| deploy::rollout(&client, &bg, p, &image, &tags)),
-    )
-    .await;
-    let nothing_changed = runs.iter().all(|r| r.new_td.is_none());
-    // Nothing changed anywhere: the start error is the whole story (exit 1, or its own code).
-    if nothing_changed {
-        if let Some(e) = runs.iter_mut().find_map(|r| r.start_error.take()) {
-            return Err(e);
-        }
-    }
-
-    let rollout_ok = runs
-        .iter()
-        .all(|r| matches!(r.ended, Some(Ended::Succeeded) | None));
-    // Blue/green services already ran checks during the release (test listener, bake time):
-    // those come first.
-    let mut smoke: Vec<_> = runs
-        .iter()
-        .flat_map(|r| r.test_smoke.iter().cloned())
-        .collect();
-    if rollout_ok && !env.file.smoke.is_empty() {
-        tracing::info!(
-            "rollout complete; running {} smoke check(s)",
-            env.file.smoke.len()
-        );
-        smoke.extend(crate::smoke::run(&env.file.smoke, &accepted_versions(plan)).await);
-    }
-    let smoke_ok = smoke.iter().all(|s| s.ok);
-
-    let mut report = DeployReport {
-        tag: plan.tag.clone(),
-        version: plan.version.clone(),
-        environment: env.name.clone(),
-        region: env.file.region.clone(),
-        run_url: crate::github::actions::run_url(),
-        image,
-        promotion,
-        services: Vec::new(),
-        smoke,
-        outcome: Outcome::Deployed,
-        verdict: String::new(),
-        kind: plan.kind,
-        rollback_from: plan
-            .live_release
-            .clone()
-            .filter(|_| plan.kind == RunKind::Rollback),
-        record: None,
-        record_error: None,
-        github: None,
+    // Auto scaling held from the first update until every service is settled: a scale-out
+    // mid-rollout launches old tasks, a scale-in during the smoke checks stops new ones.
+    let scaling = crate::aws::autoscaling::client(&sdk);
+    // A hold an earlier run of this environment never gave back (it died): undone first.
+    deploy::hold::recover(&scaling, env).await;
+    let holds = if env.file.deploy.holds_autoscaling() {
+        let changing: Vec<(String, String)> = prepared
+            .iter()
+            .filter(|p| !p.already)
+            .map(|p| (p.cfg.cluster.clone(), p.cfg.service.clone()))
+            .collect();
+        let run_id = crate::github::actions::run_url().unwrap_or_else(crate::records::new_run_id);
+        deploy::hold::hold(
+            &scaling,
+            &changing,
+            env.file.deploy.holds_scheduled_scaling(),
+            &run_id,
+        )
+        .await
+    } else {
+        Vec::new()
     };
-
-    if rollout_ok && smoke_ok {
-        report.outcome = if nothing_changed {
-            Outcome::AlreadyDeployed
-        } else {
-            Outcome::Deployed
-        };
-        for r in runs.iter_mut() {
-            r.final_td = r.new_td.clone().or(Some(r.prep.previous_td.clone()));
+    let result: Result<DeployReport> = async {
+        let tags = taskdef::ferry_tags(&plan.tag, &plan.version, &digest, opts.commit.as_deref());
+        let mut runs = futures_util::future::join_all(
+            prepared
+                .into_iter()
+                .map(|p| deploy::rollout(&client, &bg, p, &image, &tags)),
+        )
+        .await;
+        let nothing_changed = runs.iter().all(|r| r.new_td.is_none());
+        // Nothing changed anywhere: the start error is the whole story (exit 1, or its own code).
+        if nothing_changed {
+            if let Some(e) = runs.iter_mut().find_map(|r| r.start_error.take()) {
+                return Err(e);
+            }
         }
-        report.services = runs.iter().map(|r| service_report(r, None)).collect();
-        report.verdict = render::success_verdict(&report, &digest);
-        return Ok(report);
-    }
 
-    let why = render::failure_reasons(&runs, &report.smoke);
-    if nothing_changed {
-        report.outcome = Outcome::NeedsAttention;
+        let rollout_ok = runs
+            .iter()
+            .all(|r| matches!(r.ended, Some(Ended::Succeeded) | None));
+        // Blue/green services already ran checks during the release (test listener, bake time):
+        // those come first.
+        let mut smoke: Vec<_> = runs
+            .iter()
+            .flat_map(|r| r.test_smoke.iter().cloned())
+            .collect();
+        if rollout_ok && !env.file.smoke.is_empty() {
+            tracing::info!(
+                "rollout complete; running {} smoke check(s)",
+                env.file.smoke.len()
+            );
+            smoke.extend(crate::smoke::run(&env.file.smoke, &accepted_versions(plan)).await);
+        }
+        let smoke_ok = smoke.iter().all(|s| s.ok);
+
+        let mut report = DeployReport {
+            tag: plan.tag.clone(),
+            version: plan.version.clone(),
+            environment: env.name.clone(),
+            region: env.file.region.clone(),
+            run_url: crate::github::actions::run_url(),
+            image,
+            promotion,
+            services: Vec::new(),
+            smoke,
+            outcome: Outcome::Deployed,
+            verdict: String::new(),
+            kind: plan.kind,
+            rollback_from: plan
+                .live_release
+                .clone()
+                .filter(|_| plan.kind == RunKind::Rollback),
+            record: None,
+            record_error: None,
+            github: None,
+        };
+
+        if rollout_ok && smoke_ok {
+            report.outcome = if nothing_changed {
+                Outcome::AlreadyDeployed
+            } else {
+                Outcome::Deployed
+            };
+            for r in runs.iter_mut() {
+                r.final_td = r.new_td.clone().or(Some(r.prep.previous_td.clone()));
+            }
+            report.services = runs.iter().map(|r| service_report(r, None)).collect();
+            report.verdict = render::success_verdict(&report, &digest);
+            return Ok(report);
+        }
+
+        let why = render::failure_reasons(&runs, &report.smoke);
+        if nothing_changed {
+            report.outcome = Outcome::NeedsAttention;
+            report.services = runs
+                .iter()
+                .map(|r| service_report(r, Some(ServiceState::Unknown)))
+                .collect();
+            report.verdict = render::failing_already_verdict(&report, &why);
+            return Ok(report);
+        }
+
+        gh.progress(&format!("failed; rolling back: {}", why.join("; ")))
+            .await;
+        for r in runs.iter_mut() {
+            if r.new_td.is_some() && r.evidence.is_empty() {
+                r.evidence = deploy::evidence::explain(&client, r).await;
+            }
+        }
+        let (mut states, mut took) = (Vec::new(), Vec::new());
+        for r in runs.iter_mut() {
+            let name = r.prep.name();
+            crate::inflight::rolling_back(&name);
+            let t0 = std::time::Instant::now();
+            states.push(deploy::rollback::roll_back(&client, r).await);
+            took.push(t0.elapsed().as_secs_f64());
+            crate::inflight::rolled_back(&name);
+        }
+        confirm_final_revisions(&client, &mut runs).await;
+        let all_back = states.iter().all(|s| {
+            matches!(
+                s,
+                ServiceState::Failed
+                    | ServiceState::RolledBack
+                    | ServiceState::AlreadyDeployed
+                    | ServiceState::Unchanged
+            )
+        });
         report.services = runs
             .iter()
-            .map(|r| service_report(r, Some(ServiceState::Unknown)))
+            .zip(&states)
+            .zip(&took)
+            .map(|((r, s), t)| {
+                let mut svc = service_report(r, Some(*s));
+                // The step summary's timeline draws ferry's own rollbacks as bars.
+                svc.rollback_seconds = (*s == ServiceState::RolledBack).then_some(*t);
+                svc
+            })
             .collect();
-        report.verdict = render::failing_already_verdict(&report, &why);
-        return Ok(report);
+        report.outcome = if all_back {
+            Outcome::RolledBack
+        } else {
+            Outcome::NeedsAttention
+        };
+        report.verdict = render::failure_verdict(&report, &why, all_back);
+        Ok(report)
     }
-
-    gh.progress(&format!("failed; rolling back: {}", why.join("; ")))
-        .await;
-    for r in runs.iter_mut() {
-        if r.new_td.is_some() && r.evidence.is_empty() {
-            r.evidence = deploy::evidence::explain(&client, r).await;
-        }
-    }
-    let mut states = Vec::new();
-    for r in runs.iter_mut() {
-        states.push(deploy::rollback::roll_back(&client, r).await);
-    }
-    confirm_final_revisions(&client, &mut runs).await;
-    let all_back = states.iter().all(|s| {
-        matches!(
-            s,
-            ServiceState::Failed
-                | ServiceState::RolledBack
-                | ServiceState::AlreadyDeployed
-                | ServiceState::Unchanged
-        )
-    });
-    report.services = runs
-        .iter()
-        .zip(&states)
-        .map(|(r, s)| service_report(r, Some(*s)))
-        .collect();
-    report.outcome = if all_back {
-        Outcome::RolledBack
-    } else {
-        Outcome::NeedsAttention
-    };
-    report.verdict = render::failure_verdict(&report, &why, all_back);
-    Ok(report)
+    .await;
+    deploy::hold::restore(&scaling, &holds).await;
+    result
 }
 
 /// Reads what each service this run touched runs now, where the rollback did not already
@@ -298,10 +345,13 @@ fn service_report(r: &Running, state: Option<ServiceState>) -> ServiceReport {
         task_definition: r.new_td.clone(),
         final_task_definition: r.final_td.clone(),
         previous_release,
+        previous_image: ecs::container_image(&r.prep.td, &r.prep.cfg.container).map(str::to_string),
         changes: r.changes.clone(),
         state,
         evidence: r.evidence.clone(),
         rollout_seconds: r.seconds,
+        phases: crate::report::Phase::from_stages(&r.stages, r.seconds),
+        rollback_seconds: None,
         rollout_noticed_at: r
             .noticed_at
             .and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())

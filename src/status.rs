@@ -26,6 +26,7 @@ pub async fn read(
     for env in selected {
         let sdk = crate::aws::sts::environment_config(env).await?;
         let client = crate::aws::sts::ecs_client(&sdk);
+        let scaling = crate::aws::autoscaling::client(&sdk);
         let mut rows = Vec::new();
         for s in &env.file.services {
             let svc = ecs::find_service(&client, &s.cluster, &s.service)
@@ -66,6 +67,10 @@ pub async fn read(
                     .collect(),
                 strategy,
                 in_flight,
+                autoscaling_held: crate::deploy::hold::left_behind(
+                    &scaling, &s.cluster, &s.service,
+                )
+                .await,
             });
         }
         let mut status = EnvironmentStatus {
@@ -167,6 +172,7 @@ mod tests {
             deployments: vec![],
             strategy: None,
             in_flight: None,
+            autoscaling_held: None,
         }
     }
 
@@ -187,6 +193,7 @@ mod tests {
                 service: "api".into(),
                 before: "x".into(),
                 after: Some(format!("arn:aws:ecs:eu-west-1:1:task-definition/{after}")),
+                before_image: None,
             }],
             smoke: vec![],
             started_at: "2026-11-23T10:00:00Z".into(),
@@ -195,6 +202,7 @@ mod tests {
             run_url: None,
             ferry_version: "0".into(),
             promoted_from: None,
+            built_as: None,
         }
     }
 

@@ -129,6 +129,7 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
             res,
         );
     }
+    let mutability = crate::deploy::preflight::repository_mutability(&sdk, env).await;
     for s in &env.file.services {
         let client = crate::aws::sts::ecs_client(&sdk);
         let res = crate::aws::ecs::find_service(&client, &s.cluster, &s.service)
@@ -145,6 +146,26 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
                     ))
                 }
             });
+        let found = res.is_ok();
         push(format!("service {}/{}", s.cluster, s.service), res);
+        if found {
+            let res = crate::deploy::preflight::live(&sdk, env, s, mutability.as_deref())
+                .await
+                .and_then(preflight_detail);
+            push(format!("preflight {}/{}", s.cluster, s.service), res);
+        }
     }
+}
+
+/// A preflight check passes with its warnings listed; an error fails it.
+fn preflight_detail(findings: Vec<crate::deploy::preflight::Finding>) -> Result<String> {
+    use crate::deploy::preflight::{line, Severity};
+    if findings.is_empty() {
+        return Ok("no finding: circuit breaker, grace period, min/max percent, image, logs and tags as a safe rolling deploy needs".into());
+    }
+    let lines: Vec<String> = findings.iter().map(line).collect();
+    if findings.iter().any(|f| f.severity == Severity::Error) {
+        anyhow::bail!("{}", lines.join("; "));
+    }
+    Ok(format!("{} warning(s): {}", lines.len(), lines.join("; ")))
 }

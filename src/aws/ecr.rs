@@ -64,3 +64,29 @@ pub async fn repository_exists(sdk: &SdkConfig, repository: &str) -> Result<bool
             .with_context(|| format!("ecr:DescribeRepositories {repository}")),
     }
 }
+
+/// The repository's tag mutability (`MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION`, …),
+/// `None` when the repository does not exist.
+pub async fn tag_mutability(sdk: &SdkConfig, repository: &str) -> Result<Option<String>> {
+    let res = super::sts::ecr_client(sdk)
+        .describe_repositories()
+        .repository_names(repository)
+        .send()
+        .await;
+    match res {
+        Ok(out) => Ok(out
+            .repositories()
+            .iter()
+            .find(|r| r.repository_name() == Some(repository))
+            .and_then(|r| r.image_tag_mutability())
+            .map(|m| m.as_str().to_string())),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_repository_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(anyhow!("{}", e.human_line()))
+            .with_context(|| format!("ecr:DescribeRepositories {repository}")),
+    }
+}

@@ -4,9 +4,11 @@
 //! Endpoints are never configured here: the SDK's own `AWS_ENDPOINT_URL` and
 //! `AWS_ENDPOINT_URL_<SERVICE>` variables redirect it (the local test world uses them).
 
+pub mod autoscaling;
 pub mod codedeploy;
 pub mod ecr;
 pub mod ecs;
+pub mod reach;
 pub mod sts;
 
 use std::fmt;
@@ -172,7 +174,8 @@ where
 /// Renders any error chain as one line (for call sites holding a generic error; SDK errors
 /// read better through [`SdkErrorExt::human_line`]).
 pub fn describe_sdk_error<E: std::error::Error + 'static>(err: &E) -> String {
-    one_line(&aws_smithy_types::error::display::DisplayErrorContext(err).to_string())
+    // Not `DisplayErrorContext`: it appends the error's debug dump (the raw response).
+    one_line(&reach::chain_line(err))
 }
 
 fn request_id(resp: &aws_sdk_ecs::config::http::HttpResponse) -> Option<String> {

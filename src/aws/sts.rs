@@ -5,7 +5,6 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
-use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{
     self, error::CredentialsError, future, ProvideCredentials, SharedCredentialsProvider,
@@ -13,7 +12,8 @@ use aws_credential_types::provider::{
 use aws_credential_types::Credentials;
 use serde::Serialize;
 
-use super::SdkErrorExt;
+use super::reach::{self, Access, Reach};
+use super::{AwsError, SdkErrorExt};
 use crate::config::Environment;
 use crate::error::Failure;
 use crate::github::oidc::OidcSource;
@@ -39,7 +39,9 @@ pub fn auth_mode() -> AuthMode {
 
 /// The default chain, pinned to `region`.
 /// The SDK's retries follow [`crate::retry::Policy::REQUESTS`] (its backoff, and its attempts
-/// unless `AWS_MAX_ATTEMPTS` says otherwise); every call has a deadline.
+/// unless `AWS_MAX_ATTEMPTS` says otherwise); every call has a deadline. A connection gets
+/// [`CONNECT_TIMEOUT`], and a call whose connection fails [`reach::CONNECT_ATTEMPTS`] attempts
+/// ([`Reach`]): an endpoint that refuses or does not answer is reported in seconds.
 pub async fn base_config(region: &str) -> SdkConfig {
     let policy = crate::retry::Policy::REQUESTS;
     let attempts = std::env::var("AWS_MAX_ATTEMPTS")
@@ -57,7 +59,7 @@ pub async fn base_config(region: &str) -> SdkConfig {
         )
         .timeout_config(
             aws_smithy_types::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .operation_attempt_timeout(Duration::from_secs(30))
                 .operation_timeout(policy.budget + Duration::from_secs(30))
                 .build(),
@@ -66,32 +68,149 @@ pub async fn base_config(region: &str) -> SdkConfig {
         .await
 }
 
+/// How long a connection to an AWS endpoint may take to open (AWS answers in milliseconds;
+/// three attempts of this stay within the 15 s in which ferry says an endpoint is unreachable).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// One `SdkConfig` for `env`: its region, and credentials of its role.
 pub async fn environment_config(env: &Environment) -> Result<SdkConfig> {
     let base = base_config(&env.file.region).await;
     let role = &env.file.role;
     let provider = match OidcSource::from_env() {
         Some(oidc) => SharedCredentialsProvider::new(WebIdentityProvider {
-            sts: aws_sdk_sts::Client::new(&base),
+            sts: sts_client(&base),
             oidc,
             role_arn: role.arn.clone(),
             session_name: env.session_name(),
             duration: role.session_duration_seconds,
         }),
-        None => {
-            let mut b = AssumeRoleProvider::builder(role.arn.clone())
-                .session_name(env.session_name())
-                .configure(&base);
-            if let Some(x) = &role.external_id {
-                b = b.external_id(x.clone());
-            }
-            if let Some(d) = role.session_duration_seconds {
-                b = b.session_length(Duration::from_secs(d.into()));
-            }
-            SharedCredentialsProvider::new(b.build().await)
-        }
+        None => SharedCredentialsProvider::new(AssumeRoleProvider {
+            sts: sts_client(&base),
+            role_arn: role.arn.clone(),
+            session_name: env.session_name(),
+            external_id: role.external_id.clone(),
+            duration: role.session_duration_seconds,
+        }),
     };
     Ok(base.into_builder().credentials_provider(provider).build())
+}
+
+/// Why `env`'s role cannot be had, before anything is asked with it.
+#[derive(Debug, Clone)]
+pub struct NoAccess {
+    /// A few words, naming the endpoint and cause when it is one (`plan`'s `unresolved`).
+    pub short: String,
+    /// The one line a person reads: for missing credentials, where ferry looks for them.
+    pub full: String,
+}
+
+/// Gets `env`'s credentials once (base credentials, then the role): with none to be had, or
+/// no endpoint answering, every AWS lookup would fail the same way, so callers ask this first
+/// and report the one cause.
+pub async fn check_access(env: &Environment) -> std::result::Result<(), NoAccess> {
+    let sdk = environment_config(env).await.map_err(|e| NoAccess {
+        short: format!("{e:#}"),
+        full: format!("{e:#}"),
+    })?;
+    let Some(provider) = sdk.credentials_provider() else {
+        return Ok(());
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match Access::of(&e) {
+            Some(a) => NoAccess {
+                short: a.short(),
+                full: a.to_string(),
+            },
+            None => {
+                let line = format!(
+                    "cannot assume role {} for environment {}: {}",
+                    env.file.role.arn,
+                    env.name,
+                    reach::chain_line(&e)
+                );
+                NoAccess {
+                    short: line.clone(),
+                    full: line,
+                }
+            }
+        }),
+    }
+}
+
+/// An STS client for `sdk`, with [`Reach`].
+fn sts_client(sdk: &SdkConfig) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::config::Builder::from(sdk)
+            .interceptor(Reach)
+            .build(),
+    )
+}
+
+/// A credentials provider's STS failure as a [`CredentialsError`] whose text is one line:
+/// missing base credentials as [`reach::NoBaseCredentials`], a failed connection as the SDK
+/// error itself (so [`Access::of`] finds it), anything else as an [`AwsError`].
+fn credentials_error<E>(
+    operation: &str,
+    role_arn: &str,
+    e: aws_sdk_sts::error::SdkError<E>,
+) -> CredentialsError
+where
+    E: aws_sdk_sts::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if let Some(detail) = reach::base_credentials_failure(&e) {
+        CredentialsError::provider_error(reach::NoBaseCredentials(detail))
+    } else if reach::unreachable_in(&e) {
+        CredentialsError::provider_error(e)
+    } else {
+        CredentialsError::provider_error(AwsError::from_sdk(operation, role_arn, &e))
+    }
+}
+
+/// `AssumeRole` with the default chain's credentials (as the SDK's own provider does), through
+/// an STS client that has [`Reach`] and errors that read as one line.
+#[derive(Debug)]
+struct AssumeRoleProvider {
+    sts: aws_sdk_sts::Client,
+    role_arn: String,
+    session_name: String,
+    external_id: Option<String>,
+    duration: Option<u32>,
+}
+
+impl AssumeRoleProvider {
+    async fn credentials(&self) -> provider::Result {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name(&self.session_name)
+            .set_external_id(self.external_id.clone())
+            .set_duration_seconds(self.duration.map(|d| d as i32))
+            .send()
+            .await
+            .map_err(|e| credentials_error("sts:AssumeRole", &self.role_arn, e))?;
+        let c = out
+            .credentials
+            .ok_or_else(|| CredentialsError::unhandled("AssumeRole returned no credentials"))?;
+        let expiry = SystemTime::try_from(c.expiration).ok();
+        Ok(Credentials::new(
+            c.access_key_id,
+            c.secret_access_key,
+            Some(c.session_token),
+            expiry,
+            "ferry-assume-role",
+        ))
+    }
+}
+
+impl ProvideCredentials for AssumeRoleProvider {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.credentials())
+    }
 }
 
 /// Proves the role can be assumed and lands in the environment's account.
@@ -101,14 +220,17 @@ pub async fn verify_identity(env: &Environment, sdk: &SdkConfig) -> Result<Strin
         .send()
         .await
         .map_err(|e| {
+            let why = match Access::of(&e) {
+                Some(a) => a.to_string(),
+                None => e.human_line(),
+            };
             Failure::new(
                 crate::error::FailureKind::Error,
                 format!(
-                    "cannot assume role {} for environment {} ({}): {}",
+                    "cannot assume role {} for environment {} ({}): {why}",
                     env.file.role.arn,
                     env.name,
                     env.path.display(),
-                    e.human_line()
                 ),
             )
             .hint(match auth_mode() {
@@ -157,7 +279,7 @@ impl WebIdentityProvider {
             .set_duration_seconds(self.duration.map(|d| d as i32))
             .send()
             .await
-            .map_err(CredentialsError::provider_error)?;
+            .map_err(|e| credentials_error("sts:AssumeRoleWithWebIdentity", &self.role_arn, e))?;
         let c = out.credentials.ok_or_else(|| {
             CredentialsError::unhandled("AssumeRoleWithWebIdentity returned no credentials")
         })?;
@@ -224,6 +346,7 @@ pub fn ecs_client(sdk: &SdkConfig) -> aws_sdk_ecs::Client {
     aws_sdk_ecs::Client::from_conf(
         aws_sdk_ecs::config::Builder::from(sdk)
             .retry_classifier(BareThrottling)
+            .interceptor(Reach)
             .build(),
     )
 }
@@ -235,7 +358,9 @@ pub fn ecr_client(sdk: &SdkConfig) -> aws_sdk_ecr::Client {
 
 /// The ECR client configuration of [`ecr_client`], to adjust (another region).
 pub fn ecr_config(sdk: &SdkConfig) -> aws_sdk_ecr::config::Builder {
-    aws_sdk_ecr::config::Builder::from(sdk).retry_classifier(BareThrottling)
+    aws_sdk_ecr::config::Builder::from(sdk)
+        .retry_classifier(BareThrottling)
+        .interceptor(Reach)
 }
 
 #[cfg(test)]

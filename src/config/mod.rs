@@ -192,6 +192,25 @@ fn default_timeout() -> u64 {
 pub struct DeployConfig {
     /// Overrides the rollout timeout ferry derives from the service.
     pub rollout_timeout_seconds: Option<u64>,
+    /// Suspend a service's Application Auto Scaling during its rollout and restore it after
+    /// (`crate::deploy::hold`). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_autoscaling: Option<bool>,
+    /// With the hold, suspend scheduled scaling too. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_scheduled_scaling: Option<bool>,
+}
+
+impl DeployConfig {
+    /// Whether auto scaling is held during rollouts.
+    pub fn holds_autoscaling(&self) -> bool {
+        self.hold_autoscaling.unwrap_or(true)
+    }
+
+    /// Whether the hold covers scheduled scaling.
+    pub fn holds_scheduled_scaling(&self) -> bool {
+        self.hold_scheduled_scaling.unwrap_or(true)
+    }
 }
 
 /// A loaded, validated environment.
@@ -478,24 +497,40 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
         )]
     })?;
     let mut problems = Vec::new();
+    // A field whose `${VAR}` could not be expanded is reported once, for that reason: the
+    // field checks below would only add "not a URL" about the unexpanded text.
+    let mut unexpanded = Vec::new();
     for (i, c) in file.smoke.iter_mut().enumerate() {
         match expand_vars(&c.url, |k| std::env::var(k).ok()) {
             Ok(u) => c.url = u,
-            Err(e) => problems.push(format!("field `smoke[{i}].url`: {e}")),
+            Err(e) => unexpanded.push((format!("smoke[{i}].url"), e)),
         }
         if let Some(t) = &c.test_url {
             match expand_vars(t, |k| std::env::var(k).ok()) {
                 Ok(u) => c.test_url = Some(u),
-                Err(e) => problems.push(format!("field `smoke[{i}].test_url`: {e}")),
+                Err(e) => unexpanded.push((format!("smoke[{i}].test_url"), e)),
             }
         }
     }
+    let fields: Vec<String> = unexpanded
+        .iter()
+        .map(|(f, _)| format!("field `{f}`:"))
+        .collect();
+    problems.extend(
+        unexpanded
+            .into_iter()
+            .map(|(f, e)| format!("field `{f}`: {e}")),
+    );
     let env = Environment {
         name,
         path: path.to_path_buf(),
         file,
     };
-    problems.extend(validate(&env));
+    problems.extend(
+        validate(&env)
+            .into_iter()
+            .filter(|p| !fields.iter().any(|f| p.starts_with(f.as_str()))),
+    );
     if problems.is_empty() {
         Ok(env)
     } else {

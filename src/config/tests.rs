@@ -326,3 +326,26 @@ fn variables_in_smoke_urls() {
         }
     }
 }
+
+#[test]
+fn an_unset_variable_is_one_problem_per_field() {
+    let var = "FERRY_CONFIG_TEST_NEVER_SET_4F1B";
+    assert!(std::env::var_os(var).is_none());
+    let staging = STAGING
+        .replace(
+            "https://staging.example.com/healthz",
+            &format!("${{{var}}}/healthz"),
+        )
+        .replace(
+            "version_field = \"version\"",
+            &format!("version_field = \"version\"\ntest_url = \"${{{var}}}/test\""),
+        );
+    let e = load_err(&[("staging.toml", &staging), ("production.toml", PRODUCTION)]);
+    assert!(e.contains("2 problem(s)"), "{e}");
+    for field in ["smoke[0].url", "smoke[0].test_url"] {
+        let line = format!("field `{field}`:");
+        assert_eq!(e.matches(&line).count(), 1, "{field}: {e}");
+    }
+    assert_eq!(e.matches("which is not set").count(), 2, "{e}");
+    assert!(!e.contains("is not a URL"), "{e}");
+}

@@ -10,9 +10,12 @@ pub mod bluegreen;
 pub mod codedeploy;
 pub mod evidence;
 pub mod follow;
+pub mod hold;
 pub mod judge;
 pub mod native;
+pub mod preflight;
 pub mod prepare;
+pub mod preview;
 pub mod rollback;
 pub mod taskdef;
 pub mod timeout;
@@ -158,6 +161,9 @@ pub struct Running {
     pub codedeploy: Option<codedeploy::CdRun>,
     /// Checks run during the release itself (test listener, bake time), before the final ones.
     pub test_smoke: Vec<crate::smoke::SmokeResult>,
+    /// The lifecycle stages of an ECS-native release as ferry saw them: each stage and when
+    /// (seconds after `started`); the step summary's timeline draws its phases.
+    pub stages: Vec<(String, f64)>,
 }
 
 impl Running {
@@ -177,6 +183,7 @@ impl Running {
             final_td: None,
             codedeploy: None,
             test_smoke: Vec::new(),
+            stages: Vec::new(),
         }
     }
 }
@@ -221,6 +228,7 @@ pub(crate) fn conclude(run: &mut Running, td: &str, what: &str, ended: Ended, t0
     run.seconds = t0.elapsed().as_secs_f64();
     run.noticed_at = Some(SystemTime::now());
     let name = run.prep.name();
+    crate::inflight::rolled_out(&name, ended == Ended::Succeeded);
     let td = short_td(td);
     match &ended {
         Ended::Succeeded => {
@@ -256,6 +264,7 @@ async fn start(
         return Ok(());
     }
     let new_td = register(client, run, image, ferry_tags).await?;
+    crate::inflight::updating(&name);
     let update = begin_update(client, &run.prep.cfg, &new_td, &run.prep.previous_td)
         .await
         .with_context(|| {
@@ -270,6 +279,7 @@ async fn start(
     let mut ours = update.ours;
     ours.known_before
         .extend(run.prep.known_deployments.iter().cloned());
+    crate::inflight::rolling_out(&name, ours.deployment_id.as_deref());
     tracing::info!(
         "{name}: updated to {} (deployment {}); following it for up to {}s ({})",
         short_td(&new_td),
@@ -335,6 +345,7 @@ pub(crate) async fn register(
         }
     };
     run.changes = changes;
+    crate::inflight::registered(&name, &run.prep.previous_td, &new_td);
     Ok(new_td)
 }
 

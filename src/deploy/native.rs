@@ -123,6 +123,8 @@ async fn stages(
                         }
                         tracing::info!("{name}: lifecycle stage {s} ({status})");
                         last_stage = s.clone();
+                        let at = run.started.elapsed().unwrap_or_default().as_secs_f64();
+                        run.stages.push((s.clone(), at));
                         // Stages follow each other: read again soon, not at the slow pace a
                         // long stage reached.
                         poll = Poll::new();

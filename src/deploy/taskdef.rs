@@ -1,5 +1,5 @@
 //! The new task-definition revision: rendered from the live one, only the image and ferry's
-//! tags change; and the preview of that change that `ferry plan` shows.
+//! tags change (`super::preview` shows that change for `ferry plan`).
 //!
 //! `DescribeTaskDefinition` returns fields `RegisterTaskDefinition` rejects, and tools that
 //! copy the JSON with a block- or allow-list have dropped fields in the wild. So the typed
@@ -12,7 +12,6 @@ use aws_sdk_ecs::types::{Tag, TaskDefinition};
 use serde::Serialize;
 
 use crate::aws::ecs::{self, TAG_COMMIT, TAG_DIGEST, TAG_RELEASE, TAG_VERSION};
-use crate::config::Environment;
 
 /// One changed field between the live revision and the rendered one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,69 +185,6 @@ pub fn ferry_tags(
         t.push((TAG_COMMIT, c.to_string()));
     }
     t
-}
-
-/// What `ferry deploy` would change on one service, for `ferry plan`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServicePreview {
-    /// ECS cluster.
-    pub cluster: String,
-    /// ECS service.
-    pub service: String,
-    /// The revision the service runs now.
-    pub current_task_definition: String,
-    /// The release of that revision, when ferry deployed it.
-    pub current_release: Option<String>,
-    /// Field changes of the revision deploy would register (empty: already runs the image).
-    pub changes: Vec<FieldChange>,
-    /// A deployment in flight that would make `deploy` refuse.
-    pub in_flight: Option<String>,
-    /// How long deploy would follow the rollout.
-    pub rollout_timeout_seconds: u64,
-    /// How long a rollback of this service may take (kept free before the run deadline).
-    pub rollback_timeout_seconds: u64,
-    /// The strategy deploy would run, and what it waits for.
-    #[serde(skip_serializing_if = "super::bluegreen::Strategy::is_rolling")]
-    pub strategy: super::bluegreen::Strategy,
-}
-
-/// Reads each service and renders the revision `deploy` would register, without registering it.
-pub async fn preview(
-    sdk: &aws_config::SdkConfig,
-    env: &Environment,
-    image: &str,
-    ferry_tags: &[(&str, String)],
-) -> Result<Vec<ServicePreview>> {
-    let client = crate::aws::sts::ecs_client(sdk);
-    let mut out = Vec::new();
-    for cfg in &env.file.services {
-        let svc = ecs::describe_service(&client, &cfg.cluster, &cfg.service).await?;
-        let current = svc.task_definition().unwrap_or_default().to_string();
-        let (td, td_tags) = ecs::describe_task_definition(&client, &current).await?;
-        let (_, changes) = render(&client, &td, &td_tags, &cfg.container, image, ferry_tags)?;
-        let already = ecs::container_image(&td, &cfg.container) == Some(image);
-        let (mut timeout, _) =
-            super::timeout::rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
-        let (derived, _) = super::timeout::rollout_timeout(&svc, &td, None);
-        let strategy = super::prepare::strategy(sdk, env, cfg, &svc, &td).await;
-        if let Some(t) = strategy.1 {
-            timeout = t;
-        }
-        let strategy = strategy.0;
-        out.push(ServicePreview {
-            cluster: cfg.cluster.clone(),
-            service: cfg.service.clone(),
-            current_release: ecs::release_of(&td_tags).map(str::to_string),
-            current_task_definition: current,
-            changes: if already { Vec::new() } else { changes },
-            in_flight: super::judge::in_flight(&super::judge::ServiceView::from_sdk(&svc)),
-            rollout_timeout_seconds: timeout.as_secs(),
-            rollback_timeout_seconds: super::prepare::rollback_timeout(&svc, derived, timeout)
-                .as_secs(),
-            strategy,
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Environment, Environments};
 
+mod hold;
 mod live;
 
 pub use live::live_services;
@@ -325,6 +326,9 @@ pub fn role_policy(
             ],
             vec!["*".into()],
         ));
+        if env.file.deploy.holds_autoscaling() {
+            st.extend(hold::statements(env));
+        }
         if let Some(l) = live.filter(|l| !l.native_blue_green.is_empty()) {
             st.push(statement(
                 "EcsContinuePausedDeployments",

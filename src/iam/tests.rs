@@ -120,6 +120,15 @@ fn production_role_is_scoped_to_its_repository_services_families_and_roles() {
         .as_array()
         .unwrap()
         .contains(&json!("ecs:ListTaskDefinitions")));
+    // The auto-scaling hold: set and mark the suspended state of the account's targets.
+    assert_eq!(
+        sid("AutoScalingHold")["Resource"],
+        json!(["arn:aws:application-autoscaling:eu-west-1:222222222222:scalable-target/*"])
+    );
+    assert_eq!(
+        sid("AutoScalingReadTargets")["Action"],
+        json!(["application-autoscaling:DescribeScalableTargets"])
+    );
     assert!(p.notes.iter().all(|n| !n.contains("placeholders")));
     // The caller (stored credentials) may assume exactly production's role: a production
     // deploy never holds the staging role.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use super::{DigestFrom, ImageRef, Plan, PlanOptions};
+use super::{lineage, DigestFrom, ImageRef, Plan, PlanOptions};
 use crate::config::{Environment, Environments};
 use crate::error::Failure;
 use crate::gate::{self, Candidate, GateInput, RunInput};
@@ -75,11 +75,38 @@ fn latest_success<'a>(sums: &'a [Summary], tag: Option<&str>) -> Option<&'a Summ
         .max_by_key(|s| (s.ended_at, s.started_at))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
+/// A re-run keeps the digest this environment ran as `tag`; when the tag now points at other
+/// bytes, say so (a release tag never changes meaning, so the new bytes are not deployed).
+async fn moved_tag(
+    store: &Store,
+    env: &Environment,
+    tag: &ReleaseTag,
+    own: &Summary,
+) -> Option<String> {
+    let repo = &env.file.image.repository;
+    let now = match store.client().resolve_tag(repo, &tag.tag).await {
+        Ok(d) => d?,
+        Err(e) => {
+            tracing::warn!(
+                "reading {}:{} in {}: {e:#}",
+                repo,
+                tag.tag,
+                store.location()
+            );
+            return None;
+        }
+    };
+    (now.digest != own.digest).then(|| {
+        format!(
+            "{t} now points at {new} in {loc}, but {e} ran {t} as {old} (record {rec}): this run keeps {old}, the bytes {t} was verified as; a release tag never changes meaning, so to ship {new} publish a new release candidate",
+            t = tag.tag,
+            new = now.digest,
+            loc = store.location(),
+            e = env.name,
+            old = own.digest,
+            rec = own.record
+        )
+    })
 }
 
 /// Reads the records, decides, and fills `plan`.
@@ -92,9 +119,14 @@ pub async fn resolve(
     opts: &PlanOptions,
 ) -> Result<Resolved> {
     let store = Store::open(env).await?;
+    if opts.wait_for_idle {
+        // Another run's live claim is waited for, as a deployment in flight is.
+        super::claims::wait_for_claims(&store, &env.name, opts.deadline).await?;
+    }
     let cat = store.catalog().await?;
     let claims = store.claims(&cat).await?;
-    gate::overlap(&env.name, &claims, None, now_ms()).map_err(gate::refused)?;
+    gate::overlap(&env.name, &claims, None, &crate::lease::Reader::now()?)
+        .map_err(gate::refused)?;
 
     let sums = store
         .summaries(&select(&cat, |n| n.release == tag.tag))
@@ -105,6 +137,27 @@ pub async fn resolve(
     let live_version = live
         .and_then(|l| tag::parse(&l.tag, &words).ok())
         .map(|t| t.version);
+    // Going back to a release ferry has no record of: did this environment run it before
+    // ferry's first record? (Only looked up then: it reads the task-definition history.)
+    let older = matches!(&live_version, Some(lv) if tag.version < *lv);
+    let ran_before = if older && own.is_none() {
+        let seen = async {
+            let sdk = crate::aws::sts::environment_config(env).await?;
+            lineage::ran_before(&sdk, &store, &cat, env, tag).await
+        };
+        match seen.await {
+            Ok(r) => r,
+            Err(e) => {
+                plan.unresolved.push(format!(
+                    "whether {} ran {} before ferry: {e:#}",
+                    env.name, tag.tag
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let decision = gate::run_kind(
         &RunInput {
             environment: &env.name,
@@ -115,6 +168,7 @@ pub async fn resolve(
             allow_downgrade: opts.allow_downgrade,
             live,
             own,
+            ran_before: ran_before.as_ref().map(|r| r.evidence.as_str()),
         },
         live_version.as_ref(),
     )
@@ -153,14 +207,44 @@ pub async fn resolve(
         plan.source.digest = Some(own.digest.clone());
         plan.source.media_type = Some(image.media_type);
         plan.digest_from = DigestFrom::OwnRecord;
-        // A promoted image still reports the candidate it was built as (for the smoke check).
-        match store.read(&own.record).await {
-            Ok(r) => plan.built_as = r.promoted_from.map(|p| p.tag),
-            Err(e) => plan
-                .unresolved
-                .push(format!("record {}: {e:#}", own.record)),
+        // A promoted image still reports the candidate it was built as (for the smoke check):
+        // a property of the digest, found again on every run.
+        plan.built_as = lineage::built_as(&store, &sums, env, source_env, &own.digest, tag).await;
+        if let Some(note) = moved_tag(&store, env, tag, &own).await {
+            tracing::warn!("{note}");
+            plan.notes.push(note);
         }
         plan.record = Some(own);
+        return Ok(Resolved::Done);
+    }
+    if let (Some(rb), false) = (ran_before, decision.downgrade) {
+        plan.source = ImageRef::new(env, Some(tag.tag.clone()));
+        plan.promote = false;
+        let image = store
+            .client()
+            .get_manifest(&env.file.image.repository, &rb.digest)
+            .await?
+            .ok_or_else(|| {
+                Failure::refused(format!(
+                    "{} ran {} before ferry ({}), but its image {} is gone from {}",
+                    env.name,
+                    tag.tag,
+                    rb.evidence,
+                    rb.digest,
+                    store.location()
+                ))
+                .hint("copy the image back by digest with `ferry copy`, or roll back to another release")
+            })?;
+        plan.source.media_type = Some(image.media_type);
+        plan.built_as = lineage::built_as(&store, &sums, env, source_env, &rb.digest, tag).await;
+        plan.source.digest = Some(rb.digest);
+        plan.digest_from = DigestFrom::BeforeFerry;
+        let note = format!(
+            "{} ran {} before ferry's first record here: {}",
+            env.name, tag.tag, rb.evidence
+        );
+        tracing::info!("{note}");
+        plan.notes.push(note);
         return Ok(Resolved::Done);
     }
     if env.file.promote.is_none() {
@@ -193,7 +277,7 @@ pub async fn resolve(
         .summaries(&select(&scat, |n| names.contains(&n.release)))
         .await?;
     let sclaims = src.claims(&scat).await?;
-    let now = now_ms();
+    let reader = crate::lease::Reader::now()?;
     let repo = &source_env.file.image.repository;
     let mut candidates = Vec::new();
     for name in &names {
@@ -213,9 +297,8 @@ pub async fn resolve(
             version: parsed.version,
             tag_digest,
             records: ssums.iter().filter(|s| &s.tag == name).cloned().collect(),
-            in_flight: sclaims
-                .iter()
-                .any(|c| c.tag.release == *name && c.expires_ms > now),
+            // Only a live lease that no later run of this rc finished past.
+            in_flight: crate::lease::deploying(name, &sclaims, &ssums, &reader),
         });
     }
     let soak = env.file.promote.as_ref().and_then(|p| p.soak_minutes);

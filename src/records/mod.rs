@@ -99,6 +99,10 @@ pub struct ServiceRecord {
     pub before: String,
     /// What it runs at the end of the run (as ECS said), when known.
     pub after: Option<String>,
+    /// The image `before` ran (the release ferry replaced, which may predate ferry: going
+    /// back to it is a rollback). Absent in records of ferry before 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_image: Option<String>,
 }
 
 /// One smoke check's result, as recorded.
@@ -151,6 +155,10 @@ pub struct Record {
     pub ferry_version: String,
     /// For a promotion: the record of the source environment this digest was promoted on.
     pub promoted_from: Option<Box<Record>>,
+    /// The release candidate these bytes were built and verified as (a promoted image reports
+    /// it), carried by every record of the digest so that no later record loses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_as: Option<String>,
 }
 
 /// What a record says in a few fields, read from its manifest's annotations (no blob fetch).

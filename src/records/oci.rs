@@ -296,6 +296,7 @@ mod tests {
             run_url: None,
             ferry_version: "0.1.0".into(),
             promoted_from: None,
+            built_as: None,
         }
     }
 

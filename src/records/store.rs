@@ -1,6 +1,7 @@
 //! Where records live: the environment's own repository. Writing a record, listing an
 //! environment's records and claims (one tag listing), reading them back, and the claim a run
-//! holds on its environment while it changes it (the overlap guard, see `crate::gate`).
+//! holds on its environment while it changes it (the overlap guard, see `crate::gate`): a lease,
+//! renewed while the run lives (`crate::lease`, `crate::run::heartbeat`).
 
 use crate::registry::digest::Digest;
 use std::collections::BTreeMap;
@@ -20,6 +21,12 @@ pub const CLAIM_PREFIX: &str = "ferry-claim";
 /// Tag prefix marking a claim released where the registry refuses manifest deletes:
 /// `ferry-unclaim_<same suffix as the claim>`.
 pub const UNCLAIM_PREFIX: &str = "ferry-unclaim";
+/// A claim's annotation: the claiming run's URL.
+const RUN_URL_KEY: &str = "dev.ferry.run-url";
+/// A claim's annotation: the claiming run's `GITHUB_RUN_ID`.
+const RUN_ID_KEY: &str = "dev.ferry.github-run-id";
+/// A claim's annotation: the claiming run's `GITHUB_RUN_ATTEMPT`.
+const RUN_ATTEMPT_KEY: &str = "dev.ferry.github-run-attempt";
 /// OCI tags are at most 128 characters.
 const MAX_TAG: usize = 128;
 
@@ -91,8 +98,12 @@ pub struct ClaimInfo {
     pub expires_ms: u64,
     /// The claiming run's URL, when in Actions.
     pub run_url: Option<String>,
-    /// The claim manifest's digest (to delete it).
+    /// The claim manifest's digest (to delete it); it changes at each renewal.
     pub digest: String,
+    /// The claiming run's `GITHUB_RUN_ID`, when in Actions.
+    pub run_id: Option<String>,
+    /// The claiming run's `GITHUB_RUN_ATTEMPT`, when in Actions.
+    pub attempt: Option<u32>,
 }
 
 /// What writing a record did.
@@ -314,12 +325,14 @@ impl Store {
         })
     }
 
-    /// Pushes this run's claim on the environment for `release`, lapsing after `ttl_ms`.
+    /// Pushes this run's claim on the environment for `release`, lapsing after `ttl_ms` unless
+    /// renewed; `run` is the workflow run's id and attempt (in GitHub Actions).
     pub async fn claim(
         &self,
         release: &str,
         ttl_ms: u64,
         run_url: Option<&str>,
+        run: Option<(&str, u32)>,
     ) -> Result<ClaimInfo> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -333,33 +346,77 @@ impl Store {
             &now.to_string(),
             &nonce,
         )?;
-        let mut ann = BTreeMap::from([
-            (oci::key::ENVIRONMENT.to_string(), self.environment.clone()),
-            (oci::key::TAG.to_string(), release.to_string()),
-            (oci::key::CLAIMED.to_string(), now.to_string()),
-            (oci::key::EXPIRES.to_string(), (now + ttl_ms).to_string()),
-            (oci::key::CREATED.to_string(), super::rfc3339_of(now / 1000)),
-        ]);
-        if let Some(u) = run_url {
-            ann.insert("dev.ferry.run-url".into(), u.to_string());
-        }
-        let body = serde_json::to_vec(&ann)?;
-        let enc = oci::encode(CLAIM_TYPE, body.into(), None, ann, "claim.json")?;
-        self.push_blob(EMPTY_DIGEST, bytes::Bytes::from_static(b"{}"))
-            .await?;
-        self.push_blob(&enc.blob_digest, enc.blob.clone()).await?;
-        self.client
-            .put_manifest(&self.repository, &tag, &enc.manifest)
-            .await
-            .with_context(|| format!("claiming {} in {}", self.environment, self.location()))?;
-        Ok(ClaimInfo {
+        let mut claim = ClaimInfo {
             tag: parse_tag(&tag, CLAIM_PREFIX)
                 .ok_or_else(|| anyhow!("claim tag {tag} does not parse"))?,
             claimed_ms: now,
             expires_ms: now + ttl_ms,
             run_url: run_url.map(str::to_string),
-            digest: enc.manifest.digest.to_string(),
-        })
+            digest: String::new(),
+            run_id: run.map(|r| r.0.to_string()),
+            attempt: run.map(|r| r.1),
+        };
+        claim.digest = self
+            .put_claim(&claim)
+            .await
+            .with_context(|| format!("claiming {} in {}", self.environment, self.location()))?;
+        Ok(claim)
+    }
+
+    /// Renews `claim` until `expires_ms`: the same tag, re-written with the new expiry. The
+    /// manifest it replaces is removed (best effort). Returns the claim as it is now.
+    pub async fn renew(&self, claim: &ClaimInfo, expires_ms: u64) -> Result<ClaimInfo> {
+        let mut renewed = claim.clone();
+        renewed.expires_ms = expires_ms;
+        renewed.digest = self.put_claim(&renewed).await.with_context(|| {
+            format!(
+                "renewing the claim {} in {}",
+                claim.tag.tag,
+                self.location()
+            )
+        })?;
+        if renewed.digest != claim.digest {
+            if let Err(e) =
+                referrers::delete_manifest(&self.client, &self.repository, &claim.digest).await
+            {
+                tracing::debug!(
+                    "removing the replaced claim manifest {}: {e:#}",
+                    claim.digest
+                );
+            }
+        }
+        Ok(renewed)
+    }
+
+    /// Writes `claim`'s manifest under its tag; returns its digest. The layer holds what never
+    /// changes (so a renewal writes one manifest); the annotations hold the expiry too.
+    async fn put_claim(&self, claim: &ClaimInfo) -> Result<String> {
+        let mut ann = BTreeMap::from([
+            (oci::key::ENVIRONMENT.to_string(), self.environment.clone()),
+            (oci::key::TAG.to_string(), claim.tag.release.clone()),
+            (oci::key::CLAIMED.to_string(), claim.claimed_ms.to_string()),
+            (
+                oci::key::CREATED.to_string(),
+                super::rfc3339_of(claim.claimed_ms / 1000),
+            ),
+        ]);
+        if let Some(u) = &claim.run_url {
+            ann.insert(RUN_URL_KEY.into(), u.clone());
+        }
+        if let (Some(id), Some(attempt)) = (&claim.run_id, claim.attempt) {
+            ann.insert(RUN_ID_KEY.into(), id.clone());
+            ann.insert(RUN_ATTEMPT_KEY.into(), attempt.to_string());
+        }
+        let body = serde_json::to_vec(&ann)?;
+        ann.insert(oci::key::EXPIRES.to_string(), claim.expires_ms.to_string());
+        let enc = oci::encode(CLAIM_TYPE, body.into(), None, ann, "claim.json")?;
+        self.push_blob(EMPTY_DIGEST, bytes::Bytes::from_static(b"{}"))
+            .await?;
+        self.push_blob(&enc.blob_digest, enc.blob.clone()).await?;
+        self.client
+            .put_manifest(&self.repository, &claim.tag.tag, &enc.manifest)
+            .await?;
+        Ok(enc.manifest.digest.to_string())
     }
 
     /// Reads the claims named in `catalog` (skipping ones that vanished meanwhile).
@@ -376,8 +433,10 @@ impl Store {
                 tag: n.clone(),
                 claimed_ms: num(oci::key::CLAIMED).unwrap_or_default(),
                 expires_ms: num(oci::key::EXPIRES).unwrap_or_default(),
-                run_url: a.annotations.get("dev.ferry.run-url").cloned(),
+                run_url: a.annotations.get(RUN_URL_KEY).cloned(),
                 digest: m.digest.to_string(),
+                run_id: a.annotations.get(RUN_ID_KEY).cloned(),
+                attempt: num(RUN_ATTEMPT_KEY).and_then(|n| u32::try_from(n).ok()),
             });
         }
         Ok(out)
@@ -387,6 +446,21 @@ impl Store {
     /// (distribution without `delete.enabled`, a role without `ecr:BatchDeleteImage`) gets an
     /// `ferry-unclaim_…` tag beside the claim instead, which releases it just as well.
     pub async fn release(&self, claim: &ClaimInfo) -> Result<()> {
+        // A renewal cut short may have moved the tag to a manifest this run never heard back
+        // about: remove what the tag names now, and the one it knew.
+        let mut claim = claim.clone();
+        if let Ok(Some(now)) = self
+            .client
+            .get_manifest(&self.repository, &claim.tag.tag)
+            .await
+        {
+            let now = now.digest.to_string();
+            if now != claim.digest {
+                let _ =
+                    referrers::delete_manifest(&self.client, &self.repository, &claim.digest).await;
+                claim.digest = now;
+            }
+        }
         let deleted =
             referrers::delete_manifest(&self.client, &self.repository, &claim.digest).await;
         if let Err(e) = deleted {

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::short_digest;
 use crate::aws::ecs::short_td;
 use crate::plan::{DigestFrom, Plan};
 use crate::records::{rfc3339_of, RunKind};
@@ -51,7 +52,20 @@ pub fn plan_lines(s: &mut String, plan: &Plan) {
         DigestFrom::Tag => {
             let _ = writeln!(s, "  digest from  the tag {}", plan.tag);
         }
+        DigestFrom::BeforeFerry => {
+            let _ = writeln!(
+                s,
+                "  digest from  the tag {} in {}'s repository, run there before ferry",
+                plan.tag, plan.environment
+            );
+        }
         DigestFrom::Unknown => {}
+    }
+    if let Some(b) = &plan.built_as {
+        let _ = writeln!(s, "  built as     {b} (the app may report it)");
+    }
+    for n in &plan.notes {
+        let _ = writeln!(s, "  note         {n}");
     }
     if !plan.candidates.is_empty() {
         let _ = writeln!(
@@ -74,7 +88,7 @@ pub fn plan_lines(s: &mut String, plan: &Plan) {
 /// The report's memory lines: the record written (or why not).
 pub fn report_lines(s: &mut String, r: &DeployReport) {
     if let Some(w) = &r.record {
-        let _ = writeln!(s, "  record   {} ({})", w.tag, w.digest);
+        let _ = writeln!(s, "  record   {} ({})", w.tag, short_digest(&w.digest));
     }
     if let Some(e) = &r.record_error {
         let _ = writeln!(
@@ -90,7 +104,12 @@ pub fn markdown_lines(s: &mut String, r: &DeployReport) {
         let _ = writeln!(s, "**{h}**\n");
     }
     if let Some(w) = &r.record {
-        let _ = writeln!(s, "**Record** `{}` (`{}`)\n", w.tag, w.digest);
+        let _ = writeln!(
+            s,
+            "**Record** `{}` (`{}`)\n",
+            w.tag,
+            short_digest(&w.digest)
+        );
     }
     if let Some(e) = &r.record_error {
         let _ = writeln!(s, "**Record NOT written**: {e}\n");
@@ -122,6 +141,9 @@ pub fn status_text(envs: &[EnvironmentStatus]) -> String {
             s.push('\n');
             if let Some(d) = &r.digest {
                 let _ = writeln!(s, "    digest {d}");
+            }
+            if let Some(h) = &r.autoscaling_held {
+                let _ = writeln!(s, "    AUTO SCALING HELD  {h}");
             }
         }
         for d in &e.drift {

@@ -4,13 +4,18 @@
 //!
 //! The files: `plan` (the plan and each service's strategy), `report` (the deploy report as
 //! text, its verdict and the words for a service's state), `summary` (the Markdown of the step
-//! summary); the status, validation and copy texts are here.
+//! summary), `timeline` (its Mermaid "Rollout timeline"), `interrupt` (what an interrupted
+//! deploy leaves behind), `memory` (kinds of run, records, status); the validation and copy
+//! texts are here.
 
+mod interrupt;
 mod memory;
 mod plan;
 mod report;
 mod summary;
+mod timeline;
 
+pub use interrupt::interruption;
 pub use memory::{headline, status_text};
 pub use plan::{plan_markdown, plan_text};
 pub use report::{

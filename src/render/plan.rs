@@ -99,6 +99,13 @@ pub fn plan_text(plan: &Plan) -> String {
         for ch in &c.changes {
             let _ = writeln!(s, "                 {ch}");
         }
+        for f in &c.preflight {
+            let _ = writeln!(
+                s,
+                "                 preflight {}",
+                crate::deploy::preflight::line(f)
+            );
+        }
         if let Some(f) = &c.in_flight {
             let _ = writeln!(
                 s,

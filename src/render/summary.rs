@@ -1,11 +1,11 @@
 //! The deploy report as the Markdown of the GitHub step summary: tables, the verdict, the
-//! evidence folded away, a Mermaid timeline of the rollout and links to the ECS console.
+//! evidence folded away, the Mermaid timeline of the rollout (`timeline`) and links to the ECS
+//! console. Digests are short except once (the `digest` after the image), the evidence's too.
 
 use std::fmt::Write as _;
 
 use super::{short_digest, shorten_digests, state_words};
 use crate::aws::ecs::short_td;
-use crate::deploy::ServiceState;
 use crate::report::{DeployReport, Outcome};
 
 /// The deploy report as a GitHub step-summary page: a headline with the outcome, a table
@@ -81,7 +81,7 @@ pub fn report_markdown(r: &DeployReport) -> String {
                 "| {} | {} {} | {} |",
                 md(&c.name),
                 if c.ok { "✅" } else { "❌" },
-                md(&c.detail),
+                md(&shorten_digests(&c.detail, None)),
                 c.attempts
             );
         }
@@ -102,10 +102,10 @@ pub fn report_markdown(r: &DeployReport) -> String {
             s,
             "<details><summary>Evidence ({} line(s))</summary>\n\n```text\n{}\n```\n</details>\n",
             evidence.len(),
-            evidence.join("\n").replace("```", "` ` `")
+            shorten_digests(&evidence.join("\n"), None).replace("```", "` ` `")
         );
     }
-    s.push_str(&timeline(r));
+    s.push_str(&super::timeline::timeline(r));
     let mut links = Vec::new();
     if let Some(url) = &r.run_url {
         links.push(format!("[Run log]({url})"));
@@ -121,72 +121,34 @@ pub fn report_markdown(r: &DeployReport) -> String {
     s
 }
 
-/// A Mermaid Gantt chart of the run: each service's rollout, then the smoke checks.
-fn timeline(r: &DeployReport) -> String {
-    let rolled: Vec<_> = r
-        .services
-        .iter()
-        .filter(|s| s.rollout_seconds > 0.0)
-        .collect();
-    if rolled.is_empty() && r.smoke.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from(
-        "```mermaid\ngantt\n    title Rollout timeline\n    dateFormat X\n    axisFormat %M:%S\n",
-    );
-    let mut end = 0u64;
-    for svc in &rolled {
-        let secs = svc.rollout_seconds.ceil().max(1.0) as u64;
-        end = end.max(secs);
-        let status = match svc.state {
-            ServiceState::Deployed => "done",
-            _ => "crit",
-        };
-        let _ = writeln!(
-            s,
-            "    section {}/{}\n    rollout :{status}, 0, {secs}s",
-            mermaid(&svc.cluster),
-            mermaid(&svc.service)
-        );
-    }
-    if !r.smoke.is_empty() {
-        s.push_str("    section smoke\n");
-        for c in &r.smoke {
-            let secs = c.seconds.ceil().max(1.0) as u64;
-            let _ = writeln!(
-                s,
-                "    {} :{}, {end}, {secs}s",
-                mermaid(&c.name),
-                if c.ok { "done" } else { "crit" }
-            );
-        }
-    }
-    s.push_str("```\n");
-    s
-}
-
-/// The ECS console page of a service.
+/// The ECS console page of a service (each name percent-encoded: no name can end the link or
+/// the table cell).
 fn console_url(region: &str, cluster: &str, service: &str) -> String {
+    let (region, cluster, service) = (segment(region), segment(cluster), segment(service));
     format!("https://{region}.console.aws.amazon.com/ecs/v2/clusters/{cluster}/services/{service}/health?region={region}")
 }
 
-/// Text safe inside a Markdown table cell or quote: no pipes, no HTML, one line.
-fn md(s: &str) -> String {
-    s.replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace(['\n', '\r'], " ")
-}
-
-/// Text safe as a Mermaid task or section name.
-fn mermaid(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "/-_.".contains(c) {
-                c
+/// `s` as one URL path segment: every byte but `A-Za-z0-9-._~` percent-encoded.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
             } else {
-                ' '
+                format!("%{b:02X}")
             }
         })
         .collect()
+}
+
+/// Text safe inside a Markdown table cell, link text or quote: no pipes, no brackets, no
+/// HTML, one line (a backslash stays a backslash, so it cannot escape what follows).
+fn md(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace('[', "\\[")
+        .replace(']', "\\]")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace(['\n', '\r'], " ")
 }

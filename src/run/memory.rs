@@ -6,14 +6,18 @@
 //! read back and only the oldest one goes on (`crate::gate::overlap`). Registries have no
 //! conditional write, so the guard holds when the runs' clocks differ by less than the
 //! settle window and the registry lists a tag once its PUT answered (both true of ECR and of
-//! the local world); the README's "No overlapping rollouts" says more.
+//! the local world); the README's "No overlapping rollouts" says more. The claim is a lease
+//! (`crate::lease`), renewed while the run lives (`super::heartbeat`); claims of an earlier
+//! attempt of the same workflow run are taken over at once.
 
 use std::time::Duration;
 
 use anyhow::Result;
 
+use super::heartbeat::{self, Lease};
 use crate::config::Environment;
-use crate::error::Failure;
+use crate::deploy::DeployOptions;
+use crate::lease::{env_number, Attempt, Reader, Standing, Times};
 use crate::plan::{DigestFrom, Plan};
 use crate::records::store::{ClaimInfo, Store};
 use crate::records::{
@@ -21,77 +25,101 @@ use crate::records::{
 };
 use crate::report::{DeployReport, Outcome};
 
-/// How long a claim lives if its run dies without removing it.
-const CLAIM_TTL_ENV: &str = "FERRY_CLAIM_TTL_SECONDS";
 /// How long a run waits between claiming and reading the other claims.
 const SETTLE_ENV: &str = "FERRY_CLAIM_SETTLE_MS";
 
-fn env_number(name: &str, default: u64, max: u64) -> Result<u64> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n <= max)
-            .ok_or_else(|| {
-                Failure::invalid(format!("{name}={v:?} is not a number from 0 to {max}"))
-                    .hint(format!("unset {name} to use the default ({default})"))
-                    .into()
-            }),
-        _ => Ok(default),
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
-/// Claims `env` for this run, or refuses (exit 3, nothing changed) when an older claim lives.
-pub async fn claim_environment(store: &Store, env: &Environment, plan: &Plan) -> Result<ClaimInfo> {
-    let ttl = env_number(CLAIM_TTL_ENV, 3600, 86_400)?;
+/// Claims `env` for this run, or refuses (exit 3, nothing changed) when an older claim lives;
+/// with `--wait-for-idle`, waits for it instead. The claim is renewed until it is released.
+pub async fn claim_environment(
+    store: &Store,
+    env: &Environment,
+    plan: &Plan,
+    opts: &DeployOptions,
+) -> Result<Lease> {
+    let times = Times::from_env()?;
     let settle = env_number(SETTLE_ENV, 3000, 60_000)?;
-    let claim = store
-        .claim(
-            &plan.tag,
-            ttl * 1000,
-            crate::github::actions::run_url().as_deref(),
-        )
-        .await?;
-    tracing::info!(
-        "claimed {} for {} ({}); checking for other runs in {settle} ms",
-        env.name,
-        plan.tag,
-        claim.tag.tag
-    );
-    tokio::time::sleep(Duration::from_millis(settle)).await;
-    let others = async {
-        let cat = store.catalog().await?;
-        store.claims(&cat).await
+    let me = Attempt::from_env();
+    loop {
+        let claim = store
+            .claim(
+                &plan.tag,
+                times.ttl.as_millis() as u64,
+                crate::github::actions::run_url().as_deref(),
+                me.as_ref().map(|a| (a.run_id.as_str(), a.attempt)),
+            )
+            .await?;
+        tracing::info!(
+            "claimed {} for {} ({}, renewed every {}s while this run lives); checking for other runs in {settle} ms",
+            env.name,
+            plan.tag,
+            claim.tag.tag,
+            times.renew.as_secs()
+        );
+        let lease = heartbeat::hold(store, claim, times);
+        tokio::time::sleep(Duration::from_millis(settle)).await;
+        let mine = lease.claim().await.tag.tag;
+        let verdict = match others(store).await {
+            Err(e) => Err(e),
+            Ok(claims) => {
+                let reader = Reader::now()?;
+                take_over(store, &claims, &reader).await;
+                crate::gate::overlap(&env.name, &claims, Some(&mine), &reader)
+                    .map_err(crate::gate::refused)
+            }
+        };
+        match verdict {
+            Ok(()) => return Ok(lease),
+            Err(e) => {
+                lease.release().await;
+                let refused = crate::error::exit_code(&e) == 3;
+                if !(refused && opts.wait_for_idle) {
+                    return Err(e);
+                }
+                // The plan was made before the other run's outcome: if it recorded one while
+                // this run waited, what runs now changed, and the plan is stale.
+                let newest = || async {
+                    let cat = store.catalog().await?;
+                    anyhow::Ok(cat.records.last().map(|n| n.tag.clone()))
+                };
+                let before = newest().await?;
+                crate::plan::claims::wait_for_claims(store, &env.name, opts.deadline).await?;
+                if let Some(after) = newest().await?.filter(|a| Some(a) != before.as_ref()) {
+                    return Err(crate::error::Failure::refused(format!(
+                        "another run recorded its outcome in {} ({after}) while this run waited for it: this run's plan is stale; nothing was changed",
+                        env.name
+                    ))
+                    .hint("run again: the new plan starts from what runs now")
+                    .into());
+                }
+            }
+        }
     }
-    .await;
-    let verdict = match others {
-        Err(e) => Err(e),
-        Ok(claims) => crate::gate::overlap(&env.name, &claims, Some(&claim.tag.tag), now_ms())
-            .map_err(crate::gate::refused),
-    };
-    if let Err(e) = verdict {
-        release(store, &claim).await;
-        return Err(e);
-    }
-    Ok(claim)
 }
 
-/// Removes this run's claim; a failure is said, and the claim lapses on its own.
-pub async fn release(store: &Store, claim: &ClaimInfo) {
-    if let Err(e) = store.release(claim).await {
-        tracing::warn!(
-            "could not remove the claim {} from {}: {e:#}; it lapses at its expiry",
-            claim.tag.tag,
-            store.location()
-        );
+async fn others(store: &Store) -> Result<Vec<ClaimInfo>> {
+    let cat = store.catalog().await?;
+    store.claims(&cat).await
+}
+
+/// Removes the claims of earlier attempts of this workflow run (best effort): GitHub starts a
+/// re-run attempt only after the earlier one ended, so they are dead whatever their lease says.
+async fn take_over(store: &Store, claims: &[ClaimInfo], reader: &Reader) {
+    for c in claims
+        .iter()
+        .filter(|c| reader.standing(c) == Standing::EarlierAttempt)
+    {
+        let attempt = c.attempt.unwrap_or_default();
+        match store.release(c).await {
+            Ok(()) => tracing::info!(
+                "took over {} from attempt {attempt} of this workflow run (GitHub starts a re-run only after the earlier attempt ended): removed its claim {}",
+                c.tag.release,
+                c.tag.tag
+            ),
+            Err(e) => tracing::info!(
+                "attempt {attempt} of this workflow run ended before this one began, so its claim {} no longer counts (removing it failed: {e:#})",
+                c.tag.tag
+            ),
+        }
     }
 }
 
@@ -158,6 +186,7 @@ pub async fn record(
                 service: s.service.clone(),
                 before: s.previous_task_definition.clone(),
                 after: s.final_task_definition.clone(),
+                before_image: s.previous_image.clone(),
             })
             .collect(),
         smoke: report
@@ -178,6 +207,7 @@ pub async fn record(
         run_url: crate::github::actions::run_url(),
         ferry_version: env!("CARGO_PKG_VERSION").into(),
         promoted_from: source_record(plan, env, source_env).await,
+        built_as: plan.built_as.clone(),
     };
     match store.write(&record).await {
         Ok(w) => {

@@ -17,7 +17,8 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODEL = botocore.session.get_session().get_service_model("ecs")
-MODELS = {"ecs": MODEL, "codedeploy": botocore.session.get_session().get_service_model("codedeploy")}
+MODELS = {"ecs": MODEL, "codedeploy": botocore.session.get_session().get_service_model("codedeploy"),
+          "application-autoscaling": botocore.session.get_session().get_service_model("application-autoscaling")}
 SCALE = 0.5   # every simulated duration is halved to keep the suite short
 
 
@@ -58,7 +59,7 @@ def ecs(endpoint):
 
 def raw(endpoint, op, body, service="ecs"):
     """The simulator's answer as bytes on the wire, validated against the service model (ECS, or
-    CodeDeploy with service="codedeploy")."""
+    CodeDeploy with service="codedeploy", Application Auto Scaling with service="application-autoscaling")."""
     model = MODELS[service]
     req = urllib.request.Request(endpoint + "/", data=json.dumps(body).encode(), method="POST", headers={
         "X-Amz-Target": f"{model.metadata['targetPrefix']}.{op}", "Content-Type": "application/x-amz-json-1.1"})
@@ -742,6 +743,7 @@ def test_codedeploy_answers_match_the_service_model(sim):
     raw(sim, "DescribeServices", {"cluster": "shop", "services": ["web"]})
     td2, dep = cd_deploy(c, cd, sim, "repo@sha256:" + "a" * 64, "2.0.0")
     for op, body in [("ListApplications", {}), ("ListDeploymentGroups", {"applicationName": "shop"}),
+                     ("GetApplication", {"applicationName": "shop"}), ("BatchGetApplications", {"applicationNames": ["shop"]}),
                      ("BatchGetDeploymentGroups", {"applicationName": "shop", "deploymentGroupNames": ["web", "nope"]}),
                      ("GetDeploymentGroup", {"applicationName": "shop", "deploymentGroupName": "web"}),
                      ("GetDeploymentConfig", {"deploymentConfigName": "CodeDeployDefault.ECSCanary10Percent5Minutes"}),
@@ -766,6 +768,10 @@ def test_codedeploy_answers_match_the_service_model(sim):
     with pytest.raises(urllib.error.HTTPError) as e:
         raw(sim, "GetDeployment", {"deploymentId": "d-NOPE00000"}, "codedeploy")
     assert e.value.error["__type"] == "DeploymentDoesNotExistException"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "GetApplication", {"applicationName": "nope"}, "codedeploy")
+    assert e.value.error["__type"] == "ApplicationDoesNotExistException"
+    assert cd.get_application(applicationName="shop")["application"]["computePlatform"] == "ECS"
     _, dep2 = cd_deploy(c, cd, sim, "repo@sha256:" + "b" * 64, "3.0.0")
     wait(lambda: cd_status(cd, dep2)["status"] == "Ready")
     out = raw(sim, "StopDeployment", {"deploymentId": dep2, "autoRollbackEnabled": True}, "codedeploy")

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -211,11 +212,12 @@ fn the_action_deploy_step_passes_each_input_as_its_flag() {
         ("FERRY_WAIT_FOR_IDLE", "true"),
         ("FERRY_FROM", "v1.2.3-rc.1"),
         ("FERRY_DEADLINE_INPUT", "50m"),
+        ("FERRY_ALLOW_DOWNGRADE", "true"),
     ]);
     assert_eq!(o.status.code(), Some(4), "ferry's exit code is the step's");
     assert_eq!(
         std::fs::read_to_string(&seen).unwrap(),
-        "deploy\n--tag\nv1.2.3; echo pwned\n--wait-for-idle\n--from\nv1.2.3-rc.1\n--deadline\n50m\n"
+        "deploy\n--tag\nv1.2.3; echo pwned\n--wait-for-idle\n--from\nv1.2.3-rc.1\n--deadline\n50m\n--allow-downgrade\n"
     );
     assert!(
         std::fs::read_to_string(&output)
@@ -224,7 +226,10 @@ fn the_action_deploy_step_passes_each_input_as_its_flag() {
         "the digest output is derived from the image"
     );
     // No inputs: `ferry deploy` on the workflow's event, nothing else.
-    run(&[("FERRY_WAIT_FOR_IDLE", "false")]);
+    run(&[
+        ("FERRY_WAIT_FOR_IDLE", "false"),
+        ("FERRY_ALLOW_DOWNGRADE", "false"),
+    ]);
     assert_eq!(std::fs::read_to_string(&seen).unwrap(), "deploy\n");
 
     // The real binary reads the deadline input as its flag (a bad value is refused by name).
@@ -237,4 +242,68 @@ fn the_action_deploy_step_passes_each_input_as_its_flag() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// A cancelled job signals the step's entry process only (the step `exec`s action-deploy):
+/// SIGINT and SIGTERM reach ferry, and the step ends with ferry's own exit code once ferry
+/// has finished (releasing its claim), not before.
+#[test]
+fn the_action_deploy_step_forwards_a_cancel_to_ferry() {
+    for (signal, name) in [("-INT", "SIGINT"), ("-TERM", "SIGTERM")] {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let seen = dir.path().join("signal");
+        // A stand-in ferry that says it started, records the signal it gets, takes a moment
+        // to clean up, and exits 5 (as ferry does when stopped mid-rollout).
+        let stub = bin.join("ferry");
+        std::fs::write(
+            &stub,
+            format!(
+                "#!/usr/bin/env python3\nimport signal, sys, time\n\
+def on(n, _f):\n    time.sleep(0.5)\n    open({seen:?}, 'w').write(signal.Signals(n).name)\n    sys.exit(5)\n\
+signal.signal(signal.SIGINT, on)\nsignal.signal(signal.SIGTERM, on)\n\
+print('started', flush=True)\ntime.sleep(30)\nsys.exit(0)\n",
+                seen = seen.display().to_string()
+            ),
+        )
+        .unwrap();
+        Command::new("chmod").arg("+x").arg(&stub).status().unwrap();
+        let mut child = Command::new(script("action-deploy"))
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "started");
+        let started = std::time::Instant::now();
+        Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{name}: not forwarded"
+        );
+        assert_eq!(
+            status.code(),
+            Some(5),
+            "{name}: ferry's exit code is the step's"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap_or_default(),
+            name,
+            "ferry got the step's {name}"
+        );
+    }
 }

@@ -305,6 +305,14 @@ pub fn ferry_command(args: &[&str], env: &[(&str, String)]) -> Command {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // The simulator that plays a test's ECS also plays its Application Auto Scaling.
+    let given = |key: &str| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone());
+    if let (Some(ecs), None) = (
+        given("AWS_ENDPOINT_URL_ECS"),
+        given("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING"),
+    ) {
+        cmd.env("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", ecs);
+    }
     cmd
 }
 
@@ -465,6 +473,18 @@ impl EcsSim {
             .await
             .unwrap();
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    }
+
+    /// POST to the control API and return its answer.
+    pub async fn control_answer(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let resp = reqwest::Client::new()
+            .post(format!("{}{path}", self.endpoint))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> serde_json::Value {

@@ -6,17 +6,17 @@ use crate::common::*;
 use serde_json::Value;
 
 /// A staging environment whose service runs a healthy baseline release.
-struct World {
-    spec: EnvSpec,
-    dir: tempfile::TempDir,
-    registry: Registry,
-    sim: EcsSim,
-    cluster: String,
-    baseline_td: String,
+pub struct World {
+    pub spec: EnvSpec,
+    pub dir: tempfile::TempDir,
+    pub registry: Registry,
+    pub sim: EcsSim,
+    pub cluster: String,
+    pub baseline_td: String,
 }
 
 impl World {
-    async fn new() -> World {
+    pub async fn new() -> World {
         let mut spec = EnvSpec::new();
         let sim = EcsSim::start();
         let cluster = format!("{}-staging", spec.cluster);
@@ -40,7 +40,7 @@ impl World {
     }
 
     /// Pushes `tag` and declares how its image behaves; returns the image reference.
-    async fn release(&self, tag: &str, seed: &str, behavior: &str) -> String {
+    pub async fn release(&self, tag: &str, seed: &str, behavior: &str) -> String {
         let digest = self
             .registry
             .push_image(&self.spec.repo, tag, &["--seed", seed]);
@@ -51,7 +51,7 @@ impl World {
         image
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("FERRY_REGISTRY_ENDPOINTS", self.registry.endpoint_entry()),
             ("AWS_ENDPOINT_URL_ECS", self.sim.endpoint.clone()),
@@ -59,16 +59,16 @@ impl World {
         ]
     }
 
-    fn deploy(&self, tag: &str, extra: &[&str]) -> std::process::Output {
+    pub fn deploy(&self, tag: &str, extra: &[&str]) -> std::process::Output {
         self.run("deploy", tag, extra)
     }
 
-    fn plan(&self, tag: &str, extra: &[&str]) -> std::process::Output {
+    pub fn plan(&self, tag: &str, extra: &[&str]) -> std::process::Output {
         self.run("plan", tag, extra)
     }
 
     /// `ferry <command> --environments … --tag <tag> <extra…>` on this world.
-    fn run(&self, command: &str, tag: &str, extra: &[&str]) -> std::process::Output {
+    pub fn run(&self, command: &str, tag: &str, extra: &[&str]) -> std::process::Output {
         let mut args = vec![
             command,
             "--environments",
@@ -80,7 +80,7 @@ impl World {
         ferry(&args, &self.env())
     }
 
-    async fn running_td(&self) -> String {
+    pub async fn running_td(&self) -> String {
         self.sim
             .describe(&self.cluster, &self.spec.service)
             .await
@@ -89,7 +89,7 @@ impl World {
             .to_string()
     }
 
-    async fn running_image(&self) -> String {
+    pub async fn running_image(&self) -> String {
         let td = self.running_td().await;
         let out = self
             .sim
@@ -106,7 +106,7 @@ impl World {
     }
 
     /// Someone else's deployment of `image`, left in flight (ferry did not start it).
-    async fn start_other_deployment(&self, image: &str) {
+    pub async fn start_other_deployment(&self, image: &str) {
         let ecs = self.sim.client();
         let out = ecs
             .describe_task_definition()
@@ -132,7 +132,7 @@ impl World {
             .unwrap();
     }
 
-    fn family(&self) -> String {
+    pub fn family(&self) -> String {
         format!("{}-{}", self.cluster, self.spec.service)
     }
 }
@@ -765,7 +765,7 @@ async fn validate_online_passes_when_everything_exists() {
     let out = stdout(&o);
     assert_eq!(
         out.lines().filter(|l| l.starts_with("ok")).count(),
-        9,
+        11,
         "{out}"
     );
     assert!(!out.contains("FAIL"), "{out}");

@@ -12,18 +12,18 @@ use std::process::Output;
 use crate::common::*;
 use serde_json::Value;
 
-struct World {
-    spec: EnvSpec,
-    dir: tempfile::TempDir,
-    staging: Registry,
-    prod: Registry,
-    sim: EcsSim,
-    staging_cluster: String,
-    prod_cluster: String,
+pub struct World {
+    pub spec: EnvSpec,
+    pub dir: tempfile::TempDir,
+    pub staging: Registry,
+    pub prod: Registry,
+    pub sim: EcsSim,
+    pub staging_cluster: String,
+    pub prod_cluster: String,
 }
 
 impl World {
-    async fn new(soak_minutes: Option<u64>) -> World {
+    pub async fn new(soak_minutes: Option<u64>) -> World {
         let mut spec = EnvSpec::new();
         let sim = EcsSim::start();
         let staging_cluster = format!("{}-staging", spec.cluster);
@@ -66,16 +66,16 @@ impl World {
         w
     }
 
-    fn staging_image(&self, digest: &str) -> String {
+    pub fn staging_image(&self, digest: &str) -> String {
         format!("{}/{}@{digest}", self.staging.ecr_host(), self.spec.repo)
     }
 
-    fn prod_image(&self, digest: &str) -> String {
+    pub fn prod_image(&self, digest: &str) -> String {
         format!("{}/{}@{digest}", self.prod.ecr_host(), self.spec.repo)
     }
 
     /// Pushes a release candidate to staging; `staging`/`production` say how it behaves there.
-    async fn rc(&self, tag: &str, seed: &str, staging: &str, production: &str) -> String {
+    pub async fn rc(&self, tag: &str, seed: &str, staging: &str, production: &str) -> String {
         let digest = self
             .staging
             .push_image(&self.spec.repo, tag, &["--seed", seed]);
@@ -89,7 +89,7 @@ impl World {
         digest
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             (
                 "FERRY_REGISTRY_ENDPOINTS",
@@ -104,7 +104,13 @@ impl World {
         ]
     }
 
-    fn run(&self, cmd: &str, tag: &str, extra: &[&str], env: &[(&'static str, String)]) -> Output {
+    pub fn run(
+        &self,
+        cmd: &str,
+        tag: &str,
+        extra: &[&str],
+        env: &[(&'static str, String)],
+    ) -> Output {
         let mut args = vec![cmd, "--environments", self.dir.path().to_str().unwrap()];
         if !tag.is_empty() {
             args.extend(["--tag", tag]);
@@ -115,26 +121,26 @@ impl World {
         ferry(&args, &e)
     }
 
-    fn deploy(&self, tag: &str, extra: &[&str]) -> Output {
+    pub fn deploy(&self, tag: &str, extra: &[&str]) -> Output {
         let mut x = vec!["--output", "json"];
         x.extend_from_slice(extra);
         self.run("deploy", tag, &x, &[])
     }
 
-    fn plan(&self, tag: &str, extra: &[&str]) -> Output {
+    pub fn plan(&self, tag: &str, extra: &[&str]) -> Output {
         let mut x = vec!["--output", "json"];
         x.extend_from_slice(extra);
         self.run("plan", tag, &x, &[])
     }
 
     /// Deploys and asserts the exit code; returns the JSON report.
-    fn deploy_ok(&self, tag: &str, code: i32) -> Value {
+    pub fn deploy_ok(&self, tag: &str, code: i32) -> Value {
         let o = self.deploy(tag, &[]);
         assert_exit(&o, code);
         serde_json::from_str(&stdout(&o)).unwrap()
     }
 
-    async fn prod_version(&self) -> String {
+    pub async fn prod_version(&self) -> String {
         let v: Value = reqwest::get(self.sim.health_url(&self.prod_cluster, &self.spec.service))
             .await
             .unwrap()
@@ -425,7 +431,7 @@ async fn an_older_release_never_deployed_here_needs_allow_downgrade() {
     assert_eq!(report["rollback_from"], "v1.1.0-rc.1");
 }
 
-fn release_event(dir: &std::path::Path, tag: &str) -> std::path::PathBuf {
+pub fn release_event(dir: &std::path::Path, tag: &str) -> std::path::PathBuf {
     let path = dir.join(format!("event-{tag}.json"));
     std::fs::write(
         &path,

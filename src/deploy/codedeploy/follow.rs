@@ -99,6 +99,7 @@ async fn start(
         .map(|c| c.target.clone())
         .ok_or_else(|| anyhow!("{name}: no CodeDeploy target"))?;
     run.started = SystemTime::now() - Duration::from_secs(5);
+    crate::inflight::updating(&name);
     let id = api::create_deployment(
         &ctx.cd,
         &target.application,
@@ -131,6 +132,7 @@ async fn start(
         previous_task_definition: run.prep.previous_td.clone(),
         known_before: Default::default(),
     });
+    crate::inflight::rolling_out(&name, Some(&id));
     if let Some(c) = run.codedeploy.as_mut() {
         c.deployment_id = Some(id);
     }

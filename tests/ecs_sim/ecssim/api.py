@@ -6,10 +6,13 @@ import copy
 
 from .util import ApiError, now
 
+# The method prefix of each service's operations.
+HANDLER_PREFIX = {"ecs": "op_", "codedeploy": "op_cd_", "application-autoscaling": "op_as_"}
+
 
 class Api:
     def op(self, name, req, service="ecs"):
-        # ECS operations by name, CodeDeploy's as `codedeploy:Name` (GET /_sim/calls).
+        # ECS operations by name, the others as `codedeploy:Name`, `application-autoscaling:Name` (GET /_sim/calls).
         self.calls[name if service == "ecs" else f"{service}:{name}"] += 1
         bucket = self.throttles.get(name)
         if bucket is not None and not bucket.take():
@@ -20,7 +23,7 @@ class Api:
         if fault and fault[1] > 0:
             fault[1] -= 1
             raise ApiError(fault[0], "Rate exceeded" if fault[0] == "ThrottlingException" else "Injected fault")
-        handler = getattr(self, ("op_cd_" if service == "codedeploy" else "op_") + name, None)
+        handler = getattr(self, HANDLER_PREFIX[service] + name, None)
         if handler is None:
             raise ApiError("UnknownOperationException", f"The simulator does not implement {name}.")
         with self.lock:
@@ -28,7 +31,7 @@ class Api:
 
     def access_denied(self, name, req, service="ecs"):
         resource = (req.get("serviceDeploymentArns") or req.get("serviceRevisionArns") or [None])[0] \
-            or req.get("serviceDeploymentArn") or req.get("service") or "*"
+            or req.get("serviceDeploymentArn") or req.get("service") or req.get("ResourceARN") or req.get("ResourceId") or "*"
         return ApiError("AccessDeniedException",
                         f"User: arn:aws:sts::{self.account}:assumed-role/deploy/ferry is not authorized to perform: "
                         f"{service}:{name} on resource: {resource} because no identity-based policy allows the "
@@ -215,9 +218,7 @@ class Api:
         if req.get("deploymentConfiguration"):
             svc["deploymentConfiguration"].update(copy.deepcopy(req["deploymentConfiguration"]))
         if req.get("desiredCount") is not None:
-            svc["desiredCount"] = req["desiredCount"]
-            for d in svc["deployments"][:1]:
-                d["desiredCount"] = req["desiredCount"]
+            self.set_desired_count(svc, req["desiredCount"])
         if req.get("healthCheckGracePeriodSeconds") is not None:
             svc["healthCheckGracePeriodSeconds"] = req["healthCheckGracePeriodSeconds"]
         lbs_changed = lbs is not None and lbs != svc.get("loadBalancers")

@@ -89,6 +89,7 @@ class CodeDeploy:
             if tnow >= ts["_next_launch_at"]:
                 for _ in range(max(0, ts["desiredCount"] - len(self.unstopping(ts)))):
                     self.launch(svc, ts)
+            self.stop_excess(svc, ts, ts["desiredCount"])
             stable = self.ts_stable(ts)
             if stable and ts["_stable_at"] is None:
                 ts["_stable_at"] = tnow
@@ -201,6 +202,15 @@ class CodeDeploy:
         self.cd_groups[(app["applicationName"], name)] = g
         return {"deploymentGroupId": g["deploymentGroupId"]}
 
+    def op_cd_GetApplication(self, req):
+        return {"application": dict(self.cd_app(req.get("applicationName")))}
+
+    def op_cd_BatchGetApplications(self, req):
+        names = req.get("applicationNames") or []
+        if not names:
+            raise ApiError("ApplicationNameRequiredException", "The minimum number of required application names was not specified.")
+        return {"applicationsInfo": [dict(self.cd_app(n)) for n in names]}
+
     def op_cd_ListApplications(self, req):
         return {"applications": sorted(self.cd_apps)}
 
@@ -245,14 +255,21 @@ class CodeDeploy:
         if (revision or {}).get("revisionType") != "AppSpecContent":
             raise ApiError("InvalidRevisionException", "The simulator takes revisionType AppSpecContent only.")
         content = (revision.get("appSpecContent") or {}).get("content") or ""
+
+        def key(obj, name):   # AppSpec keys are matched without regard to case, as the AWS CLI does
+            return next(v for k, v in obj.items() if k.lower() == name.lower())
+
         try:
             spec = json.loads(content)
-            props = spec["Resources"][0]["TargetService"]["Properties"]
-            lb = props["LoadBalancerInfo"]
-            return spec, props["TaskDefinition"], lb["ContainerName"], int(lb["ContainerPort"])
-        except (ValueError, KeyError, IndexError, TypeError) as e:
+            resource = key(spec, "Resources")[0]
+            props = key(next(iter(resource.values())), "Properties")   # the resource's name is free
+            lb = key(props, "LoadBalancerInfo")
+            hooks = next((v for k, v in spec.items() if k.lower() == "hooks"), None) or []
+            return dict(spec, Hooks=hooks), key(props, "TaskDefinition"), key(lb, "ContainerName"), \
+                int(key(lb, "ContainerPort"))
+        except (ValueError, KeyError, IndexError, TypeError, StopIteration, AttributeError) as e:
             raise ApiError("InvalidRevisionException",
-                           f"The AppSpec is not an ECS AppSpec the simulator reads (JSON with Resources[0].TargetService."
+                           f"The AppSpec is not an ECS AppSpec the simulator reads (JSON with Resources[0].<name>."
                            f"Properties.TaskDefinition and LoadBalancerInfo): {e!r}")
 
     def op_cd_CreateDeployment(self, req):

@@ -365,6 +365,14 @@ class Scheduler:
         if primary["rolloutState"] == "IN_PROGRESS" and not primary["_halted"]:
             if not (self.check_breaker(svc, primary, sd) or self.check_alarms(svc, primary, sd)):
                 self.launch_needed(svc, primary, sd, tnow)
+        if primary["rolloutState"] == "COMPLETED" and primary.get("_scale_out") and tnow >= primary["_next_launch_at"]:
+            # A desired count raised after the deployment completed (not a replacement for a task that exited).
+            n = min(primary["_scale_out"], svc["desiredCount"] - len(self.unstopping(primary)))
+            primary["_scale_out"] = 0
+            for _ in range(max(0, n)):
+                self.launch(svc, primary)
+        if not self.native_in_flight(primary):
+            self.stop_excess(svc, primary, svc["desiredCount"])
         if primary["rolloutState"] != "FAILED" and not primary["_halted"] and self.native_drain_allowed(primary):
             self.drain_old(svc, primary)
         self.retire_drained(svc)
@@ -402,6 +410,16 @@ class Scheduler:
         need = desired - len(self.unstopping(d))
         for _ in range(max(0, min(need, max_total - total))):
             self.launch(svc, d)
+
+    def stop_excess(self, svc, d, desired):
+        """A lower desired count (UpdateService, Application Auto Scaling) stops the tasks beyond
+        it: those not yet running first, then the newest."""
+        live = self.unstopping(d)
+        if len(live) <= desired:
+            return
+        live.sort(key=lambda t: (t["lastStatus"] == "RUNNING", -t["createdAt"]))
+        for t in live[:len(live) - desired]:
+            self.schedule_stop(svc, t, f"Scaling activity initiated by (deployment {d['id']})")
 
     def unstopping(self, d):
         return [t for t in d["_tasks"] if t["_stop_at"] is None and t["lastStatus"] != "STOPPED"]

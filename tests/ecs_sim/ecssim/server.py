@@ -1,4 +1,5 @@
-"""HTTP: the ECS JSON endpoint (POST /), the control API (/_sim/...), and the app behind each
+"""HTTP: the ECS, CodeDeploy and Application Auto Scaling JSON endpoint (POST /, by
+`X-Amz-Target`), the control API (/_sim/...), and the app behind each
 service (GET /app/<cluster>/<service>/health), which answers like the load balancer in front
 of the service's tasks."""
 import json
@@ -7,6 +8,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .autoscaling import AS_PREFIX
 from .codedeploy import CD_PREFIX
 from .util import ApiError
 
@@ -77,9 +79,13 @@ def control_capacity(s, req):
         s.no_capacity.add(cluster)
 
 
+def control_scaling(s, req):
+    return s.as_trigger(req)
+
+
 CONTROLS = {"images": control_images, "faults": control_faults, "timing": control_timing, "lag": control_lag,
             "deny": control_deny, "throttle": control_throttle, "alarms": control_alarms,
-            "capacity": control_capacity, "codedeploy": control_codedeploy}
+            "capacity": control_capacity, "codedeploy": control_codedeploy, "scaling": control_scaling}
 
 
 def state_of(s):
@@ -97,6 +103,9 @@ def state_of(s):
         "codedeployMaxWeight": {i: d.get("_max_weight", 0.0) for i, d in s.cd_deployments.items()},
         # The same for ECS-native blue/green service deployments, by ARN.
         "nativeMaxWeight": {a: sd.get("_max_weight", 0.0) for a, sd in s.service_deployments.items()},
+        "scalableTargets": [dict(s.as_shape(t), Tags=dict(t["_tags"])) for t in s.as_targets.values()],
+        # Every POST /_sim/scaling and its outcome, including those that did not happen (not an AWS record).
+        "scalingTriggers": list(s.as_triggers),
     }
 
 
@@ -163,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
             target = self.headers.get("X-Amz-Target", "")
             if target.startswith(CD_PREFIX):
                 return self.send_json(200, self.sim.op(target[len(CD_PREFIX):], self.body(), "codedeploy"))
+            if target.startswith(AS_PREFIX):
+                return self.send_json(200, self.sim.op(target[len(AS_PREFIX):], self.body(), "application-autoscaling"))
             if not target.startswith(TARGET_PREFIX):
                 raise ApiError("UnknownOperationException", f"Unknown target {target!r}.")
             self.send_json(200, self.sim.op(target[len(TARGET_PREFIX):], self.body()))

@@ -1,0 +1,417 @@
+//! Claims are leases, not locks (issue 16): a run interrupted by SIGINT or SIGTERM releases
+//! its claim and says what it leaves in flight; a SIGKILLed run's claim lapses on its own
+//! (short lease durations here, the checks unchanged); a re-run attempt of the same workflow
+//! run takes over at once; `--wait-for-idle` waits for a live claim; and production promotes
+//! an rc whose killed staging run was redone.
+//!
+//! Each rollout here is slow on purpose (the simulator starts its tasks in a few seconds), so
+//! that a signal lands mid-rollout.
+
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use serde_json::Value;
+
+/// How long a task of a slow release takes to start in the simulator.
+const SLOW_START: f64 = 10.0;
+
+struct World {
+    spec: EnvSpec,
+    dir: tempfile::TempDir,
+    staging: Registry,
+    prod: Registry,
+    sim: EcsSim,
+    staging_cluster: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let mut spec = EnvSpec::new();
+        let sim = EcsSim::start();
+        let staging_cluster = format!("{}-staging", spec.cluster);
+        let prod_cluster = format!("{}-production", spec.cluster);
+        spec.staging_smoke = Some(sim.health_url(&staging_cluster, &spec.service));
+        spec.prod_smoke = Some(sim.health_url(&prod_cluster, &spec.service));
+        let dir = spec.write();
+        let staging = Registry::for_account(&spec.staging_account);
+        let prod = Registry::for_account(&spec.prod_account);
+        let sbase = staging.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", "90"]);
+        let pbase = prod.push_image(&spec.repo, "v0.9.0", &["--seed", "90"]);
+        let simage = format!("{}/{}@{sbase}", staging.ecr_host(), spec.repo);
+        let pimage = format!("{}/{}@{pbase}", prod.ecr_host(), spec.repo);
+        sim.image(&simage, "0.9.0-rc.1", "healthy").await;
+        sim.image(&pimage, "0.9.0-rc.1", "healthy").await;
+        sim.service(&staging_cluster, &spec.service, &spec.container, &simage)
+            .await;
+        sim.service(&prod_cluster, &spec.service, &spec.container, &pimage)
+            .await;
+        World {
+            spec,
+            dir,
+            staging,
+            prod,
+            sim,
+            staging_cluster,
+        }
+    }
+
+    /// Pushes a release candidate whose tasks take `SLOW_START` seconds to start in staging
+    /// (and start at once in production).
+    async fn slow_rc(&self, tag: &str, seed: &str) {
+        let digest = self
+            .staging
+            .push_image(&self.spec.repo, tag, &["--seed", seed]);
+        let version = tag.trim_start_matches('v');
+        let staging = format!("{}/{}@{digest}", self.staging.ecr_host(), self.spec.repo);
+        let prod = format!("{}/{}@{digest}", self.prod.ecr_host(), self.spec.repo);
+        self.sim
+            .control(
+                "/_sim/images",
+                serde_json::json!({"image": staging, "version": version, "behavior": "healthy", "start_seconds": SLOW_START}),
+            )
+            .await;
+        self.sim.image(&prod, version, "healthy").await;
+    }
+
+    fn env(&self, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        let mut e = vec![
+            (
+                "FERRY_REGISTRY_ENDPOINTS",
+                format!(
+                    "{},{}",
+                    self.staging.endpoint_entry(),
+                    self.prod.endpoint_entry()
+                ),
+            ),
+            ("AWS_ENDPOINT_URL_ECS", self.sim.endpoint.clone()),
+            ("AWS_MAX_ATTEMPTS", "3".into()),
+            ("GITHUB_RUN_ID", String::new()),
+        ];
+        e.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        e
+    }
+
+    fn args<'a>(&'a self, command: &'a str, tag: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec![
+            command,
+            "--environments",
+            self.dir.path().to_str().unwrap(),
+            "--tag",
+            tag,
+        ];
+        a.extend_from_slice(extra);
+        a
+    }
+
+    fn run(
+        &self,
+        command: &str,
+        tag: &str,
+        extra: &[&str],
+        env: &[(&'static str, &str)],
+    ) -> Output {
+        ferry(&self.args(command, tag, extra), &self.env(env))
+    }
+
+    /// Starts `ferry deploy --tag <tag>` and returns once ferry follows staging's rollout
+    /// (`UpdateService` answered).
+    fn deploy_until_rolling(&self, tag: &str, env: &[(&'static str, &str)]) -> Deploying {
+        let mut child = ferry_command(&self.args("deploy", tag, &[]), &self.env(env))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let line = line.unwrap_or_default();
+                let _ = tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("(deployment ecs-svc/") => break,
+                Ok(_) => {}
+                Err(_) => panic!("the rollout never started"),
+            }
+        }
+        Deploying { child, reader }
+    }
+
+    /// Waits for staging's rollout to end; returns when it did.
+    async fn staging_idle(&self) -> Instant {
+        self.sim
+            .wait_idle(&self.staging_cluster, &self.spec.service)
+            .await;
+        Instant::now()
+    }
+
+    /// Staging's repository tags that are claims.
+    async fn claims(&self) -> Vec<String> {
+        let (user, password) = (&self.staging.user, &self.staging.password);
+        let v: Value = reqwest::Client::new()
+            .get(format!(
+                "{}/v2/{}/tags/list",
+                self.staging.url(),
+                self.spec.repo
+            ))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str())
+            .filter(|t| t.starts_with("ferry-claim_"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The manifest a staging tag names: its bytes.
+    async fn manifest(&self, tag: &str) -> Vec<u8> {
+        reqwest::Client::new()
+            .get(format!(
+                "{}/v2/{}/manifests/{tag}",
+                self.staging.url(),
+                self.spec.repo
+            ))
+            .basic_auth(&self.staging.user, Some(&self.staging.password))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Writes `bytes` back under a staging tag.
+    async fn put_manifest(&self, tag: &str, bytes: Vec<u8>) {
+        let r = reqwest::Client::new()
+            .put(format!(
+                "{}/v2/{}/manifests/{tag}",
+                self.staging.url(),
+                self.spec.repo
+            ))
+            .basic_auth(&self.staging.user, Some(&self.staging.password))
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{r:?}");
+    }
+}
+
+/// A `ferry deploy` under way, its stderr collected.
+struct Deploying {
+    child: Child,
+    reader: std::thread::JoinHandle<String>,
+}
+
+impl Deploying {
+    /// Sends `sig`, waits for the end; returns the exit code and stderr.
+    fn signal(mut self, sig: &str) -> (Option<i32>, String) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let code = self.child.wait().unwrap().code();
+        (code, self.reader.join().unwrap())
+    }
+}
+
+/// Asserts the deploy ended well (deployed, or already deployed when ECS finished the
+/// interrupted run's rollout).
+#[track_caller]
+fn assert_deployed(o: &Output) {
+    assert_exit(o, 0);
+    let err = stderr(o);
+    let out = stdout(o);
+    assert!(
+        out.contains("deployed") || err.contains("already deployed"),
+        "{out}\n{err}"
+    );
+}
+
+/// SIGINT or SIGTERM mid-rollout: the claim is released before ferry exits, the message names
+/// the deployment still rolling out and says a re-run is safe, and a plain re-run right after
+/// ECS finished deploys (no lease has to lapse).
+async fn interrupted_mid_rollout(sig: &str, said: &str) {
+    let w = World::new().await;
+    w.slow_rc("v1.1.0-rc.1", "111").await;
+    let run = w.deploy_until_rolling("v1.1.0-rc.1", &[]);
+    assert_eq!(w.claims().await.len(), 1, "the run holds its claim");
+    let (code, err) = run.signal(sig);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains(&format!("stopped by {said}"))
+            && err.contains("is still rolling out")
+            && err.contains("deployment ecs-svc/")
+            && err.contains("released its claim on the environment")
+            && err.contains("a re-run is safe")
+            && err.contains("--wait-for-idle"),
+        "{err}"
+    );
+    assert_eq!(w.claims().await, Vec::<String>::new(), "the claim is gone");
+    let idle = w.staging_idle().await;
+    let again = w.run("deploy", "v1.1.0-rc.1", &[], &[]);
+    assert_deployed(&again);
+    assert!(idle.elapsed() < Duration::from_secs(120));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_mid_rollout_releases_the_claim_and_a_rerun_deploys() {
+    interrupted_mid_rollout("INT", "an interrupt").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_rollout_releases_the_claim_and_a_rerun_deploys() {
+    interrupted_mid_rollout("TERM", "SIGTERM").await;
+}
+
+/// A short lease, for the killed runs (the checks are the same as with the defaults).
+const SHORT_LEASE: [(&str, &str); 3] = [
+    ("FERRY_CLAIM_TTL_SECONDS", "3"),
+    ("FERRY_CLAIM_RENEW_SECONDS", "1"),
+    ("FERRY_CLAIM_SKEW_SECONDS", "1"),
+];
+
+/// SIGKILL mid-rollout: nothing is released, but the claim was a lease: renewed while the run
+/// lived (a plan past its first expiry still sees it), and lapsing soon after the kill, so
+/// that a re-run deploys within two minutes of ECS finishing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_rollout_leaves_a_lease_that_lapses_soon() {
+    let w = World::new().await;
+    w.slow_rc("v1.2.0-rc.1", "121").await;
+    let run = w.deploy_until_rolling("v1.2.0-rc.1", &SHORT_LEASE);
+    // Past the lease and its margin since the claim was made: only renewals keep it live.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let p = w.run("plan", "v1.2.0-rc.1", &[], &SHORT_LEASE);
+    assert_exit(&p, 3);
+    assert!(
+        stderr(&p).contains("another run is deploying v1.2.0-rc.1"),
+        "{}",
+        stderr(&p)
+    );
+    let _ = run.signal("KILL");
+    let idle = w.staging_idle().await;
+    loop {
+        let o = w.run("deploy", "v1.2.0-rc.1", &[], &SHORT_LEASE);
+        if o.status.code() == Some(0) {
+            assert_deployed(&o);
+            break;
+        }
+        assert_exit(&o, 3);
+        assert!(
+            stderr(&o).contains("another run is deploying"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(
+            idle.elapsed() < Duration::from_secs(120),
+            "still refused two minutes after ECS finished: {}",
+            stderr(&o)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A re-run attempt of the same workflow run takes over its earlier attempt's live claim at
+/// once (the default lease: attempt 1 was killed seconds ago).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_attempt_takes_over_the_claim_of_its_earlier_attempt() {
+    let w = World::new().await;
+    w.slow_rc("v1.3.0-rc.1", "131").await;
+    let run_id = format!("{}", 9_000_000 + std::process::id());
+    let attempt = |n: &'static str| {
+        [
+            ("GITHUB_RUN_ID", run_id.as_str()),
+            ("GITHUB_RUN_ATTEMPT", n),
+        ]
+    };
+    let _ = w
+        .deploy_until_rolling("v1.3.0-rc.1", &attempt("1"))
+        .signal("KILL");
+    let claims = w.claims().await;
+    assert_eq!(claims.len(), 1, "the killed attempt left its claim");
+    w.staging_idle().await;
+    // Another workflow run is refused: the lease is live.
+    let other = w.run("plan", "v1.3.0-rc.1", &[], &[]);
+    assert_exit(&other, 3);
+    let o = w.run("deploy", "v1.3.0-rc.1", &[], &attempt("2"));
+    assert_deployed(&o);
+    assert!(
+        stderr(&o).contains("took over v1.3.0-rc.1 from attempt 1 of this workflow run")
+            && stderr(&o).contains(&claims[0]),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(w.claims().await, Vec::<String>::new());
+}
+
+/// `--wait-for-idle` waits for another run's live claim, as for a deployment in flight, then
+/// deploys.
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_for_idle_waits_for_a_live_claim() {
+    let w = World::new().await;
+    w.slow_rc("v1.4.0-rc.1", "141").await;
+    let lease = [
+        ("FERRY_CLAIM_TTL_SECONDS", "10"),
+        ("FERRY_CLAIM_RENEW_SECONDS", "1"),
+        ("FERRY_CLAIM_SKEW_SECONDS", "1"),
+    ];
+    let _ = w.deploy_until_rolling("v1.4.0-rc.1", &lease).signal("KILL");
+    let t0 = Instant::now();
+    let o = w.run("deploy", "v1.4.0-rc.1", &["--wait-for-idle"], &lease);
+    assert_deployed(&o);
+    let err = stderr(&o);
+    assert!(err.contains("waiting for another run's claim"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(120));
+}
+
+/// A staging run of an rc is killed and redone (a re-run attempt); its dead claim never makes
+/// production call the rc "deploying now", even when it is still in the repository (a
+/// takeover that could not remove it): the redo's record started after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn production_promotes_an_rc_whose_killed_staging_run_was_redone() {
+    let w = World::new().await;
+    w.slow_rc("v1.5.0-rc.1", "151").await;
+    let run_id = format!("{}", 8_000_000 + std::process::id());
+    let attempt = |n: &'static str| {
+        [
+            ("GITHUB_RUN_ID", run_id.as_str()),
+            ("GITHUB_RUN_ATTEMPT", n),
+        ]
+    };
+    let first = w.deploy_until_rolling("v1.5.0-rc.1", &attempt("1"));
+    let claim = w.claims().await.pop().expect("the run's claim");
+    let saved = w.manifest(&claim).await;
+    let _ = first.signal("KILL");
+    w.staging_idle().await;
+    let redo = w.run("deploy", "v1.5.0-rc.1", &[], &attempt("2"));
+    assert_deployed(&redo);
+    // The dead claim, back in the repository, still within its lease.
+    w.put_manifest(&claim, saved).await;
+    assert_eq!(w.claims().await, vec![claim]);
+    let o = w.run("deploy", "v1.5.0", &["--output", "json"], &[]);
+    assert_exit(&o, 0);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["outcome"], "deployed", "{report}");
+    assert!(!stderr(&o).contains("deploying now"), "{}", stderr(&o));
+}
