@@ -47,27 +47,22 @@ pub async fn authorization(sdk: &SdkConfig, registry_id: &str, region: &str) -> 
 
 /// Whether `repository` exists in the SDK config's account.
 pub async fn repository_exists(sdk: &SdkConfig, repository: &str) -> Result<bool> {
-    let res = super::sts::ecr_client(sdk)
-        .describe_repositories()
-        .repository_names(repository)
-        .send()
-        .await;
-    match res {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_repository_not_found_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(anyhow!("{}", e.human_line()))
-            .with_context(|| format!("ecr:DescribeRepositories {repository}")),
-    }
+    Ok(describe(sdk, repository).await?.is_some())
 }
 
 /// The repository's tag mutability (`MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION`, …),
 /// `None` when the repository does not exist.
 pub async fn tag_mutability(sdk: &SdkConfig, repository: &str) -> Result<Option<String>> {
+    Ok(describe(sdk, repository)
+        .await?
+        .and_then(|r| r.image_tag_mutability().map(|m| m.as_str().to_string())))
+}
+
+/// `DescribeRepositories` of one repository, `None` when it does not exist.
+async fn describe(
+    sdk: &SdkConfig,
+    repository: &str,
+) -> Result<Option<aws_sdk_ecr::types::Repository>> {
     let res = super::sts::ecr_client(sdk)
         .describe_repositories()
         .repository_names(repository)
@@ -78,8 +73,7 @@ pub async fn tag_mutability(sdk: &SdkConfig, repository: &str) -> Result<Option<
             .repositories()
             .iter()
             .find(|r| r.repository_name() == Some(repository))
-            .and_then(|r| r.image_tag_mutability())
-            .map(|m| m.as_str().to_string())),
+            .cloned()),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_repository_not_found_exception()) =>

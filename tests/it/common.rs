@@ -301,7 +301,12 @@ pub fn ferry_command(args: &[&str], env: &[(&str, String)]) -> Command {
         .env("AWS_MAX_ATTEMPTS", "1")
         // The overlap guard's settle window: short in tests (the simultaneous-runs test sets its own).
         .env("FERRY_CLAIM_SETTLE_MS", "200")
-        .env_remove("GITHUB_RUN_ATTEMPT");
+        .env_remove("GITHUB_RUN_ATTEMPT")
+        // A CI runner's own run (GitHub Actions sets these for every step): a test that needs
+        // them sets its own.
+        .env_remove("GITHUB_RUN_ID")
+        .env_remove("GITHUB_REF")
+        .env_remove("GITHUB_EVENT_NAME");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -466,17 +471,15 @@ impl EcsSim {
 
     /// POST to the simulator's control API (`/_sim/...`).
     pub async fn control(&self, path: &str, body: serde_json::Value) {
-        let resp = reqwest::Client::new()
-            .post(format!("{}{path}", self.endpoint))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        self.post(path, body).await;
     }
 
     /// POST to the control API and return its answer.
     pub async fn control_answer(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        self.post(path, body).await.json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
         let resp = reqwest::Client::new()
             .post(format!("{}{path}", self.endpoint))
             .json(&body)
@@ -484,7 +487,7 @@ impl EcsSim {
             .await
             .unwrap();
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        resp.json().await.unwrap()
+        resp
     }
 
     pub async fn get(&self, path: &str) -> serde_json::Value {
