@@ -334,6 +334,7 @@ mod tests {
             started_at: started,
             ended_at: started + 60,
             record: "sha256:bb".into(),
+            trust: crate::records::sign::Trust::Unchecked,
         }
     }
 

@@ -188,6 +188,11 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
     if let Some(from) = &opts.from {
         memory::check_from(from, &tag, env, source_env)?;
     }
+    // Every plan of a promoting environment (and so every production deploy) says when the
+    // records it promotes on cannot be verified.
+    if let Some(w) = envs.unsigned_warning(env) {
+        tracing::warn!("{w}");
+    }
     if opts.offline {
         plan.unresolved.push("digests not read (--offline)".into());
         plan.unresolved.push(

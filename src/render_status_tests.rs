@@ -123,3 +123,36 @@ fn status_shows_the_live_strategy_and_the_traffic_split() {
     envs[1].services = vec![native];
     insta::assert_snapshot!("status_text_blue_green", status_text(&envs));
 }
+
+#[test]
+fn status_history_marks_each_record_verified_unsigned_or_invalid() {
+    use crate::records::sign::Trust;
+    let mut rows = status_rows();
+    let staging = &mut rows[1];
+    let base = staging.history[0].clone();
+    staging.history = [
+        Trust::Verified("0123456789abcdef".into()),
+        Trust::Unsigned,
+        Trust::Invalid("changed after signing".into()),
+    ]
+    .into_iter()
+    .map(|trust| Summary {
+        trust,
+        ..base.clone()
+    })
+    .collect();
+    let text = status_text(&rows);
+    let marks: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("v1.4.0-rc.3    deploy"))
+        .map(|l| l.rsplit(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(marks, ["verified", "unsigned", "invalid"], "{text}");
+    // Where nothing is checked (production, no key), the line is as it always was.
+    assert!(
+        text.lines()
+            .filter(|l| l.contains(" deploy ") && l.contains("v1.4.0 "))
+            .all(|l| l.ends_with(DIGEST)),
+        "{text}"
+    );
+}

@@ -100,11 +100,15 @@ async fn memory(
     let newest = &cat.records[cat.records.len().saturating_sub(history.max(1))..];
     let mut sums = store.summaries(newest).await?;
     sums.sort_by_key(|s| std::cmp::Reverse((s.ended_at, s.started_at)));
-    if let Some(live) = sums.iter().find(|s| s.result == RecordResult::Succeeded) {
+    // What runs, and the drift, by the records that count (history shows every record, marked).
+    if let Some(live) = sums
+        .iter()
+        .find(|s| s.result == RecordResult::Succeeded && s.trust.counts())
+    {
         status.live_release = Some(live.tag.clone());
         status.live_since = Some(crate::records::rfc3339_of(live.ended_at));
     }
-    let latest = match sums.first() {
+    let latest = match sums.iter().find(|s| s.trust.counts()) {
         Some(s) => Some(store.read(&s.record).await?),
         None => None,
     };

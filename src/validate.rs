@@ -17,8 +17,11 @@ pub async fn run(dir: &Path, online: bool) -> Result<Vec<Check>> {
             environment: env.name.clone(),
             check: "config".into(),
             ok: true,
-            detail: describe(env),
+            detail: describe(env, envs.trusted_keys(env).len()),
         });
+        if let Some(w) = envs.unsigned_warning(env) {
+            tracing::warn!("{w}");
+        }
         if online {
             online_checks(env, envs.source_of(env), &mut checks).await;
         }
@@ -42,7 +45,7 @@ pub fn result_of(checks: &[Check]) -> Result<()> {
         .into())
 }
 
-fn describe(env: &Environment) -> String {
+fn describe(env: &Environment, trusted: usize) -> String {
     let tags = match env.file.release.kind {
         MatchKind::Final => "vX.Y.Z".to_string(),
         MatchKind::Prerelease => format!("vX.Y.Z-{{{}}}.N", env.prerelease_words().join(",")),
@@ -53,6 +56,12 @@ fn describe(env: &Environment) -> String {
         .as_ref()
         .map(|p| format!(", promotes from {}", p.from))
         .unwrap_or_default();
+    let signs = match (&env.file.records.signing_key, trusted) {
+        (Some(k), _) => format!(", signs its records with {k}"),
+        (None, 0) => String::new(),
+        (None, n) => format!(", trusts {n} records key(s)"),
+    };
+    let from = format!("{from}{signs}");
     format!(
         "{} → account {} {}, {} service(s), {} smoke check(s){from}",
         tags,

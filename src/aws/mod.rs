@@ -8,6 +8,7 @@ pub mod autoscaling;
 pub mod codedeploy;
 pub mod ecr;
 pub mod ecs;
+pub mod kms;
 pub mod reach;
 pub mod sts;
 

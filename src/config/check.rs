@@ -203,6 +203,7 @@ pub fn validate(env: &Environment) -> Vec<String> {
         p.push("field `deploy.rollout_timeout_seconds`: must be at least 1 (or remove it to derive it from the service)".into());
     }
     p.extend(crate::notify::validate(&f.notify));
+    p.extend(super::records::validate(env));
     p
 }
 

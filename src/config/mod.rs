@@ -5,6 +5,7 @@
 //! field and says how to fix it.
 
 mod check;
+pub mod records;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Failure;
 use crate::tag::{Channel, ReleaseTag, DEFAULT_PRERELEASE_WORDS};
 pub use check::validate;
+pub use records::RecordsConfig;
 
 /// One `environments/<name>.toml`, as written.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -44,6 +46,9 @@ pub struct EnvironmentFile {
     /// Who hears about each run (`crate::notify`); URLs come from environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<crate::notify::NotifyTarget>,
+    /// Signing and verifying release records (`records`).
+    #[serde(default, skip_serializing_if = "RecordsConfig::is_empty")]
+    pub records: RecordsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -512,6 +517,7 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
             }
         }
     }
+    records::expand(&mut file.records, &mut unexpanded);
     let fields: Vec<String> = unexpanded
         .iter()
         .map(|(f, _)| format!("field `{f}`:"))

@@ -349,3 +349,76 @@ fn an_unset_variable_is_one_problem_per_field() {
     assert_eq!(e.matches("which is not set").count(), 2, "{e}");
     assert!(!e.contains("is not a URL"), "{e}");
 }
+
+/// A P-256 public key as one-line PEM.
+fn pem() -> String {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use base64::Engine as _;
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+    let der = pair.public_key().as_der().unwrap();
+    format!(
+        "-----BEGIN PUBLIC KEY----- {} -----END PUBLIC KEY-----",
+        base64::engine::general_purpose::STANDARD.encode(der.as_ref())
+    )
+}
+
+#[test]
+fn records_keys_are_checked_and_a_promoting_environment_inherits_its_sources() {
+    let key = "arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let (a, b) = (pem(), pem());
+    let signing = format!("{STAGING}[records]\nsigning_key = \"{key}\"\npublic_key = \"{a}\"\n");
+    let d = dir_with(&[("staging.toml", &signing), ("production.toml", PRODUCTION)]);
+    let envs = load(d.path()).unwrap();
+    let prod = envs.get("production").unwrap();
+    assert_eq!(envs.trusted_keys(prod), vec![a.clone()]);
+    assert!(envs.unsigned_warning(prod).is_none());
+    // Rotation: staging retires the old key; production inherits both.
+    let rotated = format!("{STAGING}[records]\nsigning_key = \"{key}\"\npublic_key = \"{b}\"\nretired_keys = [\"{a}\"]\n");
+    let d = dir_with(&[("staging.toml", &rotated), ("production.toml", PRODUCTION)]);
+    let envs = load(d.path()).unwrap();
+    assert_eq!(
+        envs.trusted_keys(envs.get("production").unwrap()),
+        vec![b.clone(), a.clone()]
+    );
+    // Or production lists both keys; they replace the inherited ones.
+    let rotating = format!("{PRODUCTION}[records]\ntrusted_keys = [\"{a}\", \"{b}\"]\n");
+    let d = dir_with(&[("staging.toml", &signing), ("production.toml", &rotating)]);
+    let envs = load(d.path()).unwrap();
+    assert_eq!(envs.trusted_keys(envs.get("production").unwrap()).len(), 2);
+    // No key anywhere: the warning says what that allows.
+    let d = dir_with(&[("staging.toml", STAGING), ("production.toml", PRODUCTION)]);
+    let envs = load(d.path()).unwrap();
+    let w = envs
+        .unsigned_warning(envs.get("production").unwrap())
+        .unwrap();
+    assert!(
+        w.contains("records are unsigned") && w.contains("promotes any image"),
+        "{w}"
+    );
+    assert!(envs
+        .unsigned_warning(envs.get("staging").unwrap())
+        .is_none());
+
+    // (name, staging's [records], production's [records], expected problem)
+    let cases = [
+        ("not a key", format!("signing_key = \"{key}\"\npublic_key = \"hello\""), String::new(), "staging.toml: field `records.public_key`: is not a PEM public key"),
+        ("garbage between the lines", format!("signing_key = \"{key}\"\npublic_key = \"-----BEGIN PUBLIC KEY----- AAAA -----END PUBLIC KEY-----\""), String::new(), "is not an ECDSA P-256 public key"),
+        ("no public key", format!("signing_key = \"{key}\""), String::new(), "field `records.public_key`: missing"),
+        ("public key alone", format!("public_key = \"{a}\""), String::new(), "set without `records.signing_key`"),
+        ("not a KMS key", format!("signing_key = \"my key\"\npublic_key = \"{a}\""), String::new(), "field `records.signing_key`: \"my key\" is not a KMS key ARN"),
+        ("trusted keys without promote", format!("signing_key = \"{key}\"\npublic_key = \"{a}\"\ntrusted_keys = [\"{a}\"]"), String::new(), "only an environment with [promote]"),
+        ("a bad trusted key", String::new(), "trusted_keys = [\"x\"]".to_string(), "production.toml: field `records.trusted_keys[0]`"),
+        ("a bad retired key", format!("signing_key = \"{key}\"\npublic_key = \"{a}\"\nretired_keys = [\"x\"]"), String::new(), "field `records.retired_keys[0]`"),
+        ("retired keys alone", format!("retired_keys = [\"{a}\"]"), String::new(), "field `records.retired_keys`: set without `records.public_key`"),
+        ("a typo", String::new(), "trusted_key = []".to_string(), "unknown field `trusted_key`"),
+        ("an unset variable", "signing_key = \"${FERRY_TEST_NO_SUCH_KEY}\"".to_string(), String::new(), "field `records.signing_key`: \"${FERRY_TEST_NO_SUCH_KEY}\" uses ${FERRY_TEST_NO_SUCH_KEY}, which is not set"),
+    ];
+    for (name, s, p, want) in cases {
+        let s = format!("{STAGING}[records]\n{s}\n");
+        let p = format!("{PRODUCTION}[records]\n{p}\n");
+        let d = dir_with(&[("staging.toml", &s), ("production.toml", &p)]);
+        let e = format!("{:#}", load(d.path()).unwrap_err());
+        assert!(e.contains(want), "{name}: {e}");
+    }
+}

@@ -25,6 +25,7 @@
 //!   with their own role. Across accounts ECR needs both this and the puller's role policy.
 //! - **caller policy**: only for running ferry with stored credentials instead of GitHub OIDC
 //!   (`AssumeRole` on the default chain): `sts:AssumeRole` on exactly the environment's role.
+//! - **key policy** (only for an environment that signs its records): see `kms`.
 //!
 //! Which ECR call each OCI request is (ECR's documented mapping): manifest GET/HEAD →
 //! `BatchGetImage`; blob HEAD → `BatchCheckLayerAvailability`; blob GET →
@@ -44,6 +45,7 @@ use serde_json::{json, Value};
 use crate::config::{Environment, Environments};
 
 mod hold;
+mod kms;
 mod live;
 
 pub use live::live_services;
@@ -153,6 +155,9 @@ pub struct EnvironmentPolicies {
     pub repository_policy: Option<Value>,
     /// For stored credentials instead of GitHub OIDC: what the caller needs.
     pub caller_policy: Value,
+    /// Set on the records key (`aws kms put-key-policy`), when this environment signs records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_policy: Option<Value>,
 }
 
 /// Everything `ferry iam-policy` prints.
@@ -400,6 +405,7 @@ pub fn role_policy(
             st.push(pass);
         }
     }
+    st.extend(kms::sign_statement(env));
     document(st)
 }
 
@@ -491,6 +497,7 @@ pub fn policies(
                 .then(|| format!("{}/{}", env.registry_host(), env.file.image.repository)),
             repository_policy,
             caller_policy: caller_policy(env),
+            key_policy: kms::key_policy(env),
         });
     }
     notes.push(format!(
@@ -550,6 +557,13 @@ pub fn text(p: &IamPolicies) -> String {
         if let (Some(repo), Some(doc)) = (&e.repository, &e.repository_policy) {
             s.push_str(&format!(
                 "## {}: repository policy of {repo} (aws ecr set-repository-policy: who may pull to promote)\n{}\n\n",
+                e.environment,
+                pretty(doc),
+            ));
+        }
+        if let (Some(k), Some(doc)) = (&kms::key_of(e), &e.key_policy) {
+            s.push_str(&format!(
+                "## {}: key policy of {k} (aws kms put-key-policy: only the deploy role signs records)\n{}\n\n",
                 e.environment,
                 pretty(doc),
             ));

@@ -242,3 +242,61 @@ fn partitions() {
     assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
     assert_eq!(partition("eu-west-1"), "aws");
 }
+
+#[test]
+fn a_signing_environment_signs_with_its_key_and_nobody_else_may() {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+    use base64::Engine as _;
+    let (dir, _) = envs();
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap();
+    let pem = base64::engine::general_purpose::STANDARD
+        .encode(pair.public_key().as_der().unwrap().as_ref());
+    let key = "arn:aws:kms:eu-west-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let path = dir.path().join("staging.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}[records]\nsigning_key = \"{key}\"\npublic_key = \"-----BEGIN PUBLIC KEY----- {pem} -----END PUBLIC KEY-----\"\n"),
+    )
+    .unwrap();
+    let envs = crate::config::load(dir.path()).unwrap();
+    let p = policies(&envs, None, "acme/shop", &live()).unwrap();
+    let (prod, staging) = (&p.environments[0], &p.environments[1]);
+    assert_eq!(staging.environment, "staging");
+    let sign = staging.role_policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "RecordsSign")
+        .unwrap();
+    assert_eq!(sign["Action"], json!(["kms:Sign"]));
+    assert_eq!(sign["Resource"], json!([key]));
+    let kp = staging.key_policy.as_ref().unwrap();
+    assert_eq!(
+        kp["Statement"][1]["Principal"]["AWS"],
+        "arn:aws:iam::111111111111:role/ferry-staging"
+    );
+    assert_eq!(kp["Statement"][2]["Effect"], "Deny");
+    assert_eq!(
+        kp["Statement"][2]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
+        "arn:aws:iam::111111111111:role/ferry-staging"
+    );
+    // Administration never includes signing.
+    assert!(!actions(kp).is_empty());
+    assert!(!kp["Statement"][0]["Action"]
+        .to_string()
+        .contains("kms:Sign\""));
+    // Production verifies locally: no KMS grant, no key policy.
+    assert!(!actions(&prod.role_policy)
+        .iter()
+        .any(|a| a.starts_with("kms:")));
+    assert!(prod.key_policy.is_none());
+    assert!(
+        text_of(&p).contains("## staging: key policy of arn:aws:kms:eu-west-1:111111111111:key/")
+    );
+}
+
+fn text_of(p: &IamPolicies) -> String {
+    text(p)
+}

@@ -9,7 +9,7 @@
 use anyhow::Result;
 
 use crate::aws::{ecs, AwsResultExt};
-use crate::config::Environment;
+use crate::config::{Environment, Environments};
 use crate::records::store::{Catalog, Store};
 use crate::records::{RecordResult, Summary};
 use crate::tag::{self, ReleaseTag};
@@ -30,8 +30,7 @@ const CANDIDATE_TAGS: usize = 20;
 pub async fn built_as(
     store: &Store,
     own: &[Summary],
-    env: &Environment,
-    source_env: &Environment,
+    (envs, env, source_env): (&Environments, &Environment, &Environment),
     digest: &str,
     tag: &ReleaseTag,
 ) -> Option<String> {
@@ -48,7 +47,7 @@ pub async fn built_as(
             Err(e) => tracing::warn!("record {} in {}: {e:#}", s.record, store.location()),
         }
     }
-    match from_source(env, source_env, digest, tag).await {
+    match from_source(envs, env, source_env, digest, tag).await {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(
@@ -60,19 +59,21 @@ pub async fn built_as(
     }
 }
 
-/// The source environment's word on `digest`: its newest successful record of it, else a
-/// release candidate of this version whose tag points at it.
+/// The source environment's word on `digest`: its newest successful record of it that this
+/// environment trusts (signed by a key it pins, when it pins any), else a release candidate of
+/// this version whose tag points at it.
 async fn from_source(
+    envs: &Environments,
     env: &Environment,
     source_env: &Environment,
     digest: &str,
     tag: &ReleaseTag,
 ) -> Result<Option<String>> {
-    let src = Store::open_as(source_env, env).await?;
+    let src = Store::open_trusting(source_env, env, envs).await?;
     let (sums, _) = src.referrers(digest).await?;
     if let Some(s) = sums
         .iter()
-        .filter(|s| s.result == RecordResult::Succeeded)
+        .filter(|s| s.result == RecordResult::Succeeded && s.trust.ignored(&s.record).is_none())
         .max_by_key(|s| (s.ended_at, s.started_at))
     {
         return Ok(Some(s.tag.clone()));

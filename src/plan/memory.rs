@@ -128,9 +128,13 @@ pub async fn resolve(
     gate::overlap(&env.name, &claims, None, &crate::lease::Reader::now()?)
         .map_err(gate::refused)?;
 
-    let sums = store
-        .summaries(&select(&cat, |n| n.release == tag.tag))
-        .await?;
+    let own_read = select(&cat, |n| n.release == tag.tag);
+    // Where this environment pins its own key, its own unsigned or invalid records count for
+    // nothing either (a record pushed with its repository's push right is not its memory).
+    let (sums, ignored_own) = Store::trusted(store.summaries(&own_read).await?, &own_read);
+    for i in &ignored_own {
+        tracing::warn!("{i}");
+    }
     let live = latest_success(&sums, None);
     let own = latest_success(&sums, Some(&tag.tag));
     let words = envs.prerelease_words();
@@ -209,7 +213,8 @@ pub async fn resolve(
         plan.digest_from = DigestFrom::OwnRecord;
         // A promoted image still reports the candidate it was built as (for the smoke check):
         // a property of the digest, found again on every run.
-        plan.built_as = lineage::built_as(&store, &sums, env, source_env, &own.digest, tag).await;
+        plan.built_as =
+            lineage::built_as(&store, &sums, (envs, env, source_env), &own.digest, tag).await;
         if let Some(note) = moved_tag(&store, env, tag, &own).await {
             tracing::warn!("{note}");
             plan.notes.push(note);
@@ -236,7 +241,8 @@ pub async fn resolve(
                 .hint("copy the image back by digest with `ferry copy`, or roll back to another release")
             })?;
         plan.source.media_type = Some(image.media_type);
-        plan.built_as = lineage::built_as(&store, &sums, env, source_env, &rb.digest, tag).await;
+        plan.built_as =
+            lineage::built_as(&store, &sums, (envs, env, source_env), &rb.digest, tag).await;
         plan.source.digest = Some(rb.digest);
         plan.digest_from = DigestFrom::BeforeFerry;
         let note = format!(
@@ -252,7 +258,7 @@ pub async fn resolve(
     }
 
     // The promotion gate: the source environment's records decide.
-    let src = Store::open_as(source_env, env).await?;
+    let src = Store::open_trusting(source_env, env, envs).await?;
     let scat = src.catalog().await?;
     let swords = source_env.prerelease_words();
     let core = tag.core();
@@ -273,9 +279,12 @@ pub async fn resolve(
             .filter(|n| is_candidate(&n.release).is_some())
             .map(|n| n.release.clone()),
     );
-    let ssums = src
-        .summaries(&select(&scat, |n| names.contains(&n.release)))
-        .await?;
+    let read = select(&scat, |n| names.contains(&n.release));
+    // Only records signed by a key this environment trusts count (when it trusts any).
+    let (ssums, ignored) = Store::trusted(src.summaries(&read).await?, &read);
+    for i in &ignored {
+        tracing::warn!("{i}");
+    }
     let sclaims = src.claims(&scat).await?;
     let reader = crate::lease::Reader::now()?;
     let repo = &source_env.file.image.repository;
@@ -311,7 +320,12 @@ pub async fn resolve(
         source_history: &ssums,
         now: now_unix(),
     })
-    .map_err(gate::refused)?;
+    .map_err(|mut r| {
+        for i in &ignored {
+            r.message.push_str(&format!("\n  {i}"));
+        }
+        gate::refused(r)
+    })?;
     let digest = p.record.digest.clone();
     // The record is bound to the digest: find it again from the image (referrers API, or the
     // spec's fallback tag), not only by its name.

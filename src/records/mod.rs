@@ -11,8 +11,14 @@
 //!
 //! Records need no AWS resource beyond the repository the environment already deploys from,
 //! and the production run reads staging's with the pull permission promotion already needs.
+//! Where configured, the writing environment signs each record with its KMS key (`signer`) and
+//! readers verify it locally against pinned public keys (`sign`): the promotion gate ignores a
+//! source record that is not validly signed by a key it trusts.
 
+pub mod key;
 pub mod oci;
+pub mod sign;
+pub mod signer;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
@@ -182,6 +188,9 @@ pub struct Summary {
     pub ended_at: u64,
     /// The record manifest's digest (to read the whole record).
     pub record: String,
+    /// Its signature, as checked against the reader's trusted keys (left out when unchecked).
+    #[serde(skip_serializing_if = "sign::Trust::is_unchecked")]
+    pub trust: sign::Trust,
 }
 
 /// Unix seconds of an RFC 3339 time; `None` when it is not one.

@@ -29,31 +29,7 @@ pub const MAX_RECORD_BYTES: usize = 256 * 1024;
 /// The largest record manifest ferry reads.
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 
-/// Annotation keys.
-pub mod key {
-    /// Environment name.
-    pub const ENVIRONMENT: &str = "dev.ferry.environment";
-    /// Release tag.
-    pub const TAG: &str = "dev.ferry.tag";
-    /// Image digest (also the subject).
-    pub const DIGEST: &str = "dev.ferry.digest";
-    /// Result word.
-    pub const RESULT: &str = "dev.ferry.result";
-    /// Kind word.
-    pub const KIND: &str = "dev.ferry.kind";
-    /// Run id.
-    pub const RUN: &str = "dev.ferry.run";
-    /// Start (RFC 3339).
-    pub const STARTED: &str = "dev.ferry.started";
-    /// End (RFC 3339): the standard creation time.
-    pub const CREATED: &str = "org.opencontainers.image.created";
-    /// Claim expiry (Unix ms).
-    pub const EXPIRES: &str = "dev.ferry.expires-ms";
-    /// Claim start (Unix ms).
-    pub const CLAIMED: &str = "dev.ferry.claimed-ms";
-    /// The layer's file name (ORAS uses it when pulling).
-    pub const TITLE: &str = "org.opencontainers.image.title";
-}
+pub use super::key;
 
 /// A content descriptor with the optional fields OCI 1.1 uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,9 +66,38 @@ pub struct ArtifactManifest {
     /// The image described.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Desc>,
-    /// The summary.
-    #[serde(default)]
+    /// The summary (a key given twice is refused: readers could disagree on its value).
+    #[serde(default, deserialize_with = "unique_keys")]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// A JSON object of strings whose keys are all different.
+fn unique_keys<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of strings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = m.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!(
+                        "annotation {k} is given twice"
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V)
 }
 
 /// An encoded artifact: the manifest (exact bytes), the blob it points to.
@@ -110,7 +115,7 @@ pub struct Encoded {
 
 /// The annotations summarising `r`.
 pub fn record_annotations(r: &Record) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut a = BTreeMap::from([
         (key::ENVIRONMENT.into(), r.environment.clone()),
         (key::TAG.into(), r.tag.clone()),
         (key::DIGEST.into(), r.digest.clone()),
@@ -119,11 +124,31 @@ pub fn record_annotations(r: &Record) -> BTreeMap<String, String> {
         (key::RUN.into(), r.run.clone()),
         (key::STARTED.into(), r.started_at.clone()),
         (key::CREATED.into(), r.ended_at.clone()),
-    ])
+    ]);
+    if let Some(p) = &r.previous_release {
+        a.insert(key::REPLACED.into(), p.clone());
+    }
+    if let Some(p) = &r.promoted_from {
+        a.insert(
+            key::PROMOTED_FROM.into(),
+            format!("{}/{}/{}", p.environment, p.tag, p.run),
+        );
+    }
+    a
 }
 
-/// Encodes `record` as an artifact whose subject is `subject` (the image's manifest).
-pub fn encode_record(record: &Record, subject: Desc) -> Result<Encoded> {
+/// The bytes a signature of `record` covers (`crate::records::sign`).
+pub fn signed_bytes(record: &Record) -> Result<Vec<u8>> {
+    super::sign::canonical_of(&record_annotations(record))
+}
+
+/// Encodes `record` as an artifact whose subject is `subject` (the image's manifest), signed
+/// with `signature` (over [`signed_bytes`]) when there is one.
+pub fn encode_record(
+    record: &Record,
+    subject: Desc,
+    signature: Option<&super::sign::Signature>,
+) -> Result<Encoded> {
     anyhow::ensure!(
         subject.digest == record.digest,
         "a record of {} cannot describe {}",
@@ -136,7 +161,10 @@ pub fn encode_record(record: &Record, subject: Desc) -> Result<Encoded> {
         "the record is {} bytes, more than {MAX_RECORD_BYTES}",
         blob.len()
     );
-    let annotations = record_annotations(record);
+    let mut annotations = record_annotations(record);
+    if let Some(sig) = signature {
+        annotations.insert(key::SIGNATURE.into(), sig.to_text());
+    }
     encode(RECORD_TYPE, blob, Some(subject), annotations, "record.json")
 }
 
@@ -211,8 +239,13 @@ pub fn decode_manifest(bytes: &[u8], artifact_type: &str) -> Result<ArtifactMani
     Ok(m)
 }
 
-/// The summary of a record from its annotations (a referrers descriptor or its manifest).
-pub fn summary_of(annotations: &BTreeMap<String, String>, record: &str) -> Result<Summary> {
+/// The summary of a record from its annotations (a referrers descriptor or its manifest), its
+/// signature checked against `keys` (none: not checked).
+pub fn summary_of(
+    annotations: &BTreeMap<String, String>,
+    record: &str,
+    keys: &[super::sign::PublicKey],
+) -> Result<Summary> {
     let get = |k: &str| {
         annotations
             .get(k)
@@ -237,6 +270,7 @@ pub fn summary_of(annotations: &BTreeMap<String, String>, record: &str) -> Resul
         started_at: time(key::STARTED)?,
         ended_at: time(key::CREATED)?,
         record: record.to_string(),
+        trust: super::sign::verify(annotations, keys),
     })
 }
 
@@ -267,6 +301,16 @@ pub fn decode_record(blob: &[u8], manifest: &ArtifactManifest) -> Result<Record>
             r.digest,
             s.digest
         );
+    }
+    // What the signature covers is the annotations: the body must say the same.
+    if manifest.annotations.contains_key(key::SIGNATURE) {
+        let body = record_annotations(&r);
+        for k in super::sign::SIGNED {
+            anyhow::ensure!(
+                body.get(k) == manifest.annotations.get(k),
+                "the record's body disagrees with its signed annotation {k}"
+            );
+        }
     }
     Ok(r)
 }
@@ -311,14 +355,14 @@ mod tests {
             annotations: BTreeMap::new(),
             data: None,
         };
-        let e = encode_record(&r, subject.clone()).unwrap();
+        let e = encode_record(&r, subject.clone(), None).unwrap();
         let m = decode_manifest(&e.manifest.bytes, RECORD_TYPE).unwrap();
         assert_eq!(
             m.subject.as_ref().map(|s| s.digest.as_str()),
             Some(d.as_str())
         );
         assert_eq!(decode_record(&e.blob, &m).unwrap(), r);
-        let s = summary_of(&m.annotations, e.manifest.digest.as_str()).unwrap();
+        let s = summary_of(&m.annotations, e.manifest.digest.as_str(), &[]).unwrap();
         assert_eq!(
             (s.tag.as_str(), s.result),
             ("v1.0.0-rc.1", RecordResult::Succeeded)
@@ -329,8 +373,54 @@ mod tests {
             digest: format!("sha256:{}", "b".repeat(64)),
             ..subject
         };
-        assert!(encode_record(&r, other).is_err());
+        assert!(encode_record(&r, other, None).is_err());
         assert!(decode_manifest(&e.manifest.bytes, CLAIM_TYPE).is_err());
         assert!(decode_record(b"{}", &m).is_err());
+    }
+
+    #[test]
+    fn a_signed_record_agrees_with_its_annotations_and_no_annotation_is_given_twice() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let mut r = record("v1.0.0-rc.1", &d);
+        r.previous_release = Some("v0.9.0-rc.1".into());
+        let subject = Desc {
+            media_type: MANIFEST_MEDIA_TYPE.into(),
+            digest: d.clone(),
+            size: 10,
+            annotations: BTreeMap::new(),
+            data: None,
+        };
+        let sig = crate::records::sign::Signature {
+            key: "0123456789abcdef".into(),
+            der: vec![0x30, 1, 2],
+        };
+        let e = encode_record(&r, subject, Some(&sig)).unwrap();
+        let m = decode_manifest(&e.manifest.bytes, RECORD_TYPE).unwrap();
+        assert_eq!(m.annotations[key::REPLACED], "v0.9.0-rc.1");
+        assert_eq!(m.annotations[key::SIGNATURE], sig.to_text());
+        assert_eq!(decode_record(&e.blob, &m).unwrap(), r);
+        // The body says another result than the signed annotations: refused.
+        let mut flipped = m.clone();
+        flipped
+            .annotations
+            .insert(key::RESULT.into(), "rolled-back".into());
+        let e2 = decode_record(&e.blob, &flipped).unwrap_err().to_string();
+        assert!(
+            e2.contains("disagrees with its signed annotation dev.ferry.result"),
+            "{e2}"
+        );
+        // A manifest naming an annotation twice is not read at all.
+        let text = String::from_utf8(e.manifest.bytes.to_vec()).unwrap();
+        let twice = text.replacen(
+            "\"dev.ferry.result\":\"succeeded\"",
+            "\"dev.ferry.result\":\"succeeded\",\"dev.ferry.result\":\"rolled-back\"",
+            1,
+        );
+        assert_ne!(twice, text);
+        let e3 = format!(
+            "{:#}",
+            decode_manifest(twice.as_bytes(), RECORD_TYPE).unwrap_err()
+        );
+        assert!(e3.contains("given twice"), "{e3}");
     }
 }

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, Context, Result};
 
 use super::oci::{self, Desc, CLAIM_TYPE, EMPTY_DIGEST, RECORD_TYPE};
+use super::sign::PublicKey;
+use super::signer::Signer;
 use super::{Record, Summary};
 use crate::config::Environment;
 use crate::registry::referrers::{self, Referrer, ReferrersPath};
@@ -123,6 +125,10 @@ pub struct Store {
     client: RegistryClient,
     repository: String,
     environment: String,
+    /// Signs what this store writes (the environment's own key), when configured.
+    signer: Option<Signer>,
+    /// The keys records read here are checked against (none: not checked).
+    keys: Vec<PublicKey>,
 }
 
 impl Store {
@@ -132,7 +138,35 @@ impl Store {
             client,
             repository: repository.into(),
             environment: environment.into(),
+            signer: None,
+            keys: Vec::new(),
         }
+    }
+
+    /// This store checks every record it reads against `pems` (public keys, PEM).
+    pub fn trusting(mut self, pems: &[String]) -> Result<Store> {
+        self.keys = pems
+            .iter()
+            .map(|p| PublicKey::from_pem(p))
+            .collect::<Result<_>>()
+            .context("a trusted records key")?;
+        Ok(self)
+    }
+
+    /// Splits `sums` into the records that may count in a decision and, for those ignored
+    /// (unsigned or invalid where this store verifies), one line each naming the record by
+    /// its tag in `names` (the same order as `sums`, as [`Store::summaries`] returns them).
+    pub fn trusted(sums: Vec<Summary>, names: &[NamedTag]) -> (Vec<Summary>, Vec<String>) {
+        let mut kept = Vec::new();
+        let mut ignored = Vec::new();
+        for (i, s) in sums.into_iter().enumerate() {
+            let name = names.get(i).map_or(s.record.as_str(), |n| n.tag.as_str());
+            match s.trust.ignored(name) {
+                Some(why) => ignored.push(why),
+                None => kept.push(s),
+            }
+        }
+        (kept, ignored)
     }
 
     /// Opens `env`'s store with the role of `reader`, which reads it through the repository
@@ -144,6 +178,19 @@ impl Store {
         let sdk = crate::aws::sts::environment_config(reader).await?;
         let client = crate::promote::source_client(&sdk, env, reader).await?;
         Ok(Store::new(client, &env.file.image.repository, &env.name))
+    }
+
+    /// Opens `env`'s store with the role of `reader` (see [`Store::open_as`]), checking every
+    /// record against the keys `reader` trusts on them.
+    pub async fn open_trusting(
+        env: &Environment,
+        reader: &Environment,
+        envs: &crate::config::Environments,
+    ) -> Result<Store> {
+        Store::open_as(env, reader)
+            .await?
+            .trusting(&envs.trusted_keys(reader))
+            .with_context(|| format!("in {}", reader.path.display()))
     }
 
     /// Opens `env`'s store with its role.
@@ -158,7 +205,15 @@ impl Store {
                     env.registry_host()
                 )
             })?;
-        Ok(Store::new(client, &env.file.image.repository, &env.name))
+        let mut store = Store::new(client, &env.file.image.repository, &env.name)
+            .trusting(&env.file.records.own_keys())
+            .with_context(|| format!("in {}", env.path.display()))?;
+        if let (Some(key), Some(pem)) =
+            (&env.file.records.signing_key, &env.file.records.public_key)
+        {
+            store.signer = Some(Signer::new(&sdk, key, pem)?);
+        }
+        Ok(store)
     }
 
     /// `host/repository`, for messages.
@@ -218,7 +273,7 @@ impl Store {
                 .ok_or_else(|| anyhow!("record {} vanished from {}", n.tag, self.location()))?;
             let a = oci::decode_manifest(&m.bytes, RECORD_TYPE)
                 .with_context(|| format!("record {} in {}", n.tag, self.location()))?;
-            oci::summary_of(&a.annotations, m.digest.as_str())
+            oci::summary_of(&a.annotations, m.digest.as_str(), &self.keys)
         });
         futures_util::future::try_join_all(reads).await
     }
@@ -250,7 +305,7 @@ impl Store {
             referrers::list_referrers(&self.client, &self.repository, digest, RECORD_TYPE).await?;
         let mut out = Vec::new();
         for r in refs {
-            let s = oci::summary_of(&r.annotations, &r.digest)?;
+            let s = oci::summary_of(&r.annotations, &r.digest, &self.keys)?;
             if s.environment == self.environment && s.digest == digest {
                 out.push(s);
             }
@@ -289,7 +344,12 @@ impl Store {
             annotations: BTreeMap::new(),
             data: None,
         };
-        let enc = oci::encode_record(record, subject)?;
+        // A record is signed before anything is pushed: a signing failure writes nothing.
+        let signature = match &self.signer {
+            Some(s) => Some(s.sign(record).await?),
+            None => None,
+        };
+        let enc = oci::encode_record(record, subject, signature.as_ref())?;
         self.push_blob(EMPTY_DIGEST, bytes::Bytes::from_static(b"{}"))
             .await?;
         self.push_blob(&enc.blob_digest, enc.blob.clone()).await?;

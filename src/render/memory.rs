@@ -156,9 +156,14 @@ pub fn status_text(envs: &[EnvironmentStatus]) -> String {
         } else {
             let _ = writeln!(s, "  history (newest first):");
             for h in &e.history {
+                // Where the environment pins its key, each record says what its signature is.
+                let trust = match &h.trust {
+                    crate::records::sign::Trust::Unchecked => String::new(),
+                    t => format!("  {}", t.word()),
+                };
                 let _ = writeln!(
                     s,
-                    "    {}  {:<14} {:<9} {:<15} {}",
+                    "    {}  {:<14} {:<9} {:<15} {}{trust}",
                     rfc3339_of(h.ended_at),
                     h.tag,
                     h.kind.as_str(),

@@ -358,6 +358,10 @@ pub struct EnvSpec {
     pub prod_smoke: Option<String>,
     /// `promote.soak_minutes` of production.
     pub soak_minutes: Option<u64>,
+    /// TOML appended to staging's file (e.g. its `[records]` signing key).
+    pub staging_extra: String,
+    /// TOML appended to production's file (e.g. its `[records]` trusted keys).
+    pub prod_extra: String,
 }
 
 impl EnvSpec {
@@ -372,12 +376,20 @@ impl EnvSpec {
             staging_smoke: None,
             prod_smoke: None,
             soak_minutes: None,
+            staging_extra: String::new(),
+            prod_extra: String::new(),
         }
     }
 
     /// Writes `staging.toml` and `production.toml` into a new directory.
     pub fn write(&self) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
+        self.write_to(dir.path());
+        dir
+    }
+
+    /// Writes (or rewrites) `staging.toml` and `production.toml` in `dir`.
+    pub fn write_to(&self, dir: &Path) {
         let region = region();
         let smoke = |url: &Option<String>| {
             url.as_ref()
@@ -394,7 +406,7 @@ impl EnvSpec {
             s = self.service,
             k = self.container,
             smoke = smoke(&self.staging_smoke)
-        );
+        ) + &self.staging_extra;
         let production = format!(
             "account_id = \"{a}\"\nregion = \"{region}\"\n[role]\narn = \"arn:aws:iam::{a}:role/ferry-deploy\"\n[release]\nmatch = \"final\"\n[promote]\nfrom = \"staging\"\n{soak}[image]\nrepository = \"{repo}\"\n[[services]]\ncluster = \"{c}-production\"\nservice = \"{s}\"\ncontainer = \"{k}\"\n{smoke}",
             a = self.prod_account,
@@ -407,10 +419,9 @@ impl EnvSpec {
                 .soak_minutes
                 .map(|m| format!("soak_minutes = {m}\n"))
                 .unwrap_or_default()
-        );
-        std::fs::write(dir.path().join("staging.toml"), staging).unwrap();
-        std::fs::write(dir.path().join("production.toml"), production).unwrap();
-        dir
+        ) + &self.prod_extra;
+        std::fs::write(dir.join("staging.toml"), staging).unwrap();
+        std::fs::write(dir.join("production.toml"), production).unwrap();
     }
 }
 

@@ -86,6 +86,19 @@ fn doc_file(dir: &std::path::Path, name: &str, doc: &Value) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// `doc` with its `RecordsSign` statement on `"*"`: moto compares a KMS statement's resources
+/// against `*` only (as it does for ECR), so the key ARN the statement names is checked by the
+/// unit tests of `ferry::iam` instead.
+fn moto_kms(doc: &Value) -> Value {
+    let mut d = doc.clone();
+    for st in d["Statement"].as_array_mut().unwrap() {
+        if st["Sid"] == "RecordsSign" {
+            st["Resource"] = Value::from("*");
+        }
+    }
+    d
+}
+
 /// `doc` without the statement `sid` (which must be there).
 fn without(doc: &Value, sid: &str) -> Value {
     let mut d = doc.clone();
@@ -100,6 +113,13 @@ fn without(doc: &Value, sid: &str) -> Value {
 async fn a_production_deploy_needs_exactly_the_generated_policies() {
     let moto = Moto::start();
     let mut spec = EnvSpec::new();
+    // Staging signs its records (kms:Sign under enforcement); production verifies them.
+    let key: Value = serde_json::from_str(&moto.iam(&["key", &spec.staging_account])).unwrap();
+    spec.staging_extra = format!(
+        "[records]\nsigning_key = \"{}\"\npublic_key = \"{}\"\n",
+        key["arn"].as_str().unwrap(),
+        key["pem"].as_str().unwrap()
+    );
     let sim = EcsSim::start();
     let staging_cluster = format!("{}-staging", spec.cluster);
     let prod_cluster = format!("{}-production", spec.cluster);
@@ -207,7 +227,11 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
         );
         moto.iam(&["role", acct, "ferry-deploy", &policy, &trust]);
     };
-    put_role(&spec.staging_account, &staging_p, &staging_p["role_policy"]);
+    put_role(
+        &spec.staging_account,
+        &staging_p,
+        &moto_kms(&staging_p["role_policy"]),
+    );
     put_role(&spec.prod_account, &prod_p, &prod_p["role_policy"]);
     let creds = [
         (
@@ -384,4 +408,94 @@ async fn a_production_deploy_needs_exactly_the_generated_policies() {
     assert_exit(&o, 0);
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["promotion"]["digest"], rc21.as_str(), "{report}");
+}
+
+/// The records key's grants under moto's IAM enforcement: the deploy role signs with exactly
+/// the generated role policy; the CI role that pushes release candidates to staging's
+/// repository (push rights, nothing about the key) cannot sign, so it cannot forge a record.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ci_role_that_pushes_images_cannot_sign_records() {
+    let moto = Moto::start();
+    let mut spec = EnvSpec::new();
+    let key: Value = serde_json::from_str(&moto.iam(&["key", &spec.staging_account])).unwrap();
+    let arn = key["arn"].as_str().unwrap().to_string();
+    spec.staging_extra = format!(
+        "[records]\nsigning_key = \"{arn}\"\npublic_key = \"{}\"\n",
+        key["pem"].as_str().unwrap()
+    );
+    let dir = spec.write();
+    let o = ferry(
+        &[
+            "iam-policy",
+            "--environments",
+            dir.path().to_str().unwrap(),
+            "--offline",
+            "--output",
+            "json",
+        ],
+        &[("AWS_ENDPOINT_URL", moto.url.clone())],
+    );
+    assert_exit(&o, 0);
+    let policies: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let staging = policies["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["environment"] == "staging")
+        .unwrap()
+        .clone();
+    assert!(staging["key_policy"]["Statement"].is_array(), "{staging:#}");
+    let tmp = tempfile::tempdir().unwrap();
+    let anyone = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]});
+    let trust = doc_file(tmp.path(), "trust.json", &anyone);
+    let deploy = doc_file(
+        tmp.path(),
+        "deploy.json",
+        &moto_kms(&staging["role_policy"]),
+    );
+    moto.iam(&[
+        "role",
+        &spec.staging_account,
+        "ferry-deploy",
+        &deploy,
+        &trust,
+    ]);
+    // CI: pushes release candidates to staging's repository, and may do anything else in ECR.
+    let ci_policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["ecr:*"], "Resource": "*"}]});
+    let ci = doc_file(tmp.path(), "ci.json", &ci_policy);
+    moto.iam(&["role", &spec.staging_account, "ci-push", &ci, &trust]);
+    let assume = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": "sts:AssumeRole", "Resource": "*"}]});
+    let caller = doc_file(tmp.path(), "caller.json", &assume);
+    let creds = moto.iam(&["caller", &caller]);
+    let creds_file = tmp.path().join("creds.json");
+    std::fs::write(&creds_file, creds).unwrap();
+    let creds_file = creds_file.to_str().unwrap();
+    moto.iam(&["enforce", "on"]);
+    let try_sign = |role: &str| {
+        moto.iam(&["try-sign", &spec.staging_account, role, &arn, creds_file])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(try_sign("ferry-deploy"), "signed");
+    let refused = try_sign("ci-push");
+    assert!(refused.contains("AccessDenied"), "CI signed: {refused}");
+    // Without the generated RecordsSign statement, the deploy role cannot sign either.
+    moto.iam(&["enforce", "off"]);
+    let unsigned = doc_file(
+        tmp.path(),
+        "deploy-unsigned.json",
+        &without(&staging["role_policy"], "RecordsSign"),
+    );
+    moto.iam(&[
+        "role",
+        &spec.staging_account,
+        "ferry-deploy",
+        &unsigned,
+        &trust,
+    ]);
+    moto.iam(&["enforce", "on"]);
+    assert!(try_sign("ferry-deploy").contains("AccessDenied"));
 }

@@ -21,5 +21,6 @@ mod notify;
 mod plan;
 mod preflight;
 mod reruns;
+mod signing;
 mod tls;
 mod verdicts;
