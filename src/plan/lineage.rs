@@ -158,7 +158,9 @@ pub async fn ran_before(
     let here = store.client().resolve_tag(repo, &tag.tag).await?;
     let digest = here.as_ref().map(|d| d.digest.clone());
     let first: Vec<_> = cat.records.iter().take(FIRST_RECORDS).cloned().collect();
-    for s in store.summaries(&first).await? {
+    // Only records this environment trusts (signed by a key it pins, when it pins any).
+    let (trusted, _) = Store::trusted(store.summaries(&first).await?, &first);
+    for s in trusted {
         let r = match store.read(&s.record).await {
             Ok(r) => r,
             Err(e) => {
