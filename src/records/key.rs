@@ -26,5 +26,8 @@ pub const TITLE: &str = "org.opencontainers.image.title";
 pub const REPLACED: &str = "dev.ferry.replaced";
 /// For a promotion: the source record, `<environment>/<release>/<run>`.
 pub const PROMOTED_FROM: &str = "dev.ferry.promoted-from";
+/// `sha256:<hex>` of the record's body (its compact JSON): signed with the other annotations,
+/// so that a signature covers the whole body, not only the fields repeated as annotations.
+pub const BODY: &str = "dev.ferry.record-digest";
 /// The signature of the signed annotations (`crate::records::sign`).
 pub const SIGNATURE: &str = "dev.ferry.signature";

@@ -134,6 +134,9 @@ pub fn record_annotations(r: &Record) -> BTreeMap<String, String> {
             format!("{}/{}/{}", p.environment, p.tag, p.run),
         );
     }
+    if let Ok(body) = serde_json::to_vec(r) {
+        a.insert(key::BODY.into(), Digest::sha256_of(&body).to_string());
+    }
     a
 }
 
@@ -408,6 +411,18 @@ mod tests {
         assert!(
             e2.contains("disagrees with its signed annotation dev.ferry.result"),
             "{e2}"
+        );
+        // A body changed in a field no other annotation repeats (the blob and its layer
+        // digest rewritten, the signed annotations copied): refused by the body's digest.
+        let mut tampered = r.clone();
+        tampered.built_as = Some("v1.0.0-rc.9".into());
+        let blob = serde_json::to_vec_pretty(&tampered).unwrap();
+        let mut rewritten = m.clone();
+        rewritten.layers[0].digest = Digest::sha256_of(&blob).to_string();
+        let e4 = decode_record(&blob, &rewritten).unwrap_err().to_string();
+        assert!(
+            e4.contains("disagrees with its signed annotation dev.ferry.record-digest"),
+            "{e4}"
         );
         // A manifest naming an annotation twice is not read at all.
         let text = String::from_utf8(e.manifest.bytes.to_vec()).unwrap();

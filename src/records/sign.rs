@@ -24,8 +24,9 @@ pub const VERSION: &str = "v1";
 const DOMAIN: &str = "ferry.release-record.signed/v1";
 /// The largest signature text accepted (a DER ECDSA P-256 signature is at most 72 bytes).
 const MAX_SIGNATURE_TEXT: usize = 256;
-/// The annotations a signature covers; the first eight are required.
-pub const SIGNED: [&str; 10] = [
+/// The annotations a signature covers; the first eight are required (ferry writes the body's
+/// digest on every record it signs, so a signature covers the whole body).
+pub const SIGNED: [&str; 11] = [
     key::ENVIRONMENT,
     key::TAG,
     key::DIGEST,
@@ -36,6 +37,7 @@ pub const SIGNED: [&str; 10] = [
     key::CREATED,
     key::REPLACED,
     key::PROMOTED_FROM,
+    key::BODY,
 ];
 const REQUIRED: usize = 8;
 
