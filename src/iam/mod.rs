@@ -27,12 +27,6 @@
 //!   (`AssumeRole` on the default chain): `sts:AssumeRole` on exactly the environment's role.
 //! - **key policy** (only for an environment that signs its records): see `kms`.
 //!
-//! Which ECR call each OCI request is (ECR's documented mapping): manifest GET/HEAD →
-//! `BatchGetImage`; blob HEAD → `BatchCheckLayerAvailability`; blob GET →
-//! `GetDownloadUrlForLayer`; `tags/list` → `ListImages`; blob upload →
-//! `InitiateLayerUpload`/`UploadLayerPart`/`CompleteLayerUpload`; manifest PUT → `PutImage`;
-//! manifest DELETE → `BatchDeleteImage`; `referrers/<digest>` → `BatchGetImage`.
-//!
 //! [`policies`] is pure (values in, `serde_json` documents out, statements and lists in a
 //! fixed order); [`live_services`] is the one function that asks AWS.
 
@@ -53,7 +47,11 @@ pub use live::live_services;
 /// The OIDC issuer of GitHub Actions.
 pub const GITHUB_OIDC_HOST: &str = "token.actions.githubusercontent.com";
 
-/// ECR actions a role needs to read its repository.
+/// ECR actions a role needs to read its repository. ECR's mapping of OCI requests: manifest
+/// GET/HEAD, `referrers/<digest>` → `BatchGetImage`; blob HEAD → `BatchCheckLayerAvailability`;
+/// blob GET → `GetDownloadUrlForLayer`; `tags/list` → `ListImages`; blob upload →
+/// `InitiateLayerUpload`, `UploadLayerPart`, `CompleteLayerUpload`; manifest PUT/DELETE →
+/// `PutImage`/`BatchDeleteImage`.
 pub const ECR_READ: &[&str] = &[
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
@@ -331,9 +329,7 @@ pub fn role_policy(
             ],
             vec!["*".into()],
         ));
-        if env.file.deploy.holds_autoscaling() {
-            st.extend(hold::statements(env));
-        }
+        st.extend(hold::statements(env));
         if let Some(l) = live.filter(|l| !l.native_blue_green.is_empty()) {
             st.push(statement(
                 "EcsContinuePausedDeployments",
