@@ -190,18 +190,27 @@ impl AssumeRoleProvider {
             .send()
             .await
             .map_err(|e| credentials_error("sts:AssumeRole", &self.role_arn, e))?;
-        let c = out
-            .credentials
-            .ok_or_else(|| CredentialsError::unhandled("AssumeRole returned no credentials"))?;
-        let expiry = SystemTime::try_from(c.expiration).ok();
-        Ok(Credentials::new(
-            c.access_key_id,
-            c.secret_access_key,
-            Some(c.session_token),
-            expiry,
-            "ferry-assume-role",
-        ))
+        session(out.credentials, "AssumeRole", "ferry-assume-role")
     }
+}
+
+/// The SDK credentials of an STS answer's `credentials` (`operation` names it in the error).
+fn session(
+    c: Option<aws_sdk_sts::types::Credentials>,
+    operation: &str,
+    provider: &'static str,
+) -> Result<Credentials, CredentialsError> {
+    let c = c.ok_or_else(|| {
+        CredentialsError::unhandled(format!("{operation} returned no credentials"))
+    })?;
+    let expiry = SystemTime::try_from(c.expiration).ok();
+    Ok(Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        expiry,
+        provider,
+    ))
 }
 
 impl ProvideCredentials for AssumeRoleProvider {
@@ -280,17 +289,11 @@ impl WebIdentityProvider {
             .send()
             .await
             .map_err(|e| credentials_error("sts:AssumeRoleWithWebIdentity", &self.role_arn, e))?;
-        let c = out.credentials.ok_or_else(|| {
-            CredentialsError::unhandled("AssumeRoleWithWebIdentity returned no credentials")
-        })?;
-        let expiry = SystemTime::try_from(c.expiration).ok();
-        Ok(Credentials::new(
-            c.access_key_id,
-            c.secret_access_key,
-            Some(c.session_token),
-            expiry,
+        session(
+            out.credentials,
+            "AssumeRoleWithWebIdentity",
             "ferry-github-oidc",
-        ))
+        )
     }
 }
 

@@ -323,6 +323,17 @@ mod tests {
     use super::*;
     use crate::records::{RecordResult, RunKind, SCHEMA};
 
+    /// The descriptor of the image manifest `digest` (a record's subject).
+    fn image(digest: &str) -> Desc {
+        Desc {
+            media_type: MANIFEST_MEDIA_TYPE.into(),
+            digest: digest.into(),
+            size: 10,
+            annotations: BTreeMap::new(),
+            data: None,
+        }
+    }
+
     pub(crate) fn record(tag: &str, digest: &str) -> Record {
         Record {
             schema: SCHEMA.into(),
@@ -351,13 +362,7 @@ mod tests {
     fn a_record_round_trips_through_its_artifact() {
         let d = format!("sha256:{}", "a".repeat(64));
         let r = record("v1.0.0-rc.1", &d);
-        let subject = Desc {
-            media_type: MANIFEST_MEDIA_TYPE.into(),
-            digest: d.clone(),
-            size: 10,
-            annotations: BTreeMap::new(),
-            data: None,
-        };
+        let subject = image(&d);
         let e = encode_record(&r, subject.clone(), None).unwrap();
         let m = decode_manifest(&e.manifest.bytes, RECORD_TYPE).unwrap();
         assert_eq!(
@@ -386,13 +391,7 @@ mod tests {
         let d = format!("sha256:{}", "a".repeat(64));
         let mut r = record("v1.0.0-rc.1", &d);
         r.previous_release = Some("v0.9.0-rc.1".into());
-        let subject = Desc {
-            media_type: MANIFEST_MEDIA_TYPE.into(),
-            digest: d.clone(),
-            size: 10,
-            annotations: BTreeMap::new(),
-            data: None,
-        };
+        let subject = image(&d);
         let sig = crate::records::sign::Signature {
             key: "0123456789abcdef".into(),
             der: vec![0x30, 1, 2],

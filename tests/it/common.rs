@@ -173,15 +173,21 @@ impl Registry {
 
     /// Pushes a synthetic image (tests/fixtures/image.py); returns its digest.
     pub fn push_image(&self, repo: &str, tag: &str, extra: &[&str]) -> String {
+        self.fixture("image.py", repo, tag, extra)
+    }
+
+    /// Runs `tests/fixtures/<script> <registry> <repo> <reference> --auth <creds> <extra…>`
+    /// against this registry; its stdout, trimmed.
+    pub fn fixture(&self, script: &str, repo: &str, reference: &str, extra: &[&str]) -> String {
         let out = Command::new("python3")
-            .arg(fixture("image.py"))
-            .args([&self.addr(), repo, tag, "--auth", &self.creds()])
+            .arg(fixture(script))
+            .args([&self.addr(), repo, reference, "--auth", &self.creds()])
             .args(extra)
             .output()
             .expect("python3");
         assert!(
             out.status.success(),
-            "image.py failed: {}",
+            "{script} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()

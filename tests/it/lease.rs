@@ -16,44 +16,20 @@ use serde_json::Value;
 /// How long a task of a slow release takes to start in the simulator.
 const SLOW_START: f64 = 10.0;
 
-struct World {
-    spec: EnvSpec,
-    dir: tempfile::TempDir,
-    staging: Registry,
-    prod: Registry,
-    sim: EcsSim,
-    staging_cluster: String,
+/// The memory tests' world (both environments run a baseline seeded outside ferry), with the
+/// lease tests' ways of running ferry.
+struct World(crate::memory::World);
+
+impl std::ops::Deref for World {
+    type Target = crate::memory::World;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl World {
     async fn new() -> World {
-        let mut spec = EnvSpec::new();
-        let sim = EcsSim::start();
-        let staging_cluster = format!("{}-staging", spec.cluster);
-        let prod_cluster = format!("{}-production", spec.cluster);
-        spec.staging_smoke = Some(sim.health_url(&staging_cluster, &spec.service));
-        spec.prod_smoke = Some(sim.health_url(&prod_cluster, &spec.service));
-        let dir = spec.write();
-        let staging = Registry::for_account(&spec.staging_account);
-        let prod = Registry::for_account(&spec.prod_account);
-        let sbase = staging.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", "90"]);
-        let pbase = prod.push_image(&spec.repo, "v0.9.0", &["--seed", "90"]);
-        let simage = format!("{}/{}@{sbase}", staging.ecr_host(), spec.repo);
-        let pimage = format!("{}/{}@{pbase}", prod.ecr_host(), spec.repo);
-        sim.image(&simage, "0.9.0-rc.1", "healthy").await;
-        sim.image(&pimage, "0.9.0-rc.1", "healthy").await;
-        sim.service(&staging_cluster, &spec.service, &spec.container, &simage)
-            .await;
-        sim.service(&prod_cluster, &spec.service, &spec.container, &pimage)
-            .await;
-        World {
-            spec,
-            dir,
-            staging,
-            prod,
-            sim,
-            staging_cluster,
-        }
+        World(crate::memory::World::new(None).await)
     }
 
     /// Pushes a release candidate whose tasks take `SLOW_START` seconds to start in staging

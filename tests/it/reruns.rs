@@ -49,35 +49,22 @@ async fn register_revision(w: &World, image: &str) {
 /// One re-run of `tag`: the n-th of a rotation of CLI, `release` event re-runs (attempts 2,
 /// 3, …) and dispatch, as people start them.
 fn rerun(w: &World, tag: &str, n: usize) -> Output {
-    let json = ["--output", "json"];
-    match n % 3 {
-        0 => w.deploy(tag, &[]),
-        1 => {
-            let ev = release_event(w.dir.path(), tag);
-            let mut x = vec!["--event", ev.to_str().unwrap()];
-            x.extend(json);
-            w.run(
-                "deploy",
-                "",
-                &x,
-                &[
-                    ("GITHUB_EVENT_NAME", "release".into()),
-                    ("GITHUB_RUN_ATTEMPT", (n + 1).to_string()),
-                ],
-            )
-        }
-        _ => {
-            let ev = dispatch_event(w.dir.path(), tag);
-            let mut x = vec!["--event", ev.to_str().unwrap()];
-            x.extend(json);
-            w.run(
-                "deploy",
-                "",
-                &x,
-                &[("GITHUB_EVENT_NAME", "workflow_dispatch".into())],
-            )
-        }
-    }
+    let (event, env) = match n % 3 {
+        0 => return w.deploy(tag, &[]),
+        1 => (
+            release_event(w.dir.path(), tag),
+            vec![
+                ("GITHUB_EVENT_NAME", "release".into()),
+                ("GITHUB_RUN_ATTEMPT", (n + 1).to_string()),
+            ],
+        ),
+        _ => (
+            dispatch_event(w.dir.path(), tag),
+            vec![("GITHUB_EVENT_NAME", "workflow_dispatch".into())],
+        ),
+    };
+    let args = ["--event", event.to_str().unwrap(), "--output", "json"];
+    w.run("deploy", "", &args, &env)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -99,19 +99,8 @@ impl World {
 
     /// Forges a record in staging's repository from `source` (a record tag); its new tag.
     fn forge(&self, source: &str, args: &[&str]) -> String {
-        let out = std::process::Command::new("python3")
-            .arg(fixture("forge_record.py"))
-            .args([&self.staging.addr(), &self.spec.repo, source])
-            .args(["--auth", &self.staging.creds()])
-            .args(args)
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "forge_record.py: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        self.staging
+            .fixture("forge_record.py", &self.spec.repo, source, args)
     }
 
     fn status(&self, env: &str) -> String {
