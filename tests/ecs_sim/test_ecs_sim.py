@@ -913,8 +913,13 @@ def test_native_blue_green_walks_the_lifecycle_stages(sim):
         if sd.get("lifecycleStage") and (not stages or stages[-1] != sd["lifecycleStage"]):
             stages.append(sd["lifecycleStage"])
         if sd.get("lifecycleStage") == "POST_TEST_TRAFFIC_SHIFT":
-            versions["test"].add(health(sim, "shop", "web", "test/")[1].get("version"))
-            versions["prod"].add(health(sim, "shop", "web")[1].get("version"))
+            seen = (health(sim, "shop", "web", "test/")[1].get("version"), health(sim, "shop", "web")[1].get("version"))
+            # Stages only move forward: when the stage still reads the same after both answers,
+            # both were given during it (the stage may end between the two reads).
+            again = raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [arn]})["serviceDeployments"][0]
+            if again.get("lifecycleStage") == "POST_TEST_TRAFFIC_SHIFT":
+                versions["test"].add(seen[0])
+                versions["prod"].add(seen[1])
         return sd["status"] == "SUCCESSFUL"
     wait(follow, timeout=30)
     assert stages[0] == "RECONCILE_SERVICE" and stages[-1] == "CLEAN_UP", stages
