@@ -141,6 +141,7 @@ fn plan_options(
         allow_downgrade: args.allow_downgrade,
         run_attempt,
         wait_for_idle: false,
+        claims_checked_by_run: false,
         deadline,
     })
 }
@@ -251,7 +252,15 @@ async fn deploy_release(
 ) -> Result<crate::report::DeployReport> {
     let mut plan_opts = plan_options(args, false, opts.deadline)?;
     plan_opts.wait_for_idle = opts.wait_for_idle;
-    let plan = crate::plan::plan(trigger, envs_dir, &plan_opts).await?;
+    // The run checks other runs' claims against its own (`run::claim`).
+    plan_opts.claims_checked_by_run = true;
+    let envs = crate::config::load(envs_dir)?;
+    let env = envs.select(tag)?;
+    let claimed = crate::run::claim(env, &tag.tag, opts, || {
+        crate::plan::plan(trigger, envs_dir, &plan_opts)
+    })
+    .await?;
+    let plan = claimed.plan.clone();
     tracing::info!(
         "deploying {} to {} (account {}, {}): {}",
         plan.tag,
@@ -268,8 +277,6 @@ async fn deploy_release(
     ) {
         tracing::info!("{h} in {}", plan.environment);
     }
-    let envs = crate::config::load(envs_dir)?;
-    let env = envs.get(&plan.environment)?;
     let source_env = envs.get(&plan.source.environment)?;
     let request = DeploymentRequest::new(
         tag,
@@ -285,7 +292,7 @@ async fn deploy_release(
         format!("deploying {} to {}", plan.tag, plan.environment),
     );
     notify::send(targets, &start).await;
-    let result = crate::run::deploy(&plan, env, source_env, opts, gh, &request).await;
+    let result = crate::run::deploy(claimed, env, source_env, opts, gh, &request).await;
     if let Err(e) = &result {
         // It started, so the targets hear how it ended, refusals included.
         let event = notify::Event::new(

@@ -131,6 +131,9 @@ pub struct PlanOptions {
     pub run_attempt: u32,
     /// `deploy --wait-for-idle`: a deployment in flight is waited for, not refused.
     pub wait_for_idle: bool,
+    /// `deploy`: the run checks other runs' claims against its own claim, so the plan does not
+    /// (it would see that claim).
+    pub claims_checked_by_run: bool,
     /// The run deadline: a release whose rollouts, smoke checks and rollbacks cannot fit is
     /// refused, as `deploy` refuses it.
     pub deadline: Option<crate::deadline::Deadline>,

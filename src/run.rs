@@ -18,6 +18,7 @@ use crate::deploy::{self, taskdef, DeployOptions, Ended, Running, ServiceState};
 use crate::error::{Failure, FailureKind};
 use crate::github::deployments::{DeploymentRequest, Session};
 use crate::plan::Plan;
+use crate::records::store::Store;
 use crate::records::RunKind;
 use crate::render;
 use crate::report::{DeployReport, Outcome, ServiceReport};
@@ -25,28 +26,74 @@ use crate::report::{DeployReport, Outcome, ServiceReport};
 pub(crate) mod heartbeat;
 mod memory;
 
-/// Executes `plan` on `env`, promoting from `source_env` when the plan says so: claims the
-/// environment first (one run at a time), and records the outcome next to the image at the end.
+/// A run that holds its environment: the plan it made and everything it read while its
+/// claim settled (see [`claim`]), ready to change things.
+pub struct Claimed {
+    pub plan: Plan,
+    ready: Ready,
+    store: Store,
+    lease: heartbeat::Lease,
+    started: u64,
+}
+
+/// What the run read before it changes anything.
+struct Ready {
+    sdk: aws_config::SdkConfig,
+    client: aws_sdk_ecs::Client,
+    bg: deploy::codedeploy::Context,
+    image: String,
+    digest: String,
+    prepared: Vec<deploy::Prepared>,
+}
+
+/// Claims `env` for `release` (one run at a time) and, while the claim settles, makes the plan
+/// (`make_plan`) and reads every service: the settle window is spent on reads that must happen
+/// anyway, not added to them. Refuses (nothing changed) when the plan, a service or another
+/// run's claim says no; with `--wait-for-idle` it waits for the other run and plans again.
+pub async fn claim<F, Fut>(
+    env: &Environment,
+    release: &str,
+    opts: &DeployOptions,
+    make_plan: F,
+) -> Result<Claimed>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Plan>>,
+{
+    let started = crate::records::now_unix();
+    let (store, lease, (plan, ready)) = memory::claim_environment(env, release, opts, || async {
+        let plan = make_plan().await?;
+        let ready = ready(&plan, env, opts).await?;
+        Ok((plan, ready))
+    })
+    .await?;
+    Ok(Claimed {
+        plan,
+        ready,
+        store,
+        lease,
+        started,
+    })
+}
+
+/// Executes a claimed run's plan on `env`, promoting from `source_env` when the plan says so,
+/// and records the outcome next to the image at the end.
 pub async fn deploy(
-    plan: &Plan,
+    claimed: Claimed,
     env: &Environment,
     source_env: &Environment,
     opts: &DeployOptions,
     gh: &mut Session,
     gh_request: &DeploymentRequest,
 ) -> Result<DeployReport> {
-    let digest = plan.source.digest.clone().ok_or_else(|| {
-        anyhow!(
-            "the source digest of {} could not be read: {}",
-            plan.source.display(),
-            plan.unresolved.join("; ")
-        )
-    })?;
-    crate::plan::refuse_moved_tag(plan, &digest)?;
-    let started = crate::records::now_unix();
-    let store = crate::records::store::Store::open(env).await?;
-    let lease = memory::claim_environment(&store, env, plan, opts).await?;
-    let result = execute(plan, env, source_env, opts, &digest, gh, gh_request).await;
+    let Claimed {
+        plan,
+        ready,
+        store,
+        lease,
+        started,
+    } = claimed;
+    let result = execute(&plan, env, source_env, opts, ready, gh, gh_request).await;
     lease.release().await;
     let mut report = result?;
     if let Some(h) = render::headline(
@@ -57,21 +104,21 @@ pub async fn deploy(
     ) {
         report.verdict = format!("{h}: {}", report.verdict);
     }
-    memory::record(&store, plan, env, source_env, &mut report, started).await;
+    memory::record(&store, &plan, env, source_env, &mut report, started).await;
     Ok(report)
 }
 
-/// promote → roll out → smoke → (on failure) roll back, under this run's claim.
-async fn execute(
-    plan: &Plan,
-    env: &Environment,
-    source_env: &Environment,
-    opts: &DeployOptions,
-    digest: &str,
-    gh: &mut Session,
-    gh_request: &DeploymentRequest,
-) -> Result<DeployReport> {
-    let digest = digest.to_string();
+/// The read-only part of a run: the digest, the role, and every service read and checked
+/// (`deploy::prepare`, concurrently); refuses while nothing has changed.
+async fn ready(plan: &Plan, env: &Environment, opts: &DeployOptions) -> Result<Ready> {
+    let digest = plan.source.digest.clone().ok_or_else(|| {
+        anyhow!(
+            "the source digest of {} could not be read: {}",
+            plan.source.display(),
+            plan.unresolved.join("; ")
+        )
+    })?;
+    crate::plan::refuse_moved_tag(plan, &digest)?;
     let sdk = crate::aws::sts::environment_config(env).await?;
     crate::aws::sts::verify_identity(env, &sdk).await?;
     let client = crate::aws::sts::ecs_client(&sdk);
@@ -87,12 +134,43 @@ async fn execute(
         env.file.image.repository,
         digest
     );
+    // Read everything and refuse early: nothing is changed until every service is ready. The
+    // first refusal ends the others (one may be waiting for a deployment in flight).
+    let prepared = futures_util::future::try_join_all(
+        env.file
+            .services
+            .iter()
+            .map(|cfg| deploy::prepare::prepare(&client, &bg.cd, env, cfg, &image, opts)),
+    )
+    .await?;
+    Ok(Ready {
+        sdk,
+        client,
+        bg,
+        image,
+        digest,
+        prepared,
+    })
+}
 
-    // Read everything and refuse early: nothing is changed until every service is ready.
-    let mut prepared = Vec::new();
-    for cfg in &env.file.services {
-        prepared.push(deploy::prepare::prepare(&client, &bg.cd, env, cfg, &image, opts).await?);
-    }
+/// promote → roll out → smoke → (on failure) roll back, under this run's claim.
+async fn execute(
+    plan: &Plan,
+    env: &Environment,
+    source_env: &Environment,
+    opts: &DeployOptions,
+    ready: Ready,
+    gh: &mut Session,
+    gh_request: &DeploymentRequest,
+) -> Result<DeployReport> {
+    let Ready {
+        sdk,
+        client,
+        bg,
+        image,
+        digest,
+        mut prepared,
+    } = ready;
 
     // Refuse now what cannot finish before the run deadline, while nothing has changed.
     fit_deadline(&mut prepared, env, opts, false, None)?;

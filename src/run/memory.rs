@@ -8,7 +8,9 @@
 //! settle window and the registry lists a tag once its PUT answered (both true of ECR and of
 //! the local world); the README's "No overlapping rollouts" says more. The claim is a lease
 //! (`crate::lease`), renewed while the run lives (`super::heartbeat`); claims of an earlier
-//! attempt of the same workflow run are taken over at once.
+//! attempt of the same workflow run are taken over at once. The claim is pushed first and
+//! the plan and every read of the services happen while it settles, so the window costs only
+//! what the reads do not already take.
 
 use std::time::Duration;
 
@@ -28,69 +30,93 @@ use crate::report::{DeployReport, Outcome};
 /// How long a run waits between claiming and reading the other claims.
 const SETTLE_ENV: &str = "FERRY_CLAIM_SETTLE_MS";
 
-/// Claims `env` for this run, or refuses (exit 3, nothing changed) when an older claim lives;
-/// with `--wait-for-idle`, waits for it instead. The claim is renewed until it is released.
-pub async fn claim_environment(
-    store: &Store,
+/// Claims `env` for this run and runs `prepare` (the plan and every read before a change)
+/// while the claim settles; refuses (exit 3, nothing changed) when an older claim lives, or
+/// with `--wait-for-idle` waits for it and claims and prepares again (what runs then may have
+/// changed). The claim is renewed until it is released. Returns the store, the lease and what
+/// `prepare` read.
+pub async fn claim_environment<T, F, Fut>(
     env: &Environment,
-    plan: &Plan,
+    release: &str,
     opts: &DeployOptions,
-) -> Result<Lease> {
+    prepare: F,
+) -> Result<(Store, Lease, T)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let times = Times::from_env()?;
     let settle = env_number(SETTLE_ENV, 3000, 60_000)?;
     let me = Attempt::from_env();
     loop {
-        let claim = store
-            .claim(
-                &plan.tag,
-                times.ttl.as_millis() as u64,
-                crate::github::actions::run_url().as_deref(),
-                me.as_ref().map(|a| (a.run_id.as_str(), a.attempt)),
-            )
-            .await?;
-        tracing::info!(
-            "claimed {} for {} ({}, renewed every {}s while this run lives); checking for other runs in {settle} ms",
-            env.name,
-            plan.tag,
-            claim.tag.tag,
-            times.renew.as_secs()
-        );
-        let lease = heartbeat::hold(store, claim, times);
-        tokio::time::sleep(Duration::from_millis(settle)).await;
-        let mine = lease.claim().await.tag.tag;
-        let verdict = match others(store).await {
-            Err(e) => Err(e),
-            Ok(claims) => {
-                let reader = Reader::now()?;
-                take_over(store, &claims, &reader).await;
-                crate::gate::overlap(&env.name, &claims, Some(&mine), &reader)
-                    .map_err(crate::gate::refused)
+        let claiming = async {
+            let store = Store::open(env).await?;
+            let claim = store
+                .claim(
+                    release,
+                    times.ttl.as_millis() as u64,
+                    crate::github::actions::run_url().as_deref(),
+                    me.as_ref().map(|a| (a.run_id.as_str(), a.attempt)),
+                )
+                .await?;
+            tracing::info!(
+                "claimed {} for {release} ({}, renewed every {}s while this run lives); checking for other runs in {settle} ms, reading the services meanwhile",
+                env.name,
+                claim.tag.tag,
+                times.renew.as_secs()
+            );
+            let lease = heartbeat::hold(&store, claim, times);
+            tokio::time::sleep(Duration::from_millis(settle)).await;
+            let mine = lease.claim().await.tag.tag;
+            let verdict = match others(&store).await {
+                Err(e) => Err(e),
+                Ok(claims) => {
+                    let reader = Reader::now()?;
+                    take_over(&store, &claims, &reader).await;
+                    crate::gate::overlap(&env.name, &claims, Some(&mine), &reader)
+                        .map_err(crate::gate::refused)
+                }
+            };
+            anyhow::Ok((store, lease, verdict))
+        };
+        let (prep, claiming) = (prepare(), claiming);
+        tokio::pin!(prep, claiming);
+        let mut prepared = None;
+        let claimed = loop {
+            tokio::select! {
+                c = &mut claiming => break c,
+                p = &mut prep, if prepared.is_none() => prepared = Some(p),
             }
         };
+        // Another run's claim outranks whatever the preparation finds (a busy service is that
+        // run's rollout), so a refused claim ends the preparation, which may be waiting for it.
+        let refused = matches!(&claimed, Ok((_, _, Err(_))));
+        let prepared = match prepared {
+            Some(p) => p,
+            None if refused => Err(anyhow::anyhow!("not prepared: the claim was refused")),
+            None => prep.await,
+        };
+        // Without a claim nothing may change; the preparation's error, when there is one,
+        // says more (it names missing credentials or an unreachable endpoint once).
+        let (store, lease, verdict) = match claimed {
+            Ok(c) => c,
+            Err(e) => return Err(prepared.err().unwrap_or(e)),
+        };
         match verdict {
-            Ok(()) => return Ok(lease),
+            Ok(()) => match prepared {
+                Ok(t) => return Ok((store, lease, t)),
+                Err(e) => {
+                    lease.release().await;
+                    return Err(e);
+                }
+            },
             Err(e) => {
                 lease.release().await;
                 let refused = crate::error::exit_code(&e) == 3;
                 if !(refused && opts.wait_for_idle) {
                     return Err(e);
                 }
-                // The plan was made before the other run's outcome: if it recorded one while
-                // this run waited, what runs now changed, and the plan is stale.
-                let newest = || async {
-                    let cat = store.catalog().await?;
-                    anyhow::Ok(cat.records.last().map(|n| n.tag.clone()))
-                };
-                let before = newest().await?;
-                crate::plan::claims::wait_for_claims(store, &env.name, opts.deadline).await?;
-                if let Some(after) = newest().await?.filter(|a| Some(a) != before.as_ref()) {
-                    return Err(crate::error::Failure::refused(format!(
-                        "another run recorded its outcome in {} ({after}) while this run waited for it: this run's plan is stale; nothing was changed",
-                        env.name
-                    ))
-                    .hint("run again: the new plan starts from what runs now")
-                    .into());
-                }
+                crate::plan::claims::wait_for_claims(&store, &env.name, opts.deadline).await?;
             }
         }
     }

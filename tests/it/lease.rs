@@ -391,3 +391,48 @@ async fn production_promotes_an_rc_whose_killed_staging_run_was_redone() {
     assert_eq!(report["outcome"], "deployed", "{report}");
     assert!(!stderr(&o).contains("deploying now"), "{}", stderr(&o));
 }
+
+/// Issue 21: the claim's settle window is spent on reads that must happen anyway. With a
+/// window of 4 s and no other run, the services and their task definitions (the plan's reads
+/// and the preparation's) are read while the claim settles, not after it: in the simulator's
+/// call log the last of those reads comes at least 2.4 s before the first change (reading after
+/// the window, as ferry did, put it within a fraction of a second). What is left after the
+/// window is the auto-scaling hold and the orphan-revision lookup, each one call. The log's
+/// own clock, not ferry's wall time, is what is measured.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_with_no_other_claim_reads_while_its_claim_settles() {
+    let w = crate::memory::World::new(None).await;
+    w.rc("v6.0.0-rc.1", "601", "healthy", "healthy").await;
+    let before = w.sim.get("/_sim/log").await.as_array().unwrap().len();
+    let o = w.run(
+        "deploy",
+        "v6.0.0-rc.1",
+        &["--output", "json"],
+        &[("FERRY_CLAIM_SETTLE_MS", "4000".into())],
+    );
+    assert_exit(&o, 0);
+    let log = w.sim.get("/_sim/log").await;
+    let calls: Vec<(f64, &str)> = log.as_array().unwrap()[before..]
+        .iter()
+        .map(|c| (c["at"].as_f64().unwrap(), c["operation"].as_str().unwrap()))
+        .collect();
+    let change = calls
+        .iter()
+        .position(|(_, op)| *op == "RegisterTaskDefinition")
+        .unwrap_or_else(|| panic!("no RegisterTaskDefinition in {calls:?}"));
+    let reads: Vec<&(f64, &str)> = calls[..change]
+        .iter()
+        .filter(|(_, op)| *op == "DescribeServices" || *op == "DescribeTaskDefinition")
+        .collect();
+    assert!(
+        reads.iter().any(|(_, op)| *op == "DescribeServices"),
+        "the run read its service before changing it: {calls:?}"
+    );
+    let last_read = reads.last().unwrap().0;
+    let gap = calls[change].0 - last_read;
+    assert!(
+        gap >= 2.4,
+        "the reads came {gap:.2}s before the first change: they waited for the settle window instead of filling it\n{calls:?}\n{}",
+        stderr(&o)
+    );
+}

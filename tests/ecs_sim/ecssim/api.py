@@ -3,6 +3,7 @@ throttling (token buckets), denied operations (AccessDeniedException), injected 
 eventual consistency (reads of a service answer its state from before an UpdateService for
 the service's read lag)."""
 import copy
+import time
 
 from .util import ApiError, now
 
@@ -13,7 +14,9 @@ HANDLER_PREFIX = {"ecs": "op_", "codedeploy": "op_cd_", "application-autoscaling
 class Api:
     def op(self, name, req, service="ecs"):
         # ECS operations by name, the others as `codedeploy:Name`, `application-autoscaling:Name` (GET /_sim/calls).
-        self.calls[name if service == "ecs" else f"{service}:{name}"] += 1
+        op = name if service == "ecs" else f"{service}:{name}"
+        self.calls[op] += 1
+        self.call_log.append((time.monotonic(), op))  # GET /_sim/log: the same calls in order
         bucket = self.throttles.get(name)
         if bucket is not None and not bucket.take():
             raise ApiError("ThrottlingException", "Rate exceeded")

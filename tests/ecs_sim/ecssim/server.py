@@ -202,6 +202,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(*health(self.sim, parts[1], parts[2], "test"))
         if self.path == "/_sim/calls":
             return self.send_json(200, dict(self.sim.calls))
+        if self.path == "/_sim/log":
+            return self.send_json(200, [{"at": round(t, 4), "operation": op} for t, op in list(self.sim.call_log)])
         if self.path == "/_sim/state":
             with self.sim.lock:
                 state = state_of(self.sim)

@@ -9,7 +9,7 @@ import copy
 import math
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 
 from .util import ApiError, TokenBucket, now, quiet
 
@@ -52,6 +52,7 @@ class World:
         self.started = Counter()        # image -> tasks launched (for a behaviour's `failures`)
         self.faults = {}                # operation -> [error code, remaining]
         self.calls = Counter()
+        self.call_log = deque(maxlen=50000)  # (monotonic seconds, operation), in arrival order
         self.timing = dict(TIMING_DEFAULTS)
         self.rr = Counter()
         self.lag = {"default": float(read_lag), "services": {}}  # seconds; (cluster, service) -> seconds
