@@ -7,6 +7,9 @@
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+/// The slowest pace a throttled follower backs off to.
+const THROTTLED_CAP: Duration = Duration::from_secs(8);
+
 /// Poll pacing: starts at `first`, grows by half each time up to `cap`, ±20 % jitter.
 #[derive(Debug, Clone)]
 pub struct Poll {
@@ -15,10 +18,11 @@ pub struct Poll {
 }
 
 impl Poll {
-    /// The default pace for following ECS: 250 ms, then up to every 2 s, so an end is noticed
-    /// within about 2 s.
+    /// The default pace for following ECS: 250 ms, then up to every 750 ms (900 ms at most
+    /// with the jitter), so an end is noticed within a second. A throttled follower slows
+    /// itself down ([`Poll::back_off`]).
     pub fn new() -> Self {
-        Self::with(Duration::from_millis(250), Duration::from_secs(2))
+        Self::with(Duration::from_millis(250), Duration::from_millis(750))
     }
 
     /// A pace from `first` up to `cap`.
@@ -41,8 +45,10 @@ impl Poll {
         tokio::time::sleep(self.next_delay()).await;
     }
 
-    /// Slows down after a throttle: the next looks come at the cap.
+    /// Slows down after a throttle: the cap doubles (up to 8 s) and the next looks come at
+    /// it, so many services followed at once settle at a pace the API allows.
     pub fn back_off(&mut self) {
+        self.cap = (self.cap * 2).min(THROTTLED_CAP).max(self.cap);
         self.next = self.cap;
     }
 }
@@ -88,7 +94,26 @@ mod tests {
             assert!(*d >= lo && *d <= hi, "{d:?} not within {lo:?}..{hi:?}");
         }
         p.back_off();
-        assert!(p.next_delay() >= Duration::from_millis(320));
+        assert!(
+            p.next_delay() >= Duration::from_millis(640),
+            "a throttle doubles the cap"
+        );
+    }
+
+    #[test]
+    fn the_default_notices_an_end_within_a_second_and_a_throttle_slows_it_to_8s() {
+        let mut p = Poll::new();
+        for _ in 0..50 {
+            assert!(p.next_delay() <= Duration::from_millis(900));
+        }
+        for _ in 0..10 {
+            p.back_off();
+        }
+        let d = p.next_delay();
+        assert!(
+            d >= Duration::from_millis(6400) && d <= Duration::from_millis(9600),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -87,9 +87,13 @@ impl RegistryClient {
     pub fn new(base: url::Url, credentials: Credentials) -> Result<Self> {
         auth::check_base(&base)?;
         let http = reqwest::Client::builder()
+            // Plain http is for loopback only (`check_base`): no TLS is spoken there, so the
+            // platform's roots (a file per certificate, tens of milliseconds) are not loaded;
+            // a redirect to https from such a registry fails as an unknown issuer.
+            .tls_built_in_root_certs(base.scheme() == "https")
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(32)
+            .pool_max_idle_per_host(super::graph::LOOKUPS)
             // Never https → http; reqwest itself drops Authorization on a host or port change.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 if attempt.previous().len() >= 10 {
