@@ -22,6 +22,8 @@ const MAX_READ_ERRORS: u32 = 10;
 /// How long the service-deployments API may fail to list ours, once `DescribeServices`
 /// shows it, before `DescribeServices` alone decides.
 const SD_GRACE: Duration = Duration::from_secs(60);
+/// While a rollout plainly runs, its service deployment is read every this many rounds.
+const SD_EVERY: u32 = 4;
 
 /// Whether the service-deployments API is in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,13 +72,27 @@ pub async fn follow(
     let mut poll = Poll::new();
     let mut errors = 0;
     let mut last_view: Option<ServiceView> = None;
+    let (mut last_sd, mut skipped) = (None, 0);
     loop {
         match ecs::describe_service(client, &run.prep.cfg.cluster, &run.prep.cfg.service).await {
             Ok(svc) => {
                 errors = 0;
                 f.log_events(&svc);
                 let view = ServiceView::from_sdk(&svc);
-                let sd = f.service_deployment(run, &view).await;
+                // While the service shows ours plainly rolling, its service deployment says
+                // nothing new most rounds: asked every SD_EVERY-th round then, and every
+                // round once the rollout looks ended, failed or unclear.
+                let sd = if judge::plainly_rolling(ours, &view)
+                    && skipped + 1 < SD_EVERY
+                    && last_sd.is_some()
+                {
+                    skipped += 1;
+                    last_sd.clone()
+                } else {
+                    skipped = 0;
+                    last_sd = f.service_deployment(run, &view).await;
+                    last_sd.clone()
+                };
                 let sd_expected =
                     f.sd_api == SdApi::InUse && f.visible_at.is_none_or(|t| t.elapsed() < SD_GRACE);
                 let verdict = judge::judge(ours, &view, sd.as_ref(), sd_expected);

@@ -360,6 +360,16 @@ fn judge_service(ours: &Ours, svc: &ServiceView, wait_for_sd: bool) -> Judgement
     }
 }
 
+/// Our deployment is the PRIMARY one and its rollout is plainly in progress: nothing the
+/// service deployment could add (bake time, alarms, ECS's rollback) decides yet, unless it is
+/// a rollback ECS began, which the next read of it shows (the follower reads it every few
+/// rounds, and every round once this is false).
+pub fn plainly_rolling(ours: &Ours, svc: &ServiceView) -> bool {
+    svc.deployments
+        .iter()
+        .any(|d| ours.is_ours(d) && d.status == "PRIMARY" && d.rollout_state == "IN_PROGRESS")
+}
+
 /// One line on a deployment's progress.
 pub fn progress(d: &DeploymentView) -> String {
     format!(

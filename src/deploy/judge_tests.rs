@@ -502,3 +502,52 @@ fn pending_names_what_is_left() {
         "ECS's rollback to web:1 (ecs-svc/rb): 1 of 2 task(s) running, 1 pending, 0 failed, rollout IN_PROGRESS"
     );
 }
+
+#[test]
+fn plainly_rolling_only_while_ours_is_primary_and_in_progress() {
+    let o = ours();
+    let rows: Vec<(&str, ServiceView, bool)> = vec![
+        (
+            "ours PRIMARY, IN_PROGRESS, the old one draining",
+            svc(
+                true,
+                vec![
+                    d("ecs-svc/new", "PRIMARY", NEW, "IN_PROGRESS"),
+                    d("ecs-svc/old", "ACTIVE", OLD, "COMPLETED"),
+                ],
+            ),
+            true,
+        ),
+        (
+            "ours COMPLETED: bake time and alarms decide now",
+            svc(true, vec![d("ecs-svc/new", "PRIMARY", NEW, "COMPLETED")]),
+            false,
+        ),
+        (
+            "ours FAILED (circuit breaker)",
+            svc(
+                true,
+                vec![
+                    d("ecs-svc/new", "ACTIVE", NEW, "FAILED"),
+                    d("ecs-svc/rb", "PRIMARY", OLD, "IN_PROGRESS"),
+                ],
+            ),
+            false,
+        ),
+        ("a read from before the update", stale(), false),
+        (
+            "another deployment is PRIMARY and rolling",
+            svc(
+                true,
+                vec![
+                    d("ecs-svc/other", "PRIMARY", OTHER, "IN_PROGRESS"),
+                    d("ecs-svc/new", "ACTIVE", NEW, "IN_PROGRESS"),
+                ],
+            ),
+            false,
+        ),
+    ];
+    for (name, view, want) in rows {
+        assert_eq!(plainly_rolling(&o, &view), want, "{name}");
+    }
+}
