@@ -57,6 +57,11 @@ pub fn blob_deadline(size: u64) -> Duration {
 }
 
 /// A client for one registry.
+/// HEADs and small manifest requests at once: latency-bound, so wide enough that the proof
+/// of a 60-layer image (every blob and child HEADed at the destination) is one round trip;
+/// as many idle connections are kept.
+pub(super) const LOOKUPS: usize = 64;
+
 #[derive(Clone)]
 pub struct RegistryClient {
     base: url::Url,
@@ -93,7 +98,7 @@ impl RegistryClient {
             .tls_built_in_root_certs(base.scheme() == "https")
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(super::graph::LOOKUPS)
+            .pool_max_idle_per_host(LOOKUPS)
             // Never https → http; reqwest itself drops Authorization on a host or port change.
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 if attempt.previous().len() >= 10 {

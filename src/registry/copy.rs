@@ -26,10 +26,11 @@ use anyhow::{anyhow, bail, Result};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use super::client::LOOKUPS;
 use super::client::{Manifest, SourceCorrupt};
 use super::digest::{Digest, Hasher};
 pub use super::graph::Side;
-use super::graph::{walk, Blob, Graph, LOOKUPS};
+use super::graph::{walk, Blob, Graph};
 
 /// Blobs copied at once.
 const CONCURRENCY: usize = 6;

@@ -7,13 +7,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use anyhow::{anyhow, bail, Result};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::client::{Manifest, RegistryClient, SourceCorrupt};
+use super::client::{Manifest, RegistryClient, SourceCorrupt, LOOKUPS};
 use super::digest::Digest;
 use super::manifest::{self, Parsed};
-
-/// HEADs and small manifest requests at once: latency-bound, so wide enough that the proof
-/// of a 60-layer image (every blob and child HEADed at the destination) is one round trip.
-pub(super) const LOOKUPS: usize = 64;
 
 /// One side of a copy.
 pub struct Side<'a> {
