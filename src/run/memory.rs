@@ -49,6 +49,9 @@ where
     let settle = env_number(SETTLE_ENV, 3000, 60_000)?;
     let me = Attempt::from_env();
     loop {
+        // A preparation that fails ends the settle window early: the claims are read at once,
+        // so another run's live claim still outranks the failure, and a refusal is not delayed.
+        let failed = tokio::sync::Notify::new();
         let claiming = async {
             let store = Store::open(env).await?;
             let claim = store
@@ -66,7 +69,10 @@ where
                 times.renew.as_secs()
             );
             let lease = heartbeat::hold(&store, claim, times);
-            tokio::time::sleep(Duration::from_millis(settle)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(settle)) => {}
+                _ = failed.notified() => {}
+            }
             let mine = lease.claim().await.tag.tag;
             let verdict = match others(&store).await {
                 Err(e) => Err(e),
@@ -85,7 +91,12 @@ where
         let claimed = loop {
             tokio::select! {
                 c = &mut claiming => break c,
-                p = &mut prep, if prepared.is_none() => prepared = Some(p),
+                p = &mut prep, if prepared.is_none() => {
+                    if p.is_err() {
+                        failed.notify_one();
+                    }
+                    prepared = Some(p);
+                }
             }
         };
         // Another run's claim outranks whatever the preparation finds (a busy service is that

@@ -132,28 +132,7 @@ impl World {
 
     /// Staging's repository tags that are claims.
     async fn claims(&self) -> Vec<String> {
-        let (user, password) = (&self.staging.user, &self.staging.password);
-        let v: Value = reqwest::Client::new()
-            .get(format!(
-                "{}/v2/{}/tags/list",
-                self.staging.url(),
-                self.spec.repo
-            ))
-            .basic_auth(user, Some(password))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str())
-            .filter(|t| t.starts_with("ferry-claim_"))
-            .map(str::to_string)
-            .collect()
+        claim_tags(&self.staging, &self.spec.repo).await
     }
 
     /// The manifest a staging tag names: its bytes.
@@ -435,4 +414,56 @@ async fn a_deploy_with_no_other_claim_reads_while_its_claim_settles() {
         "the reads came {gap:.2}s before the first change: they waited for the settle window instead of filling it\n{calls:?}\n{}",
         stderr(&o)
     );
+}
+
+/// A deploy the plan refuses is refused at once, not after the settle window (60 s here): a
+/// failed preparation cuts the window short, reads the claims once (another run's live
+/// claim would still be the answer) and removes its own claim.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_plan_does_not_wait_out_the_settle_window() {
+    let w = crate::memory::World::new(None).await;
+    w.rc("v6.1.0-rc.1", "611", "healthy", "healthy").await;
+    let t0 = Instant::now();
+    let o = w.run(
+        "deploy",
+        "v6.1.0",
+        &[],
+        &[("FERRY_CLAIM_SETTLE_MS", "60000".into())],
+    );
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("claimed production") && err.contains("v6.1.0-rc.1, never deployed"),
+        "{err}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(40),
+        "the refusal waited out the 60 s settle window: {err}"
+    );
+    assert_eq!(
+        claim_tags(&w.prod, &w.spec.repo).await,
+        Vec::<String>::new(),
+        "the refused run left its claim"
+    );
+}
+
+/// A repository's tags that are claims.
+async fn claim_tags(reg: &Registry, repo: &str) -> Vec<String> {
+    let v: Value = reqwest::Client::new()
+        .get(format!("{}/v2/{repo}/tags/list", reg.url()))
+        .basic_auth(&reg.user, Some(&reg.password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str())
+        .filter(|t| t.starts_with("ferry-claim_"))
+        .map(str::to_string)
+        .collect()
 }
