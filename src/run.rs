@@ -1,7 +1,9 @@
-//! Executing a plan: promote → roll out → smoke → (on failure) roll back → report.
+//! Executing a plan: claim → promote → roll out → smoke → (on failure) roll back → report.
 //!
-//! 1. Refuse early: a promoted release tag must not already mean other bytes, every service
-//!    must be ready (`deploy::prepare`), and nothing is changed until all are.
+//! 1. Claim and refuse early ([`claim`]): the environment's claim is pushed first, and while
+//!    it settles the plan is made and every service read (`deploy::prepare`); a promoted
+//!    release tag must not already mean other bytes, every service must be ready, and
+//!    nothing is changed until all are and the claim holds.
 //! 2. Promote: copy the verified digest into this environment's repository (`promote`).
 //! 3. Roll out every service concurrently and follow each deployment to its real end
 //!    (`deploy::rollout`).
