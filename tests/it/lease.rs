@@ -372,9 +372,9 @@ async fn production_promotes_an_rc_whose_killed_staging_run_was_redone() {
 }
 
 /// Issue 21: the claim's settle window is spent on reads that must happen anyway. With a
-/// window of 4 s and no other run, the services and their task definitions (the plan's reads
+/// window of 8 s and no other run, the services and their task definitions (the plan's reads
 /// and the preparation's) are read while the claim settles, not after it: in the simulator's
-/// call log the last of those reads comes at least 2.4 s before the first change (reading after
+/// call log the last of those reads comes at least 4 s before the first change (reading after
 /// the window, as ferry did, put it within a fraction of a second). What is left after the
 /// window is the auto-scaling hold and the orphan-revision lookup, each one call. The log's
 /// own clock, not ferry's wall time, is what is measured.
@@ -387,7 +387,7 @@ async fn a_deploy_with_no_other_claim_reads_while_its_claim_settles() {
         "deploy",
         "v6.0.0-rc.1",
         &["--output", "json"],
-        &[("FERRY_CLAIM_SETTLE_MS", "4000".into())],
+        &[("FERRY_CLAIM_SETTLE_MS", "8000".into())],
     );
     assert_exit(&o, 0);
     let log = w.sim.get("/_sim/log").await;
@@ -410,7 +410,7 @@ async fn a_deploy_with_no_other_claim_reads_while_its_claim_settles() {
     let last_read = reads.last().unwrap().0;
     let gap = calls[change].0 - last_read;
     assert!(
-        gap >= 2.4,
+        gap >= 4.0,
         "the reads came {gap:.2}s before the first change: they waited for the settle window instead of filling it\n{calls:?}\n{}",
         stderr(&o)
     );
