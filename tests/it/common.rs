@@ -682,7 +682,8 @@ impl Drop for EcsSim {
 }
 
 /// Creates an ECR repository in `account` (moto), reached by assuming a role there as ferry does.
-pub async fn create_repository(account: &str, name: &str) {
+/// An SDK config for the world's moto with `account`'s `setup` role assumed (test set-up).
+pub async fn setup_config(account: &str) -> aws_config::SdkConfig {
     let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region()))
         .endpoint_url(moto_url())
@@ -701,10 +702,13 @@ pub async fn create_repository(account: &str, name: &str) {
             .configure(&base)
             .build()
             .await;
-    let conf = base
-        .into_builder()
+    base.into_builder()
         .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(role))
-        .build();
+        .build()
+}
+
+pub async fn create_repository(account: &str, name: &str) {
+    let conf = setup_config(account).await;
     aws_sdk_ecr::Client::new(&conf)
         .create_repository()
         .repository_name(name)

@@ -5,7 +5,6 @@
 //! ignored and named; rotation trusts two keys at once; no key configured keeps the old
 //! behaviour and says what it allows.
 
-use aws_config::BehaviorVersion;
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -14,39 +13,7 @@ use crate::memory::World;
 
 /// A KMS signing key (ECC_NIST_P256) in `account` of the world's moto: its ARN and public PEM.
 pub async fn records_key(account: &str) -> (String, String) {
-    let base = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto_url())
-        .region(aws_config::Region::new(region()))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "ferry-test",
-            "ferry-test",
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
-    let c = aws_sdk_sts::Client::new(&base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/setup"))
-        .role_session_name("setup")
-        .send()
-        .await
-        .unwrap()
-        .credentials
-        .unwrap();
-    let conf = base
-        .to_builder()
-        .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
-            aws_credential_types::Credentials::new(
-                c.access_key_id,
-                c.secret_access_key,
-                Some(c.session_token),
-                None,
-                "setup",
-            ),
-        ))
-        .build();
+    let conf = setup_config(account).await;
     let kms = aws_sdk_kms::Client::new(&conf);
     let key = kms
         .create_key()
