@@ -10,6 +10,7 @@ fn d(c: char) -> String {
 
 fn rec(tag: &str, digest: &str, result: RecordResult, ended: u64) -> Summary {
     Summary {
+        images: Default::default(),
         environment: "staging".into(),
         tag: tag.into(),
         digest: digest.into(),

@@ -325,6 +325,7 @@ mod tests {
 
     fn record(tag: &str, started: u64) -> Summary {
         Summary {
+            images: Default::default(),
             environment: "staging".into(),
             tag: tag.into(),
             digest: "sha256:aa".into(),

@@ -19,6 +19,9 @@ use crate::tag::{self, Channel, ReleaseTag};
 pub mod claims;
 mod lineage;
 mod memory;
+mod set;
+
+pub use set::SetImage;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -34,6 +37,9 @@ pub struct Plan {
     pub trigger: TriggerSource,
     pub source: ImageRef,
     pub target: ImageRef,
+    /// A release of several images: the images after the first (which is `source`/`target`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<SetImage>,
     /// Whether bytes must be copied from the source repository to the target.
     pub promote: bool,
     pub services: Vec<ServiceConfig>,
@@ -96,7 +102,7 @@ impl ImageRef {
         ImageRef {
             environment: env.name.clone(),
             registry: env.registry_host(),
-            repository: env.file.image.repository.clone(),
+            repository: env.repository().to_string(),
             tag,
             digest: None,
             media_type: None,
@@ -174,6 +180,7 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
         trigger: trigger.source,
         source: ImageRef::new(source_env, source_tag),
         target: ImageRef::new(env, Some(tag.tag.clone())),
+        also: Vec::new(),
         promote,
         services: env.file.services.clone(),
         changes: Vec::new(),
@@ -239,19 +246,27 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
         plan.target.digest.clone_from(&plan.source.digest);
         plan.target.media_type.clone_from(&plan.source.media_type);
     }
+    if plan.source.digest.is_some() {
+        match resolve_set(&mut plan, env, source_env).await {
+            Err(e) if crate::error::classify(&e).is_some() => return Err(e),
+            Err(e) => plan.unresolved.push(format!("images: {e:#}")),
+            Ok(()) => {}
+        }
+    }
     if let Some(digest) = &plan.source.digest {
         refuse_moved_tag(&plan, digest)?;
     }
-    if let Some(digest) = plan.source.digest.clone() {
-        let image = format!(
-            "{}/{}@{digest}",
-            env.registry_host(),
-            env.file.image.repository
-        );
+    let pins: Result<Vec<_>> = env
+        .file
+        .services
+        .iter()
+        .map(|cfg| plan.pins(env, cfg))
+        .collect();
+    if let (Some(digest), Ok(pins)) = (plan.source.digest.clone(), pins) {
         let tags = crate::deploy::taskdef::ferry_tags(&plan.tag, &plan.version, &digest, None);
         let preview = async {
             let sdk = sts::environment_config(env).await?;
-            crate::deploy::preview::preview(&sdk, env, &image, &tags).await
+            crate::deploy::preview::preview(&sdk, env, &pins, &tags).await
         };
         match preview.await {
             Ok(p) => plan.changes = p,
@@ -331,7 +346,7 @@ async fn resolve_source(
 ) -> Result<()> {
     let sdk = sts::environment_config(env).await?;
     let client = crate::promote::source_client(&sdk, source_env, env).await?;
-    let repo = &source_env.file.image.repository;
+    let repo = source_env.repository();
     if plan.source.tag.is_none() {
         let tags = client.list_tags(repo).await?;
         let words = source_env.prerelease_words();
@@ -365,18 +380,53 @@ async fn resolve_source(
 async fn resolve_target(plan: &mut Plan, env: &Environment) -> Result<()> {
     let sdk = sts::environment_config(env).await?;
     let client = crate::registry::ecr::ecr_client(&sdk, &env.registry_host()).await?;
-    if let Some(desc) = client
-        .resolve_tag(&env.file.image.repository, &plan.tag)
-        .await?
-    {
+    if let Some(desc) = client.resolve_tag(env.repository(), &plan.tag).await? {
         plan.target.digest = Some(desc.digest);
         plan.target.media_type = Some(desc.media_type);
     }
     Ok(())
 }
 
+/// The images of the release after the first (`set`), read with `env`'s identity.
+async fn resolve_set(plan: &mut Plan, env: &Environment, source_env: &Environment) -> Result<()> {
+    if env.images.len() < 2 {
+        return Ok(());
+    }
+    let sdk = sts::environment_config(env).await?;
+    let own = crate::registry::ecr::ecr_client(&sdk, &env.registry_host()).await?;
+    let source = if plan.promote {
+        crate::promote::source_client(&sdk, source_env, env).await?
+    } else {
+        own.clone()
+    };
+    let readers = set::Readers {
+        source_env,
+        source: &source,
+        own: &own,
+    };
+    set::resolve(plan, env, &readers).await
+}
+
 /// A release tag is immutable: production's tag must not already mean other bytes.
 pub fn refuse_moved_tag(plan: &Plan, digest: &str) -> Result<()> {
+    for s in &plan.also {
+        if let (true, Some(existing), Some(want)) =
+            (plan.promote, &s.target.digest, &s.source.digest)
+        {
+            if existing != want {
+                return Err(Failure::refused(format!(
+                    "{}/{}:{} (image {}) already exists with digest {existing}, but the verified {} candidate is {want}; refusing to move the tag",
+                    s.target.registry,
+                    s.target.repository,
+                    plan.tag,
+                    s.name,
+                    plan.source.tag.as_deref().unwrap_or("?")
+                ))
+                .hint("a released version never changes: publish a new version (and release candidate) instead")
+                .into());
+            }
+        }
+    }
     if let (true, Some(existing)) = (plan.promote, &plan.target.digest) {
         if existing != digest {
             return Err(Failure::refused(format!(

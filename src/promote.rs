@@ -32,15 +32,24 @@ pub async fn source_client(
         })
 }
 
-/// Copies `source_tag` (which must still be `expected_digest`) from the source environment's
-/// repository to the target's, tagged `target_tag`; a no-op when already there.
+/// Copies `source_tag` (which must still be `expected_digest`) of the image `name` from the
+/// source environment's repository for it to the target's, tagged `target_tag`; a no-op when
+/// already there.
 pub async fn promote(
     source_env: &Environment,
     target_env: &Environment,
+    name: &str,
     source_tag: &str,
     expected_digest: &str,
     target_tag: &str,
 ) -> Result<PromoteOutcome> {
+    let repo_of = |env: &Environment| {
+        env.image(name)
+            .or_else(|| env.images.first().filter(|_| env.images.len() == 1))
+            .map(|i| i.repository.clone())
+            .with_context(|| format!("{} has no image named {name:?}", env.name))
+    };
+    let (source_repo, target_repo) = (repo_of(source_env)?, repo_of(target_env)?);
     // One identity: the target's role reads the source repository through its repository
     // policy, so a production job never holds the staging role.
     let dst_sdk = crate::aws::sts::environment_config(target_env).await?;
@@ -57,12 +66,12 @@ pub async fn promote(
     let out = copy::copy(
         &Side {
             client: &src,
-            repository: &source_env.file.image.repository,
+            repository: &source_repo,
         },
         source_tag,
         &Side {
             client: &dst,
-            repository: &target_env.file.image.repository,
+            repository: &target_repo,
         },
         Some(target_tag),
         Some(expected_digest),
@@ -70,13 +79,13 @@ pub async fn promote(
     .await?;
     if out.already_done {
         tracing::info!(
-            "promotion: {target_tag} already points at {} in {}; nothing copied",
+            "promotion: {target_repo}:{target_tag} already points at {} in {}; nothing copied",
             out.digest,
             target_env.name
         );
     } else {
         tracing::info!(
-            "promotion: {} copied and verified ({} blobs copied, {} mounted, {} already there; {:.1} MiB in {:.1}s)",
+            "promotion: {target_repo}@{} copied and verified ({} blobs copied, {} mounted, {} already there; {:.1} MiB in {:.1}s)",
             out.digest,
             out.blobs_copied,
             out.blobs_mounted,

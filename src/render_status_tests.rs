@@ -137,6 +137,7 @@ fn status_history_marks_each_record_verified_unsigned_or_invalid() {
     ]
     .into_iter()
     .map(|trust| Summary {
+        images: Default::default(),
         trust,
         ..base.clone()
     })

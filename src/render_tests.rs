@@ -37,6 +37,7 @@ fn summary(
     ended: u64,
 ) -> Summary {
     Summary {
+        images: Default::default(),
         environment: env.into(),
         tag: tag.into(),
         digest: digest.into(),
@@ -66,6 +67,7 @@ fn image(env: &str, account: &str, tag: &str, digest: Option<&str>) -> ImageRef 
 
 fn production_plan(with_changes: bool) -> Plan {
     Plan {
+        also: Vec::new(),
         tag: "v1.4.0".into(),
         version: "1.4.0".into(),
         channel: crate::tag::Channel::Final,
@@ -80,6 +82,8 @@ fn production_plan(with_changes: bool) -> Plan {
         target: image("production", "222222222222", "v1.4.0", None),
         promote: true,
         services: vec![ServiceConfig {
+            image: None,
+            containers: Default::default(),
             cluster: "shop".into(),
             service: "api".into(),
             container: "api".into(),
@@ -221,6 +225,7 @@ fn before_ferry_rollback_plan_text() {
 
 fn staging_plan_offline() -> Plan {
     Plan {
+        also: Vec::new(),
         tag: "v1.4.0-rc.3".into(),
         version: "1.4.0-rc.3".into(),
         channel: crate::tag::Channel::Prerelease {
@@ -238,6 +243,8 @@ fn staging_plan_offline() -> Plan {
         target: image("staging", "111111111111", "v1.4.0-rc.3", None),
         promote: false,
         services: vec![ServiceConfig {
+            image: None,
+            containers: Default::default(),
             cluster: "shop-staging".into(),
             service: "api".into(),
             container: "api".into(),
@@ -289,6 +296,7 @@ fn service(state: ServiceState, evidence: &[&str]) -> ServiceReport {
 
 fn report(outcome: Outcome, state: ServiceState, evidence: &[&str]) -> DeployReport {
     let mut r = DeployReport {
+        images: Default::default(),
         tag: "v1.4.0".into(),
         version: "1.4.0".into(),
         environment: "production".into(),

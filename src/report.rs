@@ -27,6 +27,9 @@ pub struct DeployReport {
     pub run_url: Option<String>,
     /// The image every service is pinned to (`registry/repo@sha256:…`).
     pub image: String,
+    /// A release of several images: each image's name and what it is pinned to.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub images: std::collections::BTreeMap<String, String>,
     /// The promotion copy, when the image was promoted from another environment.
     pub promotion: Option<CopyOutcome>,
     /// Each service.

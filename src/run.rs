@@ -130,19 +130,21 @@ async fn ready(plan: &Plan, env: &Environment, opts: &DeployOptions) -> Result<R
         production_checks: env.file.smoke.clone(),
         versions: accepted_versions(plan),
     };
-    let image = format!(
-        "{}/{}@{}",
-        env.registry_host(),
-        env.file.image.repository,
-        digest
-    );
+    let image = format!("{}/{}@{}", env.registry_host(), env.repository(), digest);
+    let pins = env
+        .file
+        .services
+        .iter()
+        .map(|cfg| plan.pins(env, cfg))
+        .collect::<Result<Vec<_>>>()?;
     // Read everything and refuse early: nothing is changed until every service is ready. The
     // first refusal ends the others (one may be waiting for a deployment in flight).
     let prepared = futures_util::future::try_join_all(
         env.file
             .services
             .iter()
-            .map(|cfg| deploy::prepare::prepare(&client, &bg.cd, env, cfg, &image, opts)),
+            .zip(pins)
+            .map(|(cfg, pins)| deploy::prepare::prepare(&client, &bg.cd, env, cfg, pins, opts)),
     )
     .await?;
     Ok(Ready {
@@ -185,38 +187,39 @@ async fn execute(
             "promoting {} to {}/{}:{}",
             plan.source.display(),
             env.registry_host(),
-            env.file.image.repository,
+            env.repository(),
             plan.tag
         );
         // By digest: the record vouches for these bytes, whatever the rc tag says now.
-        let to = format!(
-            "{}/{}:{}",
-            env.registry_host(),
-            env.file.image.repository,
-            plan.tag
-        );
+        let to = format!("{}/{}:{}", env.registry_host(), env.repository(), plan.tag);
         crate::inflight::copying(Some(&to));
-        let out = crate::promote::promote(source_env, env, &digest, &digest, &plan.tag)
-            .await
-            .with_context(|| {
-                format!(
-                    "promoting {digest} from {} to {}",
-                    source_env.name, env.name
-                )
-            });
+        // Every image of the release, side by side; the first one's copy is reported.
+        let first = env.images.first().map_or("", |i| i.name.as_str());
+        let mut set = vec![(first, digest.as_str())];
+        set.extend(
+            plan.also
+                .iter()
+                .filter_map(|s| s.source.digest.as_deref().map(|d| (s.name.as_str(), d))),
+        );
+        let out = futures_util::future::try_join_all(set.iter().map(|(name, d)| async move {
+            crate::promote::promote(source_env, env, name, d, d, &plan.tag)
+                .await
+                .with_context(|| {
+                    format!(
+                        "promoting image {name} ({d}) from {} to {}",
+                        source_env.name, env.name
+                    )
+                })
+        }))
+        .await;
         crate::inflight::copying(None);
-        Some(out?)
+        Some(out?.swap_remove(0))
     } else {
         None
     };
 
     // The copy took its time: cut each rollout to what is left.
-    let promoted = format!(
-        "{}/{}:{}",
-        env.registry_host(),
-        env.file.image.repository,
-        plan.tag
-    );
+    let promoted = format!("{}/{}:{}", env.registry_host(), env.repository(), plan.tag);
     fit_deadline(
         &mut prepared,
         env,
@@ -252,7 +255,7 @@ async fn execute(
         let mut runs = futures_util::future::join_all(
             prepared
                 .into_iter()
-                .map(|p| deploy::rollout(&client, &bg, p, &image, &tags)),
+                .map(|p| deploy::rollout(&client, &bg, p, &tags)),
         )
         .await;
         let nothing_changed = runs.iter().all(|r| r.new_td.is_none());
@@ -288,6 +291,16 @@ async fn execute(
             region: env.file.region.clone(),
             run_url: crate::github::actions::run_url(),
             image,
+            images: plan
+                .image_set(env)
+                .into_iter()
+                .filter_map(|(name, d)| {
+                    env.image(&name).map(|i| {
+                        let pinned = format!("{}/{}@{d}", env.registry_host(), i.repository);
+                        (name, pinned)
+                    })
+                })
+                .collect(),
             promotion,
             services: Vec::new(),
             smoke,

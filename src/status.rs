@@ -182,6 +182,7 @@ mod tests {
 
     fn rec(after: &str) -> Record {
         Record {
+            images: Default::default(),
             schema: SCHEMA.into(),
             run: "1-a".into(),
             environment: "production".into(),

@@ -95,7 +95,7 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
     if !role_ok {
         return;
     }
-    let repo = &env.file.image.repository;
+    let repo = env.repository();
     let res = crate::aws::ecr::repository_exists(&sdk, repo)
         .await
         .and_then(|exists| {
@@ -116,7 +116,7 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
         let res = async {
             let client = crate::promote::source_client(&sdk, src, env).await?;
             let tags = client
-                .list_tags(&src.file.image.repository)
+                .list_tags(src.repository())
                 .await
                 .with_context(|| {
                     format!(
@@ -128,15 +128,12 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
                 "{}'s role reads {}/{} ({} tags)",
                 env.name,
                 src.registry_host(),
-                src.file.image.repository,
+                src.repository(),
                 tags.len()
             ))
         }
         .await;
-        push(
-            format!("promotion source {}", src.file.image.repository),
-            res,
-        );
+        push(format!("promotion source {}", src.repository()), res);
     }
     let mutability = crate::deploy::preflight::repository_mutability(&sdk, env).await;
     for s in &env.file.services {

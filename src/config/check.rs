@@ -88,12 +88,7 @@ pub fn validate(env: &Environment) -> Vec<String> {
             p.push(format!("field `promote.soak_minutes`: {m} is more than a week (10080); write the minutes a candidate must have run in the source environment, e.g. 30"));
         }
     }
-    if !is_repository_name(&f.image.repository) {
-        p.push(format!(
-            "field `image.repository`: {:?} is not an ECR repository name (lowercase, digits, . _ - and /, e.g. \"shop/api\")",
-            f.image.repository
-        ));
-    }
+    p.extend(super::images::check(env));
     if f.services.is_empty() {
         p.push("field `services`: no services; add at least one [[services]] with cluster, service and container".into());
     }
@@ -236,17 +231,4 @@ pub fn parse_role_arn(arn: &str) -> Option<&str> {
     let (account, resource) = rest.split_once(':')?;
     let name = resource.strip_prefix("role/")?;
     (is_account_id(account) && !name.is_empty() && !name.ends_with('/')).then_some(account)
-}
-
-/// ECR repository names: `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2-256.
-pub fn is_repository_name(s: &str) -> bool {
-    (2..=256).contains(&s.len())
-        && s.split('/').all(|comp| {
-            !comp.is_empty()
-                && comp.split(['.', '_', '-']).all(|w| {
-                    !w.is_empty()
-                        && w.bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                })
-        })
 }

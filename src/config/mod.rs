@@ -5,6 +5,7 @@
 //! field and says how to fix it.
 
 mod check;
+mod images;
 pub mod records;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Failure;
 use crate::tag::{Channel, ReleaseTag, DEFAULT_PRERELEASE_WORDS};
 pub use check::validate;
+pub use images::ImageEntry;
 pub use records::RecordsConfig;
 
 /// One `environments/<name>.toml`, as written.
@@ -30,8 +32,13 @@ pub struct EnvironmentFile {
     pub role: RoleConfig,
     /// Which release tags deploy here.
     pub release: ReleaseMatch,
-    /// The ECR repository holding this environment's images.
-    pub image: ImageConfig,
+    /// The ECR repository of an environment with one image (the same as one `[[images]]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageConfig>,
+    /// The images a release is made of, each in its own ECR repository: the release is the
+    /// set {name → digest}. The first is the one release records are attached to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageEntry>,
     /// For environments that never build: where verified images come from.
     pub promote: Option<PromoteConfig>,
     /// The ECS services to deploy (one or more).
@@ -106,6 +113,13 @@ pub struct ServiceConfig {
     pub service: String,
     /// The container in the task definition whose image ferry replaces.
     pub container: String,
+    /// The image (`[[images]]` name) `container` runs; default: the environment's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// More containers of the task definition that run an image of the release: container
+    /// name → image name. Containers named nowhere keep their image (sidecars).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, String>,
     /// For a service with the CodeDeploy deployment controller: its application and
     /// deployment group, when ferry should not find them by the service they name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +239,9 @@ pub struct Environment {
     pub path: PathBuf,
     #[serde(flatten)]
     pub file: EnvironmentFile,
+    /// The release's images (`[[images]]`, or the one `[image]`), the first first.
+    #[serde(skip)]
+    pub images: Vec<ImageEntry>,
 }
 
 impl Environment {
@@ -377,7 +394,7 @@ impl Environments {
                         env.path.display(),
                         p.from
                     )),
-                    Some(_) => {}
+                    Some(src) => problems.extend(images::check_promotion(env, src)),
                 }
             }
         }
@@ -530,6 +547,7 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
     let env = Environment {
         name,
         path: path.to_path_buf(),
+        images: images::of(&file),
         file,
     };
     problems.extend(

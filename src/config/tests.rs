@@ -1,6 +1,7 @@
 //! Parsing and validation of environment files.
 
-use super::check::{is_region, is_repository_name, parse_role_arn};
+use super::check::{is_region, parse_role_arn};
+use super::images::is_repository_name;
 
 use super::*;
 

@@ -74,6 +74,8 @@ pub struct Prepared {
     pub td: TaskDefinition,
     /// That revision's tags.
     pub tags: Vec<Tag>,
+    /// What the new revision runs: the release's image in each of its containers.
+    pub pins: taskdef::Pins,
     /// It already runs the image: nothing to do.
     pub already: bool,
     /// How long the rollout may take.
@@ -195,17 +197,16 @@ pub async fn rollout(
     client: &aws_sdk_ecs::Client,
     bg: &codedeploy::Context,
     prep: Prepared,
-    image: &str,
     ferry_tags: &[(&str, String)],
 ) -> Running {
     if prep.blue_green.is_some() {
-        return codedeploy::rollout(client, bg, prep, image, ferry_tags).await;
+        return codedeploy::rollout(client, bg, prep, ferry_tags).await;
     }
     if prep.native.is_some() {
-        return native::rollout(client, bg, prep, image, ferry_tags).await;
+        return native::rollout(client, bg, prep, ferry_tags).await;
     }
     let mut run = Running::new(prep);
-    if let Err(e) = start(client, &mut run, image, ferry_tags).await {
+    if let Err(e) = start(client, &mut run, ferry_tags).await {
         tracing::error!("{}: {e:#}", run.prep.name());
         run.ended = Some(Ended::Failed {
             reason: format!("could not start the deployment: {e:#}"),
@@ -252,18 +253,18 @@ pub(crate) fn conclude(run: &mut Running, td: &str, what: &str, ended: Ended, t0
 async fn start(
     client: &aws_sdk_ecs::Client,
     run: &mut Running,
-    image: &str,
     ferry_tags: &[(&str, String)],
 ) -> Result<()> {
     let name = run.prep.name();
     if run.prep.already {
         tracing::info!(
-            "{name}: already deployed ({} runs {image}); no new revision",
-            short_td(&run.prep.previous_td)
+            "{name}: already deployed ({} runs {}); no new revision",
+            short_td(&run.prep.previous_td),
+            run.prep.pins
         );
         return Ok(());
     }
-    let new_td = register(client, run, image, ferry_tags).await?;
+    let new_td = register(client, run, ferry_tags).await?;
     crate::inflight::updating(&name);
     let update = begin_update(client, &run.prep.cfg, &new_td, &run.prep.previous_td)
         .await
@@ -296,7 +297,6 @@ async fn start(
 pub(crate) async fn register(
     client: &aws_sdk_ecs::Client,
     run: &mut Running,
-    image: &str,
     ferry_tags: &[(&str, String)],
 ) -> Result<String> {
     let name = run.prep.name();
@@ -304,22 +304,14 @@ pub(crate) async fn register(
         client,
         &run.prep.td,
         &run.prep.tags,
-        &run.prep.cfg.container,
-        image,
+        &run.prep.pins,
         ferry_tags,
     )?;
     for c in &changes {
         tracing::info!("{name}: {c}");
     }
-    let new_td = match taskdef::find_orphan(
-        client,
-        &run.prep.td,
-        &run.prep.cfg.container,
-        image,
-        ferry_tags,
-        &req,
-    )
-    .await
+    let new_td = match taskdef::find_orphan(client, &run.prep.td, &run.prep.pins, ferry_tags, &req)
+        .await
     {
         Some(arn) => {
             tracing::info!(

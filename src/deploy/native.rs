@@ -32,11 +32,10 @@ pub async fn rollout(
     client: &aws_sdk_ecs::Client,
     ctx: &Context,
     prep: Prepared,
-    image: &str,
     ferry_tags: &[(&str, String)],
 ) -> Running {
     let mut run = Running::new(prep);
-    if let Err(e) = super::start(client, &mut run, image, ferry_tags).await {
+    if let Err(e) = super::start(client, &mut run, ferry_tags).await {
         tracing::error!("{}: {e:#}", run.prep.name());
         run.ended = Some(Ended::Failed {
             reason: format!("could not start the deployment: {e:#}"),

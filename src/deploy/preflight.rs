@@ -113,7 +113,7 @@ pub async fn repository_mutability(
     if env.file.release.kind != MatchKind::Final {
         return None;
     }
-    match crate::aws::ecr::tag_mutability(sdk, &env.file.image.repository).await {
+    match crate::aws::ecr::tag_mutability(sdk, env.repository()).await {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!("preflight: {e:#}; tag mutability not checked");
@@ -132,10 +132,7 @@ pub fn for_service(
 ) -> Vec<Finding> {
     let mut f = Facts::of(svc, td, &cfg.container);
     f.tag_mutability = mutability.map(str::to_string);
-    check(
-        &f,
-        &format!("{}/{}", env.registry_host(), env.file.image.repository),
-    )
+    check(&f, &format!("{}/{}", env.registry_host(), env.repository()))
 }
 
 /// Reads one live service and its task definition, and runs the checklist.

@@ -26,7 +26,7 @@ pub async fn prepare(
     cd: &aws_sdk_codedeploy::Client,
     env: &Environment,
     cfg: &ServiceConfig,
-    image: &str,
+    pins: taskdef::Pins,
     opts: &DeployOptions,
 ) -> Result<Prepared> {
     let mut svc = ecs::describe_service(client, &cfg.cluster, &cfg.service).await?;
@@ -37,9 +37,7 @@ pub async fn prepare(
         Some(td) => ecs::describe_task_definition(client, td).await.ok(),
         None => None,
     };
-    let runs_image = current
-        .as_ref()
-        .is_some_and(|(td, _)| ecs::container_image(td, &cfg.container) == Some(image));
+    let runs_image = current.as_ref().is_some_and(|(td, _)| pins.runs(td));
     if code_deploy && svc.task_sets().len() > 1 && !runs_image {
         return Err(Failure::refused(format!(
             "service {}/{} has {} task sets: a CodeDeploy deployment is in flight; deploying on top of it would make its outcome unknowable",
@@ -112,12 +110,15 @@ pub async fn prepare(
         })?
         .to_string();
     let (td, tags) = ecs::describe_task_definition(client, &previous_td).await?;
-    if ecs::container_image(&td, &cfg.container).is_none() {
+    if pins
+        .iter()
+        .any(|(c, _)| ecs::container_image(&td, c).is_none())
+    {
         // render() gives the full message, with the container names.
-        taskdef::render(client, &td, &tags, &cfg.container, image, &[])
+        taskdef::render(client, &td, &tags, &pins, &[])
             .map_err(|e| Failure::invalid(format!("{e}")))?;
     }
-    let already = ecs::container_image(&td, &cfg.container) == Some(image);
+    let already = pins.runs(&td);
     let (mut timeout, mut timeout_why) =
         timeout::rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
     let (derived, _) = timeout::rollout_timeout(&svc, &td, None);
@@ -139,6 +140,7 @@ pub async fn prepare(
         previous_td,
         td,
         tags,
+        pins,
         already,
         timeout,
         timeout_why,

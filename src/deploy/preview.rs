@@ -40,19 +40,18 @@ pub struct ServicePreview {
 pub async fn preview(
     sdk: &aws_config::SdkConfig,
     env: &Environment,
-    image: &str,
+    pins: &[super::taskdef::Pins],
     ferry_tags: &[(&str, String)],
 ) -> Result<Vec<ServicePreview>> {
     let client = crate::aws::sts::ecs_client(sdk);
     let mutability = super::preflight::repository_mutability(sdk, env).await;
     let mut out = Vec::new();
-    for cfg in &env.file.services {
+    for (cfg, pins) in env.file.services.iter().zip(pins) {
         let svc = ecs::describe_service(&client, &cfg.cluster, &cfg.service).await?;
         let current = svc.task_definition().unwrap_or_default().to_string();
         let (td, td_tags) = ecs::describe_task_definition(&client, &current).await?;
-        let (_, changes) =
-            taskdef::render(&client, &td, &td_tags, &cfg.container, image, ferry_tags)?;
-        let already = ecs::container_image(&td, &cfg.container) == Some(image);
+        let (_, changes) = taskdef::render(&client, &td, &td_tags, pins, ferry_tags)?;
+        let already = pins.runs(&td);
         let (mut timeout, _) =
             super::timeout::rollout_timeout(&svc, &td, env.file.deploy.rollout_timeout_seconds);
         let (derived, _) = super::timeout::rollout_timeout(&svc, &td, None);

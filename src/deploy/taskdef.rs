@@ -37,14 +37,58 @@ impl std::fmt::Display for FieldChange {
     }
 }
 
-/// The register request for a copy of `td` whose `container` runs `image`, with `tags`
-/// (the revision's own tags, ferry's overriding). Returns the request and the field diff.
+/// What a service's new revision runs: for each container that runs an image of the release,
+/// that image pinned by digest (`registry/repository@sha256:…`), the service's main container
+/// first. Containers not named keep their image (sidecars).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pins(Vec<(String, String)>);
+
+impl Pins {
+    /// `(container, image)` pairs, the main container first.
+    pub fn new(pins: Vec<(String, String)>) -> Pins {
+        Pins(pins)
+    }
+
+    /// One container running one image.
+    #[cfg(test)]
+    pub fn one(container: &str, image: &str) -> Pins {
+        Pins(vec![(container.to_string(), image.to_string())])
+    }
+
+    /// The main container's image.
+    pub fn main(&self) -> &str {
+        self.0.first().map_or("", |(_, i)| i.as_str())
+    }
+
+    /// `(container, image)` pairs, the main container first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(c, i)| (c.as_str(), i.as_str()))
+    }
+
+    /// Whether every pinned container of `td` already runs its image.
+    pub fn runs(&self, td: &TaskDefinition) -> bool {
+        self.iter()
+            .all(|(c, i)| ecs::container_image(td, c) == Some(i))
+    }
+}
+
+impl std::fmt::Display for Pins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.len() == 1 {
+            return f.write_str(self.main());
+        }
+        let parts: Vec<String> = self.iter().map(|(c, i)| format!("{c}: {i}")).collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// The register request for a copy of `td` whose pinned containers run their images, with
+/// `tags` (the revision's own tags, ferry's overriding). Returns the request and the field diff.
 pub fn render(
     client: &aws_sdk_ecs::Client,
     td: &TaskDefinition,
     own_tags: &[Tag],
-    container: &str,
-    image: &str,
+    pins: &Pins,
     ferry_tags: &[(&str, String)],
 ) -> Result<(RegisterTaskDefinitionFluentBuilder, Vec<FieldChange>)> {
     let family = td.family().unwrap_or_default();
@@ -54,23 +98,26 @@ pub fn render(
         .iter()
         .filter_map(|c| c.name())
         .collect();
-    let Some(pos) = containers.iter().position(|c| c.name() == Some(container)) else {
-        bail!(
-            "task definition {} has no container named {container:?} (it has: {}); fix `container` in the environment's [[services]]",
-            td.task_definition_arn().unwrap_or(family),
-            names.join(", ")
-        );
-    };
     let mut changes = Vec::new();
-    let old_image = containers[pos].image().map(str::to_string);
-    if old_image.as_deref() != Some(image) {
-        changes.push(FieldChange {
-            field: format!("containerDefinitions[{container}].image"),
-            from: old_image,
-            to: Some(image.to_string()),
-        });
+    for (n, (container, image)) in pins.iter().enumerate() {
+        let Some(pos) = containers.iter().position(|c| c.name() == Some(container)) else {
+            let field = if n == 0 { "container" } else { "containers" };
+            bail!(
+                "task definition {} has no container named {container:?} (it has: {}); fix `{field}` in the environment's [[services]]",
+                td.task_definition_arn().unwrap_or(family),
+                names.join(", ")
+            );
+        };
+        let old_image = containers[pos].image().map(str::to_string);
+        if old_image.as_deref() != Some(image) {
+            changes.push(FieldChange {
+                field: format!("containerDefinitions[{container}].image"),
+                from: old_image,
+                to: Some(image.to_string()),
+            });
+        }
+        containers[pos].image = Some(image.to_string());
     }
-    containers[pos].image = Some(image.to_string());
 
     let mut tags: Vec<Tag> = own_tags.to_vec();
     for (k, v) in ferry_tags {
@@ -128,8 +175,7 @@ pub fn render(
 pub async fn find_orphan(
     client: &aws_sdk_ecs::Client,
     current: &TaskDefinition,
-    container: &str,
-    image: &str,
+    pins: &Pins,
     ferry_tags: &[(&str, String)],
     wanted: &RegisterTaskDefinitionFluentBuilder,
 ) -> Option<String> {
@@ -151,7 +197,7 @@ pub async fn find_orphan(
     if td.family() != Some(family) || td.revision() <= current.revision() {
         return None;
     }
-    let (again, changes) = render(client, &td, &tags, container, image, ferry_tags).ok()?;
+    let (again, changes) = render(client, &td, &tags, pins, ferry_tags).ok()?;
     (changes.is_empty() && same_request(again.as_input(), wanted.as_input()))
         .then(|| latest.clone())
 }
@@ -366,8 +412,7 @@ mod tests {
             &client(),
             &td,
             &own,
-            "web",
-            "repo@sha256:new",
+            &Pins::one("web", "repo@sha256:new"),
             &[
                 (TAG_RELEASE, "v1.1.0".into()),
                 (TAG_VERSION, "1.1.0".into()),
@@ -443,17 +488,45 @@ mod tests {
             (TAG_RELEASE, "v1.1.0".to_string()),
             (TAG_VERSION, "1.1.0".to_string()),
         ];
-        let (a, _) = render(&client(), &td, &[], "web", "repo@sha256:new", &tags).unwrap();
+        let (a, _) = render(
+            &client(),
+            &td,
+            &[],
+            &Pins::one("web", "repo@sha256:new"),
+            &tags,
+        )
+        .unwrap();
         let reversed: Vec<(&str, String)> = tags.iter().rev().cloned().collect();
-        let (b, _) = render(&client(), &td, &[], "web", "repo@sha256:new", &reversed).unwrap();
+        let (b, _) = render(
+            &client(),
+            &td,
+            &[],
+            &Pins::one("web", "repo@sha256:new"),
+            &reversed,
+        )
+        .unwrap();
         assert!(same_request(a.as_input(), b.as_input()));
-        let (c, _) = render(&client(), &td, &[], "web", "repo@sha256:other", &tags).unwrap();
+        let (c, _) = render(
+            &client(),
+            &td,
+            &[],
+            &Pins::one("web", "repo@sha256:other"),
+            &tags,
+        )
+        .unwrap();
         assert!(!same_request(a.as_input(), c.as_input()));
     }
 
     #[test]
     fn render_names_missing_container() {
-        let err = render(&client(), &full_task_definition(), &[], "api", "x", &[]).unwrap_err();
+        let err = render(
+            &client(),
+            &full_task_definition(),
+            &[],
+            &Pins::one("api", "x"),
+            &[],
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("no container named \"api\"") && msg.contains("web, sidecar"),

@@ -220,32 +220,28 @@ pub fn role_policy(
     source: Option<&Environment>,
     live: Option<&LiveServices>,
 ) -> Value {
-    let repo = arn(
-        env,
-        "ecr",
-        &format!("repository/{}", env.file.image.repository),
-    );
+    // Every image of the release has its own repository; records live in the first.
+    let repos_of = |e: &Environment| -> Vec<String> {
+        e.images
+            .iter()
+            .map(|i| arn(e, "ecr", &format!("repository/{}", i.repository)))
+            .collect()
+    };
+    let repos = repos_of(env);
+    let repo = repos.first().cloned().unwrap_or_default();
     let mut st = vec![
         statement("EcrLogin", &["ecr:GetAuthorizationToken"], vec!["*".into()]),
-        statement("EcrReadRepository", ECR_READ, vec![repo.clone()]),
+        statement("EcrReadRepository", ECR_READ, repos.clone()),
     ];
     if let Some(src) = source {
         st.push(statement(
             "EcrPullFromPromotionSource",
             ECR_PULL,
-            vec![arn(
-                src,
-                "ecr",
-                &format!("repository/{}", src.file.image.repository),
-            )],
+            repos_of(src),
         ));
     }
     if env.file.promote.is_some() {
-        st.push(statement(
-            "EcrPushPromotedImage",
-            ECR_PUSH,
-            vec![repo.clone()],
-        ));
+        st.push(statement("EcrPushPromotedImage", ECR_PUSH, repos));
     }
     st.push(statement(
         "EcrReleaseRecordsAndClaims",
@@ -488,9 +484,15 @@ pub fn policies(
             role: env.file.role.arn.clone(),
             role_policy: role_policy(env, envs.source_of(env), l),
             trust_policy: trust_policy(env, github_repository),
-            repository: repository_policy
-                .is_some()
-                .then(|| format!("{}/{}", env.registry_host(), env.file.image.repository)),
+            repository: repository_policy.is_some().then(|| {
+                let host = env.registry_host();
+                let all: Vec<String> = env
+                    .images
+                    .iter()
+                    .map(|i| format!("{host}/{}", i.repository))
+                    .collect();
+                all.join(" and ")
+            }),
             repository_policy,
             caller_policy: caller_policy(env),
             key_policy: kms::key_policy(env),

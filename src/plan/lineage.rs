@@ -80,7 +80,7 @@ async fn from_source(
     }
     let words = source_env.prerelease_words();
     let core = tag.core();
-    let repo = &source_env.file.image.repository;
+    let repo = source_env.repository();
     let mut cands: Vec<(semver::Version, String)> = src
         .client()
         .list_tags(repo)
@@ -153,7 +153,7 @@ pub async fn ran_before(
     env: &Environment,
     tag: &ReleaseTag,
 ) -> Result<Option<RanBefore>> {
-    let repo = &env.file.image.repository;
+    let repo = env.repository();
     let host = env.registry_host();
     let here = store.client().resolve_tag(repo, &tag.tag).await?;
     let digest = here.as_ref().map(|d| d.digest.clone());

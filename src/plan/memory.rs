@@ -83,7 +83,7 @@ async fn moved_tag(
     tag: &ReleaseTag,
     own: &Summary,
 ) -> Option<String> {
-    let repo = &env.file.image.repository;
+    let repo = env.repository();
     let now = match store.client().resolve_tag(repo, &tag.tag).await {
         Ok(d) => d?,
         Err(e) => {
@@ -197,7 +197,7 @@ pub async fn resolve(
         plan.promote = false;
         let image = store
             .client()
-            .get_manifest(&env.file.image.repository, &own.digest)
+            .get_manifest(env.repository(), &own.digest)
             .await?
             .ok_or_else(|| {
                 Failure::refused(format!(
@@ -229,7 +229,7 @@ pub async fn resolve(
         plan.promote = false;
         let image = store
             .client()
-            .get_manifest(&env.file.image.repository, &rb.digest)
+            .get_manifest(env.repository(), &rb.digest)
             .await?
             .ok_or_else(|| {
                 Failure::refused(format!(
@@ -289,7 +289,7 @@ pub async fn resolve(
     }
     let sclaims = src.claims(&scat).await?;
     let reader = crate::lease::Reader::now()?;
-    let repo = &source_env.file.image.repository;
+    let repo = source_env.repository();
     let mut candidates = Vec::new();
     for name in &names {
         let Some(parsed) = is_candidate(name) else {

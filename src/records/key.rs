@@ -29,5 +29,7 @@ pub const PROMOTED_FROM: &str = "dev.ferry.promoted-from";
 /// `sha256:<hex>` of the record's body (its compact JSON): signed with the other annotations,
 /// so that a signature covers the whole body, not only the fields repeated as annotations.
 pub const BODY: &str = "dev.ferry.record-digest";
+/// A release of several images: every image's `name@digest`, comma-separated, sorted by name.
+pub const IMAGES: &str = "dev.ferry.images";
 /// The signature of the signed annotations (`crate::records::sign`).
 pub const SIGNATURE: &str = "dev.ferry.signature";

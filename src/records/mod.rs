@@ -21,6 +21,8 @@ pub mod sign;
 pub mod signer;
 pub mod store;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The schema name inside every record.
@@ -165,6 +167,9 @@ pub struct Record {
     /// it), carried by every record of the digest so that no later record loses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_as: Option<String>,
+    /// A release of several images: each image's digest by name (`digest` is the first's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
 }
 
 /// What a record says in a few fields, read from its manifest's annotations (no blob fetch).
@@ -191,6 +196,34 @@ pub struct Summary {
     /// Its signature, as checked against the reader's trusted keys (left out when unchecked).
     #[serde(skip_serializing_if = "sign::Trust::is_unchecked")]
     pub trust: sign::Trust,
+    /// A release of several images: each image's digest by name, as the record says.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
+}
+
+/// `name@digest,…` of a set of images (the [`key::IMAGES`] annotation).
+pub fn images_text(images: &BTreeMap<String, String>) -> String {
+    images
+        .iter()
+        .map(|(n, d)| format!("{n}@{d}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses [`images_text`]; `None` when it is not that form.
+pub fn parse_images(text: &str) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for part in text.split(',') {
+        let (name, digest) = part.split_once('@')?;
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && crate::registry::digest::Digest::parse(digest).is_ok()
+            && out.insert(name.to_string(), digest.to_string()).is_none();
+        if !ok {
+            return None;
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Unix seconds of an RFC 3339 time; `None` when it is not one.

@@ -134,6 +134,9 @@ pub fn record_annotations(r: &Record) -> BTreeMap<String, String> {
             format!("{}/{}/{}", p.environment, p.tag, p.run),
         );
     }
+    if !r.images.is_empty() {
+        a.insert(key::IMAGES.into(), super::images_text(&r.images));
+    }
     if let Ok(body) = serde_json::to_vec(r) {
         a.insert(key::BODY.into(), Digest::sha256_of(&body).to_string());
     }
@@ -274,6 +277,15 @@ pub fn summary_of(
         ended_at: time(key::CREATED)?,
         record: record.to_string(),
         trust: super::sign::verify(annotations, keys),
+        images: match annotations.get(key::IMAGES) {
+            None => BTreeMap::new(),
+            Some(t) => super::parse_images(t).ok_or_else(|| {
+                anyhow!(
+                    "record {record}: {} {t:?} is not name@digest,…",
+                    key::IMAGES
+                )
+            })?,
+        },
     })
 }
 
@@ -336,6 +348,7 @@ mod tests {
 
     pub(crate) fn record(tag: &str, digest: &str) -> Record {
         Record {
+            images: Default::default(),
             schema: SCHEMA.into(),
             run: "1-abc".into(),
             environment: "staging".into(),
@@ -355,6 +368,36 @@ mod tests {
             ferry_version: "0.1.0".into(),
             promoted_from: None,
             built_as: None,
+        }
+    }
+
+    #[test]
+    fn a_record_of_several_images_names_the_set_in_a_signed_annotation() {
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let mut r = record("v1.0.0-rc.1", &a);
+        r.images = [
+            ("web".to_string(), a.clone()),
+            ("worker".to_string(), b.clone()),
+        ]
+        .into();
+        let e = encode_record(&r, image(&a), None).unwrap();
+        let m = decode_manifest(&e.manifest.bytes, RECORD_TYPE).unwrap();
+        assert_eq!(
+            m.annotations.get(key::IMAGES).map(String::as_str),
+            Some(format!("web@{a},worker@{b}").as_str())
+        );
+        assert!(crate::records::sign::SIGNED.contains(&key::IMAGES));
+        let s = summary_of(&m.annotations, e.manifest.digest.as_str(), &[]).unwrap();
+        assert_eq!(s.images, r.images);
+        assert_eq!(decode_record(&e.blob, &m).unwrap(), r);
+        // An annotation that is not name@digest,… makes the record unreadable, not partial.
+        for bad in ["", "web", "web@sha256:x", &format!("web@{a},web@{b}")] {
+            let mut ann = m.annotations.clone();
+            ann.insert(key::IMAGES.into(), bad.to_string());
+            assert!(summary_of(&ann, "r", &[]).is_err(), "{bad:?}");
         }
     }
 

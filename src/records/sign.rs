@@ -26,7 +26,7 @@ const DOMAIN: &str = "ferry.release-record.signed/v1";
 const MAX_SIGNATURE_TEXT: usize = 256;
 /// The annotations a signature covers; the first eight are required (ferry writes the body's
 /// digest on every record it signs, so a signature covers the whole body).
-pub const SIGNED: [&str; 11] = [
+pub const SIGNED: [&str; 12] = [
     key::ENVIRONMENT,
     key::TAG,
     key::DIGEST,
@@ -38,6 +38,7 @@ pub const SIGNED: [&str; 11] = [
     key::REPLACED,
     key::PROMOTED_FROM,
     key::BODY,
+    key::IMAGES,
 ];
 const REQUIRED: usize = 8;
 

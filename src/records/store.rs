@@ -177,7 +177,7 @@ impl Store {
         }
         let sdk = crate::aws::sts::environment_config(reader).await?;
         let client = crate::promote::source_client(&sdk, env, reader).await?;
-        Ok(Store::new(client, &env.file.image.repository, &env.name))
+        Ok(Store::new(client, env.repository(), &env.name))
     }
 
     /// Opens `env`'s store with the role of `reader` (see [`Store::open_as`]), checking every
@@ -205,7 +205,7 @@ impl Store {
                     env.registry_host()
                 )
             })?;
-        let mut store = Store::new(client, &env.file.image.repository, &env.name)
+        let mut store = Store::new(client, env.repository(), &env.name)
             .trusting(&env.file.records.own_keys())
             .with_context(|| format!("in {}", env.path.display()))?;
         if let (Some(key), Some(pem)) =

@@ -207,6 +207,7 @@ pub async fn record(
         tag: plan.tag.clone(),
         version: plan.version.clone(),
         digest: plan.source.digest.clone().unwrap_or_default(),
+        images: plan.image_set(env),
         repository: store.location(),
         kind: plan.kind,
         result,

@@ -14,6 +14,7 @@ mod deploy;
 mod github;
 mod hold;
 mod iam;
+mod images;
 mod lease;
 mod memory;
 mod noaws;

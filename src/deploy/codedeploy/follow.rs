@@ -31,7 +31,6 @@ pub async fn rollout(
     ecs: &aws_sdk_ecs::Client,
     ctx: &Context,
     prep: Prepared,
-    image: &str,
     ferry_tags: &[(&str, String)],
 ) -> Running {
     let mut run = Running::new(prep);
@@ -51,12 +50,13 @@ pub async fn rollout(
     let name = run.prep.name();
     if run.prep.already {
         tracing::info!(
-            "{name}: already deployed ({} runs {image}); no new revision",
-            short_td(&run.prep.previous_td)
+            "{name}: already deployed ({} runs {}); no new revision",
+            short_td(&run.prep.previous_td),
+            run.prep.pins
         );
         return run;
     }
-    if let Err(e) = start(ecs, ctx, &mut run, image, ferry_tags).await {
+    if let Err(e) = start(ecs, ctx, &mut run, ferry_tags).await {
         tracing::error!("{name}: {e:#}");
         run.ended = Some(Ended::Failed {
             reason: format!("could not start the deployment: {e:#}"),
@@ -88,11 +88,10 @@ async fn start(
     ecs: &aws_sdk_ecs::Client,
     ctx: &Context,
     run: &mut Running,
-    image: &str,
     ferry_tags: &[(&str, String)],
 ) -> Result<()> {
     let name = run.prep.name();
-    let new_td = crate::deploy::register(ecs, run, image, ferry_tags).await?;
+    let new_td = crate::deploy::register(ecs, run, ferry_tags).await?;
     let target = run
         .codedeploy
         .as_ref()
