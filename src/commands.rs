@@ -237,6 +237,7 @@ async fn deploy(
         ("outcome", outcome.as_str().unwrap_or_default()),
         ("task-definitions", &task_definitions),
         ("kind", report.kind.as_str()),
+        ("images", &serde_json::to_string(&report.images)?),
     ])?;
     crate::run::result_of(&report)
 }

@@ -542,3 +542,43 @@ fn plan_says_which_strategy_runs_and_what_it_waits_for() {
     assert_eq!(json["strategy"]["kind"], "native");
     assert_eq!(json["strategy"]["routing"]["kind"], "all-at-once");
 }
+
+/// Production promoting a release of two images (`web` first, then `worker`).
+fn two_image_plan() -> Plan {
+    let mut p = production_plan(true);
+    let d = format!("sha256:{}", "c".repeat(64));
+    let mut source = image("staging", "111111111111", "v1.4.0-rc.2", Some(&d));
+    source.repository = "shop/worker".into();
+    let mut target = image("production", "222222222222", "v1.4.0", None);
+    target.repository = "shop/worker".into();
+    p.also.push(crate::plan::SetImage {
+        name: "worker".into(),
+        source,
+        target,
+    });
+    p
+}
+
+#[test]
+fn plan_text_of_two_images() {
+    insta::assert_snapshot!(plan_text(&two_image_plan()));
+}
+
+#[test]
+fn report_of_two_images_names_each() {
+    let mut r = report(Outcome::Deployed, ServiceState::Deployed, &[]);
+    let host = "222222222222.dkr.ecr.eu-west-1.amazonaws.com";
+    r.images = [
+        (
+            "web".to_string(),
+            format!("{host}/shop/web@sha256:{}", "a".repeat(64)),
+        ),
+        (
+            "worker".to_string(),
+            format!("{host}/shop/worker@sha256:{}", "c".repeat(64)),
+        ),
+    ]
+    .into();
+    insta::assert_snapshot!(report_text(&r));
+    insta::assert_snapshot!(super::report_markdown(&r));
+}

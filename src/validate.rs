@@ -95,45 +95,51 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
     if !role_ok {
         return;
     }
-    let repo = env.repository();
-    let res = crate::aws::ecr::repository_exists(&sdk, repo)
-        .await
-        .and_then(|exists| {
-            if exists {
-                Ok(format!("{}/{repo} exists", env.registry_host()))
-            } else {
-                Err(anyhow::anyhow!(
-                    "ECR repository {repo} does not exist in account {} {}",
-                    env.file.account_id,
-                    env.file.region
+    // Every image of the release has its own repository.
+    for img in &env.images {
+        let repo = img.repository.as_str();
+        let res = crate::aws::ecr::repository_exists(&sdk, repo)
+            .await
+            .and_then(|exists| {
+                if exists {
+                    Ok(format!("{}/{repo} exists", env.registry_host()))
+                } else {
+                    Err(anyhow::anyhow!(
+                        "ECR repository {repo} (image {}) does not exist in account {} {}",
+                        img.name,
+                        env.file.account_id,
+                        env.file.region
+                    ))
+                }
+            });
+        push(format!("repository {repo}"), res);
+    }
+    if let Some(src) = source {
+        // The promotion reads the source repositories with this environment's role, through
+        // their repository policies: a missing grant shows here, not mid-release.
+        for img in &src.images {
+            let res = async {
+                let client = crate::promote::source_client(&sdk, src, env).await?;
+                let tags = client
+                    .list_tags(&img.repository)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "{}'s role reading {}'s repository {}: its repository policy must let it pull (`ferry iam-policy --environment {}` prints it)",
+                            env.name, src.name, img.repository, src.name
+                        )
+                    })?;
+                Ok(format!(
+                    "{}'s role reads {}/{} ({} tags)",
+                    env.name,
+                    src.registry_host(),
+                    img.repository,
+                    tags.len()
                 ))
             }
-        });
-    push(format!("repository {repo}"), res);
-    if let Some(src) = source {
-        // The promotion reads the source repository with this environment's role, through
-        // the source repository's policy: a missing grant shows here, not mid-release.
-        let res = async {
-            let client = crate::promote::source_client(&sdk, src, env).await?;
-            let tags = client
-                .list_tags(src.repository())
-                .await
-                .with_context(|| {
-                    format!(
-                        "{}'s role reading {}'s repository: its repository policy must let it pull (`ferry iam-policy --environment {}` prints it)",
-                        env.name, src.name, src.name
-                    )
-                })?;
-            Ok(format!(
-                "{}'s role reads {}/{} ({} tags)",
-                env.name,
-                src.registry_host(),
-                src.repository(),
-                tags.len()
-            ))
+            .await;
+            push(format!("promotion source {}", img.repository), res);
         }
-        .await;
-        push(format!("promotion source {}", src.repository()), res);
     }
     let mutability = crate::deploy::preflight::repository_mutability(&sdk, env).await;
     for s in &env.file.services {

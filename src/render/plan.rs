@@ -35,6 +35,17 @@ pub fn plan_text(plan: &Plan) -> String {
     if let Some(d) = &plan.source.digest {
         let _ = writeln!(s, "  digest       {d}");
     }
+    // A release of several images: the others, each with its digest and where it goes.
+    for img in &plan.also {
+        let _ = writeln!(s, "  + image {}  {}", img.name, img.source.display());
+        if plan.promote {
+            let _ = writeln!(
+                s,
+                "               promote to {}/{}:{}",
+                img.target.registry, img.target.repository, plan.tag
+            );
+        }
+    }
     super::memory::plan_lines(&mut s, plan);
     if plan.promote {
         let _ = writeln!(
@@ -64,11 +75,19 @@ pub fn plan_text(plan: &Plan) -> String {
             plan.target.registry, plan.target.repository
         ),
     };
-    let _ = writeln!(
-        s,
-        "  services     ({}), each pinned to {image}",
-        plan.services.len()
-    );
+    if plan.also.is_empty() {
+        let _ = writeln!(
+            s,
+            "  services     ({}), each pinned to {image}",
+            plan.services.len()
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  services     ({}), each container pinned to its image of the release by digest",
+            plan.services.len()
+        );
+    }
     for svc in &plan.services {
         let _ = writeln!(
             s,

@@ -141,6 +141,9 @@ pub fn report_text(r: &DeployReport) -> String {
     if let Some((_, d)) = r.image.split_once('@') {
         let _ = writeln!(s, "  digest   {d}");
     }
+    for (name, pinned) in &r.images {
+        let _ = writeln!(s, "  + {name:<6} {pinned}");
+    }
     if let Some(p) = &r.promotion {
         let _ = writeln!(
             s,

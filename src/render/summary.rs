@@ -48,6 +48,17 @@ pub fn report_markdown(r: &DeployReport) -> String {
             }
         );
     }
+    if !r.images.is_empty() {
+        let set: Vec<String> = r
+            .images
+            .iter()
+            .map(|(name, pinned)| {
+                let d = pinned.split_once('@').map_or("", |(_, d)| d);
+                format!("{} `{}`", md(name), short_digest(d))
+            })
+            .collect();
+        let _ = write!(s, "\n\n**Release images** {}", set.join(" · "));
+    }
     s.push_str("\n\n| service | before | after | result |\n|---|---|---|---|\n");
     for svc in &r.services {
         let before = match &svc.previous_release {
