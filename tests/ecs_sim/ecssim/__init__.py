@@ -4,12 +4,13 @@
 `scheduler` (the clock that moves tasks and deployments), `api` (the ECS operations),
 `codedeploy` (CodeDeploy's ECS blue/green deployments over the same services) and `autoscaling`
 (Application Auto Scaling's scalable targets for the same services).
-`server` puts it behind HTTP. Standard library only.
+`Regions` keeps one `Sim` per region (`regions`); `server` puts them behind HTTP. Standard library only.
 """
 from .api import Api
 from .autoscaling import AutoScaling
 from .codedeploy import CodeDeploy
 from .native import Native
+from .regions import Regions  # noqa: F401
 from .scheduler import Scheduler
 from .world import World
 

@@ -16,7 +16,7 @@ class Api:
         # ECS operations by name, the others as `codedeploy:Name`, `application-autoscaling:Name` (GET /_sim/calls).
         op = name if service == "ecs" else f"{service}:{name}"
         self.calls[op] += 1
-        self.call_log.append((time.monotonic(), op))  # GET /_sim/log: the same calls in order
+        self.call_log.append((time.monotonic(), op, self.region))  # GET /_sim/log: the calls of every region in order
         bucket = self.throttles.get(name)
         if bucket is not None and not bucket.take():
             raise ApiError("ThrottlingException", "Rate exceeded")
@@ -75,7 +75,7 @@ class Api:
     def op_DescribeClusters(self, req):
         out, failures = [], []
         for ref in req.get("clusters") or ["default"]:
-            c = self.clusters.get(ref.split("/")[-1])
+            c = None if self.foreign(ref) else self.clusters.get(ref.split("/")[-1])
             if c:
                 out.append(c)
             else:
@@ -197,7 +197,7 @@ class Api:
         c = self.cluster(req.get("cluster"))
         out, failures = [], []
         for ref in req.get("services") or []:
-            s = self.services.get((c["clusterName"], ref.split("/")[-1]))
+            s = None if self.foreign(ref) else self.services.get((c["clusterName"], ref.split("/")[-1]))
             if s:
                 snap = self.stale(s)
                 out.append(copy.deepcopy(snap["service"]) if snap else self.service_shape(s))

@@ -1,15 +1,23 @@
 """HTTP: the ECS, CodeDeploy and Application Auto Scaling JSON endpoint (POST /, by
 `X-Amz-Target`), the control API (/_sim/...), and the app behind each
 service (GET /app/<cluster>/<service>/health), which answers like the load balancer in front
-of the service's tasks."""
+of the service's tasks.
+
+Regions: an AWS request goes to the region its SigV4 credential scope names (the default region
+without one); the control API takes `?region=<region>` and the app endpoint
+`/app/@<region>/<cluster>/<service>/...` (no region: the default one). `GET /_sim/calls` and
+`GET /_sim/log` cover every region unless `?region=` narrows them."""
 import json
 import sys
 import threading
 import uuid
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 from .autoscaling import AS_PREFIX
 from .codedeploy import CD_PREFIX
+from .regions import BadRegion
 from .util import ApiError
 
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113."
@@ -90,6 +98,7 @@ CONTROLS = {"images": control_images, "faults": control_faults, "timing": contro
 
 def state_of(s):
     return {
+        "region": s.region,
         "services": [s.service_shape(v) for v in s.services.values()],
         "tasks": [s.public(t) for t in s.tasks.values()],
         "serviceDeployments": [s.sd_shape(v) for v in s.service_deployments.values()],
@@ -143,8 +152,21 @@ def health(s, cluster, service, listener="production"):
         return 200, {"status": "ok", "version": t["_version"], "taskDefinition": t["taskDefinitionArn"]}
 
 
+def app_route(parts):
+    """(region or None, cluster, service, listener) of an app endpoint's path parts, or None:
+    `app/[@region/]cluster/service/health` or `.../test/health`. No cluster name starts with @."""
+    if len(parts) < 2 or parts[0] != "app":
+        return None
+    region, rest = (parts[1][1:], parts[2:]) if parts[1].startswith("@") else (None, parts[1:])
+    if len(rest) == 3 and rest[2] == "health":
+        return region, rest[0], rest[1], "production"
+    if len(rest) == 4 and rest[2:] == ["test", "health"]:
+        return region, rest[0], rest[1], "test"
+    return None
+
+
 class Handler(BaseHTTPRequestHandler):
-    sim = None
+    regions = None
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt, *args):
@@ -165,55 +187,72 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return json.loads((self.rfile.read(n) if n else b"") or b"{}")
 
+    def route(self):
+        """(path, the `region` query parameter or None)."""
+        url = urlsplit(self.path)
+        return url.path, (parse_qs(url.query).get("region") or [None])[0]
+
     def do_POST(self):
         try:
-            if self.path.startswith("/_sim/"):
-                return self.control(self.path[len("/_sim/"):], self.body())
+            path, region = self.route()
+            if path.startswith("/_sim/"):
+                return self.control(path[len("/_sim/"):], region, self.body())
+            sim = self.regions.for_request(self.headers.get("Authorization"))
             target = self.headers.get("X-Amz-Target", "")
             if target.startswith(CD_PREFIX):
-                return self.send_json(200, self.sim.op(target[len(CD_PREFIX):], self.body(), "codedeploy"))
+                return self.send_json(200, sim.op(target[len(CD_PREFIX):], self.body(), "codedeploy"))
             if target.startswith(AS_PREFIX):
-                return self.send_json(200, self.sim.op(target[len(AS_PREFIX):], self.body(), "application-autoscaling"))
+                return self.send_json(200, sim.op(target[len(AS_PREFIX):], self.body(), "application-autoscaling"))
             if not target.startswith(TARGET_PREFIX):
                 raise ApiError("UnknownOperationException", f"Unknown target {target!r}.")
-            self.send_json(200, self.sim.op(target[len(TARGET_PREFIX):], self.body()))
+            self.send_json(200, sim.op(target[len(TARGET_PREFIX):], self.body()))
         except ApiError as e:
             self.send_json(e.status, {"__type": e.code, "message": e.message}, {"x-amzn-ErrorType": e.code})
         except Exception as e:  # a bug here must look like a server error, not hang the client
             self.send_json(500, {"__type": "ServerException", "message": f"simulator error: {e!r}"},
                            {"x-amzn-ErrorType": "ServerException"})
 
-    def control(self, what, req):
+    def control(self, what, region, req):
         handler = CONTROLS.get(what)
         if handler is None:
             return self.send_json(404, {"message": f"unknown control {what}"})
         try:
-            with self.sim.lock:
-                extra = handler(self.sim, req)
-        except (BadControl, TypeError, ValueError) as e:
+            sim = self.regions.get(region)
+            with sim.lock:
+                extra = handler(sim, req)
+        except (BadControl, BadRegion, TypeError, ValueError) as e:
             return self.send_json(400, {"message": f"/_sim/{what}: {e}"})
         self.send_json(200, {"ok": True} | (extra or {}))
 
     def do_GET(self):
-        parts = self.path.strip("/").split("/")
-        if len(parts) == 4 and parts[0] == "app" and parts[3] == "health":
-            return self.send_json(*health(self.sim, parts[1], parts[2]))
-        if len(parts) == 5 and parts[0] == "app" and parts[3] == "test" and parts[4] == "health":
-            return self.send_json(*health(self.sim, parts[1], parts[2], "test"))
-        if self.path == "/_sim/calls":
-            return self.send_json(200, dict(self.sim.calls))
-        if self.path == "/_sim/log":
-            return self.send_json(200, [{"at": round(t, 4), "operation": op} for t, op in list(self.sim.call_log)])
-        if self.path == "/_sim/state":
-            with self.sim.lock:
-                state = state_of(self.sim)
-            return self.send_json(200, state)
+        path, region = self.route()
+        try:
+            app = app_route(path.strip("/").split("/"))
+            if app is not None:
+                sim = self.regions.get(app[0])
+                return self.send_json(*health(sim, *app[1:]))
+            if path == "/_sim/calls":
+                sims = [self.regions.get(region)] if region else self.regions.all()
+                return self.send_json(200, dict(sum((Counter(s.calls) for s in sims), Counter())))
+            if path == "/_sim/log":
+                if region:
+                    self.regions.get(region)   # a malformed region is refused
+                log = [{"at": round(t, 4), "operation": op, "region": r} for t, op, r in list(self.regions.shared["call_log"])]
+                return self.send_json(200, [e for e in log if region in (None, e["region"])])
+            if path == "/_sim/state":
+                sim = self.regions.get(region)
+                with sim.lock:
+                    state = state_of(sim)
+                return self.send_json(200, state)
+        except BadRegion as e:
+            status = 404 if path.startswith("/app/") else 400
+            return self.send_json(status, {"status": "error", "message": str(e)} if status == 404 else {"message": str(e)})
         self.send_json(404, {"message": "not found"})
 
 
-def serve(sim, host, port):
-    """Starts the HTTP server and the clock; returns (server, stop event)."""
-    Handler.sim = sim
+def serve(regions, host, port):
+    """Starts the HTTP server and the clock (one for every region); returns (server, stop event)."""
+    Handler.regions = regions
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     stop = threading.Event()
@@ -221,7 +260,7 @@ def serve(sim, host, port):
     def clock():
         while not stop.is_set():
             try:
-                sim.tick()
+                regions.tick()
             except Exception as e:  # keep the clock running; the error shows in the log
                 sys.stderr.write(f"ecs-sim: tick failed: {e!r}\n")
             stop.wait(0.05)

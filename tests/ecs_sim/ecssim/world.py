@@ -4,6 +4,9 @@ State: clusters, task definitions (by family), services (each with its ECS `depl
 `events[]`), tasks, service deployments and service revisions. Knobs: how images behave,
 injected faults, timing, read lag, denied operations, rate limits, alarm states, and clusters
 without capacity. Keys starting with `_` are the simulator's own and never leave it.
+
+One `World` is one region (see `regions.py`): its state and knobs are its own, except what
+`shared_parts()` holds for every region (the lock, how images behave, timing, the call log).
 """
 import copy
 import math
@@ -37,9 +40,17 @@ TIMING_DEFAULTS = {
 ENDED = ("SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED")
 
 
+def shared_parts():
+    """What every region of one simulator shares: one lock (so one clock moves them all), how
+    images behave (and how often each was launched), timing, and the call log."""
+    return {"lock": threading.RLock(), "images": {}, "started": Counter(), "timing": dict(TIMING_DEFAULTS),
+            "call_log": deque(maxlen=50000)}
+
+
 class World:
-    def __init__(self, account, region, scale, read_lag=0.0):
-        self.lock = threading.RLock()
+    def __init__(self, account, region, scale, read_lag=0.0, shared=None):
+        shared = shared or shared_parts()
+        self.lock = shared["lock"]
         self.account, self.region, self.scale = account, region, scale
         self.clusters = {}              # name -> cluster
         self.families = {}              # family -> [task definition]
@@ -48,12 +59,12 @@ class World:
         self.tasks = {}                 # task ARN -> task
         self.service_deployments = {}   # ARN -> service deployment
         self.revisions = {}             # service revision ARN -> service revision
-        self.images = {}                # image -> behaviour
-        self.started = Counter()        # image -> tasks launched (for a behaviour's `failures`)
+        self.images = shared["images"]  # image -> behaviour (every region)
+        self.started = shared["started"]  # image -> tasks launched (for a behaviour's `failures`)
         self.faults = {}                # operation -> [error code, remaining]
         self.calls = Counter()
-        self.call_log = deque(maxlen=50000)  # (monotonic seconds, operation), in arrival order
-        self.timing = dict(TIMING_DEFAULTS)
+        self.call_log = shared["call_log"]  # (monotonic seconds, operation, region), in arrival order
+        self.timing = shared["timing"]
         self.rr = Counter()
         self.lag = {"default": float(read_lag), "services": {}}  # seconds; (cluster, service) -> seconds
         self.denied = set()             # operations answering AccessDeniedException
@@ -66,6 +77,11 @@ class World:
     def arn(self, kind, rest):
         return f"arn:aws:ecs:{self.region}:{self.account}:{kind}/{rest}"
 
+    def foreign(self, ref):
+        """True for an ARN of another region: this region does not see that resource."""
+        parts = (ref or "").split(":")
+        return len(parts) > 3 and parts[0] == "arn" and parts[3] != self.region
+
     def t(self, key):
         return self.timing[key] * self.scale
 
@@ -74,14 +90,14 @@ class World:
 
     # ---------- lookups
     def cluster(self, ref):
-        c = self.clusters.get((ref or "default").split("/")[-1])
+        c = None if self.foreign(ref) else self.clusters.get((ref or "default").split("/")[-1])
         if c is None:
             raise ApiError("ClusterNotFoundException", "Cluster not found.")
         return c
 
     def service(self, cluster_ref, ref):
         c = self.cluster(cluster_ref)
-        s = self.services.get((c["clusterName"], (ref or "").split("/")[-1]))
+        s = None if self.foreign(ref) else self.services.get((c["clusterName"], (ref or "").split("/")[-1]))
         if s is None or s["status"] != "ACTIVE":
             raise ApiError("ServiceNotFoundException", "Service not found.")
         return s
@@ -93,7 +109,7 @@ class World:
         if not ref:
             raise ApiError("ClientException", "TaskDefinition is required.")
         family, _, rev = ref.split("task-definition/")[-1].partition(":")
-        revs = self.families.get(family) or []
+        revs = [] if self.foreign(ref) else self.families.get(family) or []
         found = [td for td in revs if str(td["revision"]) == rev] if rev else \
             [td for td in revs if td["status"] == "ACTIVE"][-1:]
         if not found:
