@@ -257,6 +257,9 @@ async fn deploy_release(
     plan_opts.claims_checked_by_run = true;
     let envs = crate::config::load(envs_dir)?;
     let env = envs.select(tag)?;
+    if env.has_targets() {
+        return deploy_waves(&envs, env, trigger, tag, &plan_opts, opts, gh, targets).await;
+    }
     let claimed = crate::run::claim(env, &tag.tag, opts, || {
         crate::plan::plan(trigger, envs_dir, &plan_opts)
     })
@@ -302,6 +305,67 @@ async fn deploy_release(
             &plan.version,
             &plan.environment,
             plan.source.digest.clone(),
+            format!("{e:#}"),
+        );
+        notify::send(targets, &event).await;
+    }
+    result
+}
+
+/// `deploy_release` for an environment of several targets: wave by wave (`run::waves`).
+#[allow(clippy::too_many_arguments)]
+async fn deploy_waves(
+    envs: &crate::config::Environments,
+    env: &crate::config::Environment,
+    trigger: &Trigger,
+    tag: &ReleaseTag,
+    plan_opts: &crate::plan::PlanOptions,
+    opts: &crate::deploy::DeployOptions,
+    gh: &mut Session,
+    targets: &[notify::NotifyTarget],
+) -> Result<crate::report::DeployReport> {
+    let waves: Vec<String> = env
+        .waves()
+        .iter()
+        .map(|w| {
+            w.iter()
+                .map(|t| t.display_name())
+                .collect::<Vec<_>>()
+                .join(" + ")
+        })
+        .collect();
+    tracing::info!(
+        "deploying {} to {} in {} wave(s): {}",
+        tag.tag,
+        env.name,
+        waves.len(),
+        waves.join(", then ")
+    );
+    let mut request = DeploymentRequest::new(tag, &env.name, "");
+    request.environment_url = None;
+    let start = notify::Event::new(
+        notify::EventKind::Start,
+        &tag.tag,
+        tag.version.to_string(),
+        &env.name,
+        None,
+        format!(
+            "deploying {} to {} in waves: {}",
+            tag.tag,
+            env.name,
+            waves.join(", then ")
+        ),
+    );
+    notify::send(targets, &start).await;
+    let result =
+        crate::run::waves::deploy(envs, env, trigger, tag, plan_opts, opts, gh, &request).await;
+    if let Err(e) = &result {
+        let event = notify::Event::new(
+            notify::EventKind::Failure,
+            &tag.tag,
+            tag.version.to_string(),
+            &env.name,
+            None,
             format!("{e:#}"),
         );
         notify::send(targets, &event).await;

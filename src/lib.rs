@@ -42,5 +42,6 @@ mod status;
 mod tag;
 mod text;
 mod validate;
+mod wave;
 
 pub use error::{Failure, FailureKind};

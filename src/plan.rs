@@ -66,6 +66,22 @@ pub struct Plan {
     /// What the plan learned that a person should know (a moved tag it does not follow, the
     /// history a rollback to a release from before ferry rests on).
     pub notes: Vec<String>,
+    /// For an environment of several targets: which one this plan is, and its wave (1 first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploys_to: Option<PlanTarget>,
+    /// The plans of the other targets, in wave order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<Plan>,
+}
+
+/// Which target of several a plan is for.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanTarget {
+    pub name: String,
+    /// 1 first.
+    pub wave: usize,
+    /// `deploy.on_failure`.
+    pub on_failure: crate::config::OnFailure,
 }
 
 /// Where a plan's digest comes from.
@@ -156,11 +172,37 @@ pub fn classify(trigger: &Trigger, envs: &Environments) -> Result<ReleaseTag> {
     Ok(tag)
 }
 
-/// Computes the plan for `trigger`; reads digests unless `opts.offline`.
+/// Computes the plan for `trigger`; reads digests unless `opts.offline`. An environment of
+/// several targets plans each (`targets`: the ones after the first), side by side; a refusal
+/// of any is the plan's.
 pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Result<Plan> {
     let envs = crate::config::load(envs_dir)?;
     let tag = classify(trigger, &envs)?;
     let env = envs.select(&tag)?;
+    if !env.has_targets() {
+        return plan_target(trigger, &envs, env, &tag, opts).await;
+    }
+    let plans = futures_util::future::try_join_all(
+        env.targets
+            .iter()
+            .map(|t| plan_target(trigger, &envs, t, &tag, opts)),
+    )
+    .await?;
+    let mut plans = plans.into_iter();
+    let mut first = plans.next().ok_or_else(|| anyhow::anyhow!("no targets"))?;
+    first.targets = plans.collect();
+    Ok(first)
+}
+
+/// The plan of one target (an environment of one is its own target).
+pub async fn plan_target(
+    trigger: &Trigger,
+    envs: &Environments,
+    env: &Environment,
+    tag: &ReleaseTag,
+    opts: &PlanOptions,
+) -> Result<Plan> {
+    let tag = tag.clone();
     let source_env = match &env.file.promote {
         Some(p) => envs.get(&p.from)?,
         None => env,
@@ -194,6 +236,12 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
         downgrade: false,
         built_as: None,
         notes: Vec::new(),
+        deploys_to: env.target.as_ref().map(|t| PlanTarget {
+            name: t.name.clone(),
+            wave: t.wave + 1,
+            on_failure: env.on_failure(),
+        }),
+        targets: Vec::new(),
     };
     if let Some(from) = &opts.from {
         memory::check_from(from, &tag, env, source_env)?;
@@ -226,7 +274,7 @@ pub async fn plan(trigger: &Trigger, envs_dir: &Path, opts: &PlanOptions) -> Res
     // A definite answer (no such image, nothing verified in staging, a refusal) fails the
     // plan; an operational error (no credentials here) only leaves the digest unknown, and
     // deploy then stops before changing anything.
-    match memory::resolve(&mut plan, &envs, env, source_env, &tag, opts).await {
+    match memory::resolve(&mut plan, envs, env, source_env, &tag, opts).await {
         Err(e) if crate::error::classify(&e).is_some() => return Err(e),
         Err(e) => plan.unresolved.push(format!("records: {e:#}")),
         Ok(memory::Resolved::Done) => {}

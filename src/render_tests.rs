@@ -68,6 +68,8 @@ fn image(env: &str, account: &str, tag: &str, digest: Option<&str>) -> ImageRef 
 fn production_plan(with_changes: bool) -> Plan {
     Plan {
         also: Vec::new(),
+        deploys_to: None,
+        targets: Vec::new(),
         tag: "v1.4.0".into(),
         version: "1.4.0".into(),
         channel: crate::tag::Channel::Final,
@@ -226,6 +228,8 @@ fn before_ferry_rollback_plan_text() {
 fn staging_plan_offline() -> Plan {
     Plan {
         also: Vec::new(),
+        deploys_to: None,
+        targets: Vec::new(),
         tag: "v1.4.0-rc.3".into(),
         version: "1.4.0-rc.3".into(),
         channel: crate::tag::Channel::Prerelease {
@@ -296,6 +300,7 @@ fn service(state: ServiceState, evidence: &[&str]) -> ServiceReport {
 
 fn report(outcome: Outcome, state: ServiceState, evidence: &[&str]) -> DeployReport {
     let mut r = DeployReport {
+        targets: Vec::new(),
         images: Default::default(),
         tag: "v1.4.0".into(),
         version: "1.4.0".into(),

@@ -51,6 +51,40 @@ pub struct DeployReport {
     /// The run's GitHub deployment, when ferry had a token (never fails the deploy).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub github: Option<GithubReport>,
+    /// An environment of several targets: each target's run, in wave order (the fields above
+    /// are then the first target's image and promotion, and the release's outcome and verdict).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetReport>,
+}
+
+/// One target's part in a release of several targets.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    /// Its `[[targets]]` name.
+    pub target: String,
+    /// Its wave, 1 first.
+    pub wave: usize,
+    pub account_id: String,
+    pub region: String,
+    /// `deployed`, `already-deployed`, `rolled-back` (its own run failed and went back),
+    /// `needs-attention`, `refused` (nothing changed), `reverted` (it passed, and went back
+    /// when a later target failed), `not-started` (an earlier wave failed).
+    pub state: String,
+    /// The release it ran before this run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_release: Option<String>,
+    /// Its run's report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<Box<DeployReport>>,
+    /// Why its run ended without a report (a refusal, an error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The run that sent it back to `previous_release`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverted: Option<Box<DeployReport>>,
+    /// Why sending it back failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_error: Option<String>,
 }
 
 /// How a deploy ended; decides the exit code.

@@ -27,6 +27,7 @@ use crate::report::{DeployReport, Outcome, ServiceReport};
 
 pub(crate) mod heartbeat;
 mod memory;
+pub mod waves;
 
 /// A run that holds its environment: the plan it made and everything it read while its
 /// claim settled (see [`claim`]), ready to change things.
@@ -314,6 +315,7 @@ async fn execute(
             record: None,
             record_error: None,
             github: None,
+            targets: Vec::new(),
         };
 
         if rollout_ok && smoke_ok {

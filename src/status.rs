@@ -48,7 +48,13 @@ pub async fn read(
                 cluster: s.cluster.clone(),
                 service: s.service.clone(),
                 release: ecs::release_of(&tags).map(str::to_string),
-                digest: ecs::tag_value(&tags, TAG_DIGEST).map(str::to_string),
+                // The digest its own container runs (a release of several images pins each
+                // service to its image); ferry's tag names the release's first image.
+                digest: ecs::container_image(&td, &s.container)
+                    .and_then(|i| i.split_once('@'))
+                    .map(|(_, d)| d)
+                    .or(ecs::tag_value(&tags, TAG_DIGEST))
+                    .map(str::to_string),
                 image: ecs::container_image(&td, &s.container).map(str::to_string),
                 task_definition: td_arn,
                 running: svc.running_count(),

@@ -7,6 +7,9 @@
 mod check;
 mod images;
 pub mod records;
+mod smoke;
+mod targets;
+mod vars;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +22,10 @@ use crate::tag::{Channel, ReleaseTag, DEFAULT_PRERELEASE_WORDS};
 pub use check::validate;
 pub use images::ImageEntry;
 pub use records::RecordsConfig;
+pub use smoke::SmokeCheck;
+pub use targets::{OnFailure, TargetConfig, TargetInfo};
+use vars::expand_smoke;
+pub use vars::expand_vars;
 
 /// One `environments/<name>.toml`, as written.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -56,6 +63,10 @@ pub struct EnvironmentFile {
     /// Signing and verifying release records (`records`).
     #[serde(default, skip_serializing_if = "RecordsConfig::is_empty")]
     pub records: RecordsConfig,
+    /// Several accounts or regions, deployed in waves (`deploy.waves`); what a target does not
+    /// say comes from the fields above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -151,61 +162,6 @@ pub struct CodeDeployConfig {
     pub hooks: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmokeCheck {
-    /// Shown in output; defaults to the URL.
-    pub name: Option<String>,
-    pub url: String,
-    #[serde(default = "default_status")]
-    pub expect_status: u16,
-    /// Dotted path of a JSON field that must equal the release version (e.g. `version` or
-    /// `build.version`), so an old task still answering does not pass.
-    pub version_field: Option<String>,
-    /// Keep retrying until this many seconds after the rollout ended.
-    #[serde(default = "default_deadline")]
-    pub deadline_seconds: u64,
-    /// Per-request timeout.
-    #[serde(default = "default_timeout")]
-    pub timeout_seconds: u64,
-    #[serde(default)]
-    pub follow_redirects: bool,
-    /// Answers in a row that must pass (a load balancer may still mix old and new tasks).
-    #[serde(default = "default_consecutive")]
-    pub consecutive: u32,
-    /// The same check through the load balancer's test listener: a blue/green release is
-    /// checked here, on test traffic, before any production traffic moves.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub test_url: Option<String>,
-    /// The blue/green service whose test listener `test_url` reaches (`service` or
-    /// `cluster/service`); without it the check runs for every blue/green service.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-}
-
-impl SmokeCheck {
-    /// Whether this check's `test_url` belongs to the service `cfg`.
-    pub fn tests_service(&self, cfg: &ServiceConfig) -> bool {
-        self.service
-            .as_deref()
-            .is_none_or(|s| s == cfg.service || s == format!("{}/{}", cfg.cluster, cfg.service))
-    }
-}
-
-fn default_consecutive() -> u32 {
-    3
-}
-
-fn default_status() -> u16 {
-    200
-}
-fn default_deadline() -> u64 {
-    120
-}
-fn default_timeout() -> u64 {
-    5
-}
-
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployConfig {
@@ -218,6 +174,14 @@ pub struct DeployConfig {
     /// With the hold, suspend scheduled scaling too. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_scheduled_scaling: Option<bool>,
+    /// The order `[[targets]]` deploy in: each wave a list of target names, deployed side by
+    /// side; the next wave starts when every target of this one passed. Default: one target
+    /// per wave, in file order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waves: Option<Vec<Vec<String>>>,
+    /// When a wave fails: `rollback-all` (default) or `keep-earlier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
 }
 
 impl DeployConfig {
@@ -242,6 +206,13 @@ pub struct Environment {
     /// The release's images (`[[images]]`, or the one `[image]`), the first first.
     #[serde(skip)]
     pub images: Vec<ImageEntry>,
+    /// Which target this is, for an environment of several (`[[targets]]`); the environment
+    /// itself is its first target.
+    #[serde(skip)]
+    pub target: Option<TargetInfo>,
+    /// Every target, in wave order (empty without `[[targets]]`).
+    #[serde(skip)]
+    pub targets: Vec<Environment>,
 }
 
 impl Environment {
@@ -522,16 +493,10 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
     // A field whose `${VAR}` could not be expanded is reported once, for that reason: the
     // field checks below would only add "not a URL" about the unexpanded text.
     let mut unexpanded = Vec::new();
-    for (i, c) in file.smoke.iter_mut().enumerate() {
-        match expand_vars(&c.url, |k| std::env::var(k).ok()) {
-            Ok(u) => c.url = u,
-            Err(e) => unexpanded.push((format!("smoke[{i}].url"), e)),
-        }
-        if let Some(t) = &c.test_url {
-            match expand_vars(t, |k| std::env::var(k).ok()) {
-                Ok(u) => c.test_url = Some(u),
-                Err(e) => unexpanded.push((format!("smoke[{i}].test_url"), e)),
-            }
+    expand_smoke(&mut file.smoke, "smoke", &mut unexpanded);
+    for (i, t) in file.targets.iter_mut().enumerate() {
+        if let Some(smoke) = t.smoke.as_mut() {
+            expand_smoke(smoke, &format!("targets[{i}].smoke"), &mut unexpanded);
         }
     }
     records::expand(&mut file.records, &mut unexpanded);
@@ -544,17 +509,32 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
             .into_iter()
             .map(|(f, e)| format!("field `{f}`: {e}")),
     );
-    let env = Environment {
+    let mut env = Environment {
         name,
         path: path.to_path_buf(),
         images: images::of(&file),
         file,
+        target: None,
+        targets: Vec::new(),
     };
+    let own = validate(&env);
+    let (targets, target_problems) = targets::derive(&env, &own);
     problems.extend(
-        validate(&env)
-            .into_iter()
-            .filter(|p| !fields.iter().any(|f| p.starts_with(f.as_str()))),
+        own.into_iter()
+            .chain(target_problems)
+            .filter(|p| !fields.iter().any(|f| p.contains(f.as_str()))),
     );
+    // The environment is its first target: code that knows nothing of targets (a promotion's
+    // source, `status`, `iam-policy`) sees a real account and region.
+    if let Some(first) = targets.first() {
+        env.file.account_id.clone_from(&first.file.account_id);
+        env.file.region.clone_from(&first.file.region);
+        env.file.role = first.file.role.clone();
+        env.file.services.clone_from(&first.file.services);
+        env.file.smoke.clone_from(&first.file.smoke);
+        env.target.clone_from(&first.target);
+        env.targets = targets;
+    }
     if problems.is_empty() {
         Ok(env)
     } else {
@@ -567,33 +547,6 @@ fn load_file(path: &Path) -> std::result::Result<Environment, Vec<String>> {
 
 /// The largest environment file ferry reads.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
-
-/// Replaces each `${NAME}` with the environment variable `NAME` (so a smoke URL can follow
-/// where the service really is, e.g. the local world's ports). `$` alone stays as it is.
-pub fn expand_vars(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("{s:?} opens `${{` without a closing `}}`"))?;
-        let name = &after[..end];
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!(
-                "{s:?}: `${{{name}}}` is not a variable name (letters, digits, _)"
-            ));
-        }
-        let value = lookup(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-            format!("{s:?} uses ${{{name}}}, which is not set in ferry's environment (export it, or write the URL out)")
-        })?;
-        out.push_str(&value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
 
 /// Loads the environments and says which file to fix; used by every subcommand.
 pub fn load(dir: &Path) -> Result<Environments> {

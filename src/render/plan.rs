@@ -25,6 +25,15 @@ pub fn plan_text(plan: &Plan) -> String {
         "  environment  {} ({})",
         plan.environment, plan.config_file
     );
+    if let Some(t) = &plan.deploys_to {
+        let _ = writeln!(
+            s,
+            "  target       {} (wave {}; on failure: {})",
+            t.name,
+            t.wave,
+            t.on_failure.as_str()
+        );
+    }
     let _ = writeln!(s, "  account      {} in {}", plan.account_id, plan.region);
     let auth = match plan.auth {
         AuthMode::AssumeRole => "assume role",
@@ -159,6 +168,11 @@ pub fn plan_text(plan: &Plan) -> String {
     }
     for u in &plan.unresolved {
         let _ = writeln!(s, "  unresolved   {u}");
+    }
+    // An environment of several targets: each target's plan, in wave order.
+    for other in &plan.targets {
+        s.push('\n');
+        s.push_str(&plan_text(other));
     }
     shorten_digests(&s, plan.source.digest.as_deref())
 }

@@ -181,6 +181,41 @@ pub fn report_text(r: &DeployReport) -> String {
             c.attempts
         );
     }
+    for t in &r.targets {
+        let _ = writeln!(
+            s,
+            "  target   {} (wave {}, {} in {}): {}",
+            t.target,
+            t.wave,
+            t.account_id,
+            t.region,
+            t.state.replace('-', " ")
+        );
+        if let Some(rep) = &t.report {
+            for svc in &rep.services {
+                let _ = writeln!(
+                    s,
+                    "           {}/{}: {} ({})",
+                    svc.cluster,
+                    svc.service,
+                    state_words(svc.state),
+                    svc.detail
+                );
+            }
+            for c in rep.smoke.iter().filter(|c| !c.ok) {
+                let _ = writeln!(s, "           smoke FAIL {}: {}", c.name, c.detail);
+            }
+        }
+        if let Some(e) = &t.error {
+            let _ = writeln!(s, "           {}", e.lines().next().unwrap_or_default());
+        }
+        if let Some(rev) = &t.reverted {
+            let _ = writeln!(s, "           sent back: {}", rev.verdict);
+        }
+        if let Some(e) = &t.revert_error {
+            let _ = writeln!(s, "           sending it back failed: {e}");
+        }
+    }
     super::memory::report_lines(&mut s, r);
     let _ = writeln!(s, "  verdict  {}", r.verdict);
     shorten_digests(&s, r.image.split_once('@').map(|(_, d)| d))

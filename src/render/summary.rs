@@ -59,6 +59,21 @@ pub fn report_markdown(r: &DeployReport) -> String {
             .collect();
         let _ = write!(s, "\n\n**Release images** {}", set.join(" · "));
     }
+    if !r.targets.is_empty() {
+        // One row per target, in wave order.
+        s.push_str("\n\n| wave | target | account / region | result |\n|---|---|---|---|\n");
+        for t in &r.targets {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} / {} | {} |",
+                t.wave,
+                md(&t.target),
+                md(&t.account_id),
+                md(&t.region),
+                md(&t.state.replace('-', " "))
+            );
+        }
+    }
     s.push_str("\n\n| service | before | after | result |\n|---|---|---|---|\n");
     for svc in &r.services {
         let before = match &svc.previous_release {

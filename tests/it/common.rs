@@ -63,6 +63,8 @@ pub struct Registry {
     pub account: String,
     pub user: String,
     pub password: String,
+    /// The region of its ECR host name.
+    pub region: String,
     child: Child,
     /// tests/referrers_proxy in front of the registry: the referrers API, as ECR serves it.
     front: Option<Child>,
@@ -73,6 +75,13 @@ impl Registry {
     /// A registry that accepts the ECR credentials of `account`.
     pub fn for_account(account: &str) -> Registry {
         Self::start(account, "AWS", &format!("{account}-auth-token"))
+    }
+
+    /// A registry for `account`'s ECR in another `region` (a second region's target).
+    pub fn for_account_in(account: &str, region: &str) -> Registry {
+        let mut r = Self::for_account(account);
+        r.region = region.to_string();
+        r
     }
 
     /// A registry for `account` that serves the OCI referrers API, as ECR does: the real
@@ -138,6 +147,7 @@ impl Registry {
             account: account.to_string(),
             user: user.to_string(),
             password: password.to_string(),
+            region: region(),
             child,
             front: None,
             _dir: dir,
@@ -163,7 +173,7 @@ impl Registry {
 
     /// The ECR host name of this registry's account.
     pub fn ecr_host(&self) -> String {
-        format!("{}.dkr.ecr.{}.amazonaws.com", self.account, region())
+        format!("{}.dkr.ecr.{}.amazonaws.com", self.account, self.region)
     }
 
     /// `FERRY_REGISTRY_ENDPOINTS` entry mapping the ECR host here.
@@ -475,9 +485,14 @@ impl EcsSim {
 
     /// An ECS client pointed at the simulator (as ferry's would be through AWS_ENDPOINT_URL_ECS).
     pub fn client(&self) -> aws_sdk_ecs::Client {
+        self.client_in(&region())
+    }
+
+    /// An ECS client for another region: the simulator keeps each region apart, as ECS does.
+    pub fn client_in(&self, region: &str) -> aws_sdk_ecs::Client {
         let conf = aws_sdk_ecs::Config::builder()
             .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
-            .region(aws_sdk_ecs::config::Region::new(region()))
+            .region(aws_sdk_ecs::config::Region::new(region.to_string()))
             .endpoint_url(&self.endpoint)
             .credentials_provider(aws_sdk_ecs::config::Credentials::new(
                 "test", "test", None, None, "test",
@@ -529,6 +544,11 @@ impl EcsSim {
         format!("{}/app/{cluster}/{service}/health", self.endpoint)
     }
 
+    /// The app of a service in another region (`/app/@<region>/…`).
+    pub fn health_url_in(&self, region: &str, cluster: &str, service: &str) -> String {
+        format!("{}/app/@{region}/{cluster}/{service}/health", self.endpoint)
+    }
+
     /// A cluster and a service (circuit breaker with rollback) running `image`, desired 2.
     pub async fn service(
         &self,
@@ -537,7 +557,7 @@ impl EcsSim {
         container: &str,
         image: &str,
     ) -> String {
-        self.service_with(cluster, service, container, image, true)
+        self.service_with(&region(), cluster, service, container, image, true)
             .await
     }
 
@@ -549,12 +569,26 @@ impl EcsSim {
         container: &str,
         image: &str,
     ) -> String {
-        self.service_with(cluster, service, container, image, false)
+        self.service_with(&region(), cluster, service, container, image, false)
+            .await
+    }
+
+    /// [`EcsSim::service`] in `region` (a target of another region).
+    pub async fn service_in(
+        &self,
+        region: &str,
+        cluster: &str,
+        service: &str,
+        container: &str,
+        image: &str,
+    ) -> String {
+        self.service_with(region, cluster, service, container, image, true)
             .await
     }
 
     async fn service_with(
         &self,
+        region: &str,
         cluster: &str,
         service: &str,
         container: &str,
@@ -562,7 +596,7 @@ impl EcsSim {
         new_cluster: bool,
     ) -> String {
         use aws_sdk_ecs::types::*;
-        let ecs = self.client();
+        let ecs = self.client_in(region);
         if new_cluster {
             ecs.create_cluster()
                 .cluster_name(cluster)
@@ -618,13 +652,23 @@ impl EcsSim {
             .send()
             .await
             .unwrap();
-        self.wait_idle(cluster, service).await;
+        self.wait_idle_in(region, cluster, service).await;
         arn
     }
 
     /// Waits until the service has one COMPLETED deployment.
     pub async fn wait_idle(&self, cluster: &str, service: &str) -> aws_sdk_ecs::types::Service {
-        let ecs = self.client();
+        self.wait_idle_in(&region(), cluster, service).await
+    }
+
+    /// [`EcsSim::wait_idle`] in `region`.
+    pub async fn wait_idle_in(
+        &self,
+        region: &str,
+        cluster: &str,
+        service: &str,
+    ) -> aws_sdk_ecs::types::Service {
+        let ecs = self.client_in(region);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = ecs
@@ -651,7 +695,17 @@ impl EcsSim {
     }
 
     pub async fn describe(&self, cluster: &str, service: &str) -> aws_sdk_ecs::types::Service {
-        self.client()
+        self.describe_in(&region(), cluster, service).await
+    }
+
+    /// [`EcsSim::describe`] in `region`.
+    pub async fn describe_in(
+        &self,
+        region: &str,
+        cluster: &str,
+        service: &str,
+    ) -> aws_sdk_ecs::types::Service {
+        self.client_in(region)
             .describe_services()
             .cluster(cluster)
             .services(service)

@@ -25,3 +25,4 @@ mod reruns;
 mod signing;
 mod tls;
 mod verdicts;
+mod waves;

@@ -1,0 +1,262 @@
+//! One environment, several regions (issue 18): production in `us-east-1` (wave 1) and
+//! `eu-west-1` (wave 2), each its own registry and its own region of the ECS simulator, both
+//! promoting what staging verified. A release that fails in wave 2 goes back in both regions
+//! (`rollback-all`), or only in wave 2 (`keep-earlier`).
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const EU: &str = "eu-west-1";
+
+struct World {
+    dir: tempfile::TempDir,
+    staging: Registry,
+    east: Registry,
+    west: Registry,
+    sim: EcsSim,
+    repo: String,
+    cluster: String,
+    staging_account: String,
+    prod_account: String,
+}
+
+impl World {
+    async fn new() -> World {
+        let (staging_account, prod_account) = (random_account(), random_account());
+        let w = World {
+            dir: tempfile::tempdir().unwrap(),
+            staging: Registry::with_referrers(&staging_account),
+            east: Registry::for_account(&prod_account),
+            west: Registry::for_account_in(&prod_account, EU),
+            sim: EcsSim::start(),
+            repo: unique("app"),
+            cluster: unique("cluster"),
+            staging_account,
+            prod_account,
+        };
+        w.write_config("");
+        // Everything runs v0.9.0, deployed before ferry.
+        let base = w
+            .staging
+            .push_image(&w.repo, "v0.9.0-rc.1", &["--seed", "90"]);
+        w.sim
+            .image(&w.staging_ref(&base), "0.9.0-rc.1", "healthy")
+            .await;
+        w.sim
+            .service(&w.staging_cluster(), "web", "web", &w.staging_ref(&base))
+            .await;
+        for (reg, region) in [(&w.east, region()), (&w.west, EU.to_string())] {
+            let d = reg.push_image(&w.repo, "v0.9.0", &["--seed", "90"]);
+            let image = format!("{}/{}@{d}", reg.ecr_host(), w.repo);
+            w.sim.image(&image, "0.9.0-rc.1", "healthy").await;
+            w.sim
+                .service_in(&region, &w.prod_cluster(), "web", "web", &image)
+                .await;
+        }
+        w
+    }
+
+    fn staging_cluster(&self) -> String {
+        format!("{}-staging", self.cluster)
+    }
+
+    fn prod_cluster(&self) -> String {
+        format!("{}-production", self.cluster)
+    }
+
+    fn staging_ref(&self, digest: &str) -> String {
+        format!("{}/{}@{digest}", self.staging.ecr_host(), self.repo)
+    }
+
+    /// Staging (one region) and production: two targets, us-east-1 in wave 1, eu-west-1 in
+    /// wave 2, each with its own smoke check; `deploy` is production's `[deploy]` table.
+    fn write_config(&self, deploy: &str) {
+        let region = region();
+        let smoke = |url: String| {
+            format!("url = \"{url}\"\nversion_field = \"version\"\ndeadline_seconds = 8\ntimeout_seconds = 2\n")
+        };
+        let staging = format!(
+            "account_id = \"{a}\"\nregion = \"{region}\"\n[role]\narn = \"arn:aws:iam::{a}:role/ferry-deploy\"\n[release]\nmatch = \"prerelease\"\n[image]\nrepository = \"{repo}\"\n[[services]]\ncluster = \"{c}\"\nservice = \"web\"\ncontainer = \"web\"\n[[smoke]]\n{s}",
+            a = self.staging_account,
+            repo = self.repo,
+            c = self.staging_cluster(),
+            s = smoke(self.sim.health_url(&self.staging_cluster(), "web")),
+        );
+        let production = format!(
+            "account_id = \"{a}\"\nregion = \"{region}\"\n[role]\narn = \"arn:aws:iam::{a}:role/ferry-deploy\"\n[release]\nmatch = \"final\"\n[promote]\nfrom = \"staging\"\n[image]\nrepository = \"{repo}\"\n[[services]]\ncluster = \"{c}\"\nservice = \"web\"\ncontainer = \"web\"\n{deploy}\n[[targets]]\nname = \"us-east-1\"\nregion = \"{region}\"\n[[targets.smoke]]\n{east}\n[[targets]]\nname = \"eu-west-1\"\nregion = \"{EU}\"\n[[targets.smoke]]\n{west}",
+            a = self.prod_account,
+            repo = self.repo,
+            c = self.prod_cluster(),
+            east = smoke(self.sim.health_url(&self.prod_cluster(), "web")),
+            west = smoke(self.sim.health_url_in(EU, &self.prod_cluster(), "web")),
+        );
+        std::fs::write(self.dir.path().join("staging.toml"), staging).unwrap();
+        std::fs::write(self.dir.path().join("production.toml"), production).unwrap();
+    }
+
+    /// A candidate: healthy in staging and us-east-1; in eu-west-1 as `west` says.
+    async fn rc(&self, tag: &str, seed: &str, west: &str) -> String {
+        let d = self.staging.push_image(&self.repo, tag, &["--seed", seed]);
+        let v = tag.trim_start_matches('v');
+        self.sim.image(&self.staging_ref(&d), v, "healthy").await;
+        let east = format!("{}/{}@{d}", self.east.ecr_host(), self.repo);
+        let west_ref = format!("{}/{}@{d}", self.west.ecr_host(), self.repo);
+        self.sim.image(&east, v, "healthy").await;
+        self.sim.image(&west_ref, v, west).await;
+        d
+    }
+
+    fn run(&self, cmd: &str, tag: &str) -> Output {
+        let dir = self.dir.path().to_str().unwrap();
+        let args = [cmd, "--environments", dir, "--tag", tag, "--output", "json"];
+        let endpoints = format!(
+            "{},{},{}",
+            self.staging.endpoint_entry(),
+            self.east.endpoint_entry(),
+            self.west.endpoint_entry()
+        );
+        ferry(
+            &args,
+            &[
+                ("FERRY_REGISTRY_ENDPOINTS", endpoints),
+                ("AWS_ENDPOINT_URL_ECS", self.sim.endpoint.clone()),
+                ("AWS_MAX_ATTEMPTS", "3".into()),
+            ],
+        )
+    }
+
+    fn deploy(&self, tag: &str, code: i32) -> Value {
+        let o = self.run("deploy", tag);
+        assert_exit(&o, code);
+        serde_json::from_str(&stdout(&o)).unwrap()
+    }
+
+    /// The digest production's web runs in `region`.
+    async fn runs(&self, region: &str) -> String {
+        let svc = self
+            .sim
+            .describe_in(region, &self.prod_cluster(), "web")
+            .await;
+        let td = self
+            .sim
+            .client_in(region)
+            .describe_task_definition()
+            .task_definition(svc.task_definition().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let image = td.task_definition().unwrap().container_definitions()[0]
+            .image()
+            .unwrap()
+            .to_string();
+        image.split_once('@').unwrap().1.to_string()
+    }
+}
+
+fn states(r: &Value) -> Vec<(String, u64, String)> {
+    r["targets"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no targets in {r}"))
+        .iter()
+        .map(|t| {
+            (
+                t["target"].as_str().unwrap().to_string(),
+                t["wave"].as_u64().unwrap(),
+                t["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn st(target: &str, wave: u64, state: &str) -> (String, u64, String) {
+    (target.to_string(), wave, state.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_regions_in_two_waves_and_a_wave_two_failure_goes_back_everywhere() {
+    let w = World::new().await;
+    let v1 = w.rc("v1.0.0-rc.1", "100", "healthy").await;
+    assert_eq!(w.deploy("v1.0.0-rc.1", 0)["outcome"], "deployed");
+
+    // The plan shows both targets, in wave order; it changes nothing.
+    let o = w.run("plan", "v1.0.0");
+    assert_exit(&o, 0);
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(plan["deploys_to"]["name"], "us-east-1");
+    assert_eq!(plan["targets"][0]["deploys_to"]["name"], EU);
+    assert_eq!(plan["targets"][0]["deploys_to"]["wave"], 2);
+    assert_eq!(plan["targets"][0]["region"], EU);
+
+    // All green: wave 1, then wave 2; both regions run the promoted digest.
+    let r = w.deploy("v1.0.0", 0);
+    assert_eq!(r["outcome"], "deployed", "{r}");
+    assert_eq!(
+        states(&r),
+        [st("us-east-1", 1, "deployed"), st(EU, 2, "deployed")]
+    );
+    assert_eq!(w.runs(&region()).await, v1);
+    assert_eq!(w.runs(EU).await, v1);
+    assert_eq!(w.west.skopeo_digest(&w.repo, "v1.0.0"), Some(v1.clone()));
+    // Wave 2 started only after wave 1 ended: eu-west-1's first change follows us-east-1's last.
+    let log = w.sim.get("/_sim/log").await;
+    let calls: Vec<(f64, String, String)> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["at"].as_f64().unwrap(),
+                c["region"].as_str().unwrap_or_default().to_string(),
+                c["operation"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let east_update = calls
+        .iter()
+        .filter(|(_, r, op)| r == &region() && op == "UpdateService")
+        .map(|(t, _, _)| *t)
+        .fold(f64::MIN, f64::max);
+    let west_update = calls
+        .iter()
+        .filter(|(_, r, op)| r == EU && op == "UpdateService")
+        .map(|(t, _, _)| *t)
+        .fold(f64::MAX, f64::min);
+    assert!(east_update < west_update, "wave 2 waited for wave 1");
+
+    // Again: already deployed everywhere.
+    let r = w.deploy("v1.0.0", 0);
+    assert_eq!(r["outcome"], "already-deployed", "{r}");
+
+    // v1.1.0 fails its smoke check in eu-west-1 only: eu-west-1 rolls back, and us-east-1,
+    // which passed, goes back to v1.0.0 (rollback-all). One verdict names both.
+    w.rc("v1.1.0-rc.1", "110", "smoke-error").await;
+    assert_eq!(w.deploy("v1.1.0-rc.1", 0)["outcome"], "deployed");
+    let r = w.deploy("v1.1.0", 4);
+    assert_eq!(r["outcome"], "rolled-back", "{r}");
+    assert_eq!(
+        states(&r),
+        [st("us-east-1", 1, "reverted"), st(EU, 2, "rolled-back")]
+    );
+    let verdict = r["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("production/us-east-1 (wave 1): rolled back to v1.0.0")
+            && verdict.contains("production/eu-west-1 (wave 2): rolled back"),
+        "{verdict}"
+    );
+    assert_eq!(w.runs(&region()).await, v1);
+    assert_eq!(w.runs(EU).await, v1);
+
+    // keep-earlier: wave 1 keeps v1.1.0, only eu-west-1 goes back.
+    w.write_config("[deploy]\non_failure = \"keep-earlier\"\n");
+    let r = w.deploy("v1.1.0", 4);
+    assert_eq!(
+        states(&r),
+        [st("us-east-1", 1, "deployed"), st(EU, 2, "rolled-back")],
+        "{r}"
+    );
+    assert_ne!(w.runs(&region()).await, v1, "wave 1 keeps the release");
+    assert_eq!(w.runs(EU).await, v1);
+}
