@@ -24,76 +24,120 @@ pub async fn read(
     };
     let mut out = Vec::new();
     for env in selected {
-        let sdk = crate::aws::sts::environment_config(env).await?;
-        let client = crate::aws::sts::ecs_client(&sdk);
-        let scaling = crate::aws::autoscaling::client(&sdk);
-        let mut rows = Vec::new();
-        for s in &env.file.services {
-            let svc = ecs::find_service(&client, &s.cluster, &s.service)
-                .await?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "service {}/{} not found (or not ACTIVE) in {}",
-                        s.cluster,
-                        s.service,
-                        env.name
-                    )
-                })?;
-            let td_arn = svc.task_definition().unwrap_or_default().to_string();
-            let (td, tags) = ecs::describe_task_definition(&client, &td_arn).await?;
-            let (strategy, in_flight) =
-                crate::deploy::codedeploy::live(&sdk, &client, &svc, s).await;
-            rows.push(ServiceStatus {
-                environment: env.name.clone(),
-                cluster: s.cluster.clone(),
-                service: s.service.clone(),
-                release: ecs::release_of(&tags).map(str::to_string),
-                // The digest its own container runs (a release of several images pins each
-                // service to its image); ferry's tag names the release's first image.
-                digest: ecs::container_image(&td, &s.container)
-                    .and_then(|i| i.split_once('@'))
-                    .map(|(_, d)| d)
-                    .or(ecs::tag_value(&tags, TAG_DIGEST))
-                    .map(str::to_string),
-                image: ecs::container_image(&td, &s.container).map(str::to_string),
-                task_definition: td_arn,
-                running: svc.running_count(),
-                desired: svc.desired_count(),
-                deployments: svc
-                    .deployments()
-                    .iter()
-                    .map(|d| {
-                        format!(
-                            "{} {} {}",
-                            d.status().unwrap_or("?"),
-                            short_td(d.task_definition().unwrap_or("?")),
-                            d.rollout_state().map(|r| r.as_str()).unwrap_or("?")
-                        )
-                    })
-                    .collect(),
-                strategy,
-                in_flight,
-                autoscaling_held: crate::deploy::hold::left_behind(
-                    &scaling, &s.cluster, &s.service,
-                )
-                .await,
-            });
-        }
-        let mut status = EnvironmentStatus {
-            environment: env.name.clone(),
-            services: rows,
-            live_release: None,
-            live_since: None,
-            history: Vec::new(),
-            drift: Vec::new(),
-            records_error: None,
+        // An environment of several targets: each target, then how they differ.
+        let parts: Vec<&crate::config::Environment> = if env.has_targets() {
+            env.targets.iter().collect()
+        } else {
+            vec![env]
         };
-        if let Err(e) = memory(&mut status, env, history).await {
-            status.records_error = Some(format!("{e:#}"));
+        let mut statuses = Vec::new();
+        for part in parts {
+            statuses.push(read_one(part, history).await?);
         }
-        out.push(status);
+        if let Some(line) = between_targets(&statuses) {
+            for st in &mut statuses {
+                st.drift.push(line.clone());
+            }
+        }
+        out.extend(statuses);
     }
     Ok(out)
+}
+
+/// "eu-west-1 runs v1.4.0, us-east-1 runs v1.4.1": the targets of one environment whose
+/// records say they run different releases (none when they agree).
+pub fn between_targets(statuses: &[EnvironmentStatus]) -> Option<String> {
+    let live: Vec<(&str, &str)> = statuses
+        .iter()
+        .map(|s| {
+            (
+                s.environment.as_str(),
+                s.live_release.as_deref().unwrap_or("no recorded release"),
+            )
+        })
+        .collect();
+    let first = live.first()?.1;
+    if live.iter().all(|(_, r)| *r == first) {
+        return None;
+    }
+    let each: Vec<String> = live.iter().map(|(t, r)| format!("{t} runs {r}")).collect();
+    Some(format!(
+        "the targets differ: {} (a release stopped part-way with keep-earlier, or a target was changed alone)",
+        each.join(", ")
+    ))
+}
+
+/// The status of one environment (or one target of several).
+async fn read_one(env: &crate::config::Environment, history: usize) -> Result<EnvironmentStatus> {
+    let sdk = crate::aws::sts::environment_config(env).await?;
+    let client = crate::aws::sts::ecs_client(&sdk);
+    let scaling = crate::aws::autoscaling::client(&sdk);
+    let mut rows = Vec::new();
+    for s in &env.file.services {
+        let svc = ecs::find_service(&client, &s.cluster, &s.service)
+            .await?
+            .ok_or_else(|| {
+                anyhow!(
+                    "service {}/{} not found (or not ACTIVE) in {}",
+                    s.cluster,
+                    s.service,
+                    env.name
+                )
+            })?;
+        let td_arn = svc.task_definition().unwrap_or_default().to_string();
+        let (td, tags) = ecs::describe_task_definition(&client, &td_arn).await?;
+        let (strategy, in_flight) = crate::deploy::codedeploy::live(&sdk, &client, &svc, s).await;
+        rows.push(ServiceStatus {
+            environment: env.name.clone(),
+            cluster: s.cluster.clone(),
+            service: s.service.clone(),
+            release: ecs::release_of(&tags).map(str::to_string),
+            // The digest its own container runs (a release of several images pins each
+            // service to its image); ferry's tag names the release's first image.
+            digest: ecs::container_image(&td, &s.container)
+                .and_then(|i| i.split_once('@'))
+                .map(|(_, d)| d)
+                .or(ecs::tag_value(&tags, TAG_DIGEST))
+                .map(str::to_string),
+            image: ecs::container_image(&td, &s.container).map(str::to_string),
+            task_definition: td_arn,
+            running: svc.running_count(),
+            desired: svc.desired_count(),
+            deployments: svc
+                .deployments()
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} {} {}",
+                        d.status().unwrap_or("?"),
+                        short_td(d.task_definition().unwrap_or("?")),
+                        d.rollout_state().map(|r| r.as_str()).unwrap_or("?")
+                    )
+                })
+                .collect(),
+            strategy,
+            in_flight,
+            autoscaling_held: crate::deploy::hold::left_behind(&scaling, &s.cluster, &s.service)
+                .await,
+        });
+    }
+    let mut status = EnvironmentStatus {
+        environment: if env.has_targets() || env.target.is_some() {
+            env.display_name()
+        } else {
+            env.name.clone()
+        },
+        services: rows,
+        live_release: None,
+        live_since: None,
+        history: Vec::new(),
+        drift: Vec::new(),
+        records_error: None,
+    };
+    if let Err(e) = memory(&mut status, env, history).await {
+        status.records_error = Some(format!("{e:#}"));
+    }
+    Ok(status)
 }
 
 async fn memory(

@@ -238,3 +238,125 @@ pub(super) fn derive(env: &Environment, known: &[String]) -> (Vec<Environment>, 
     out.sort_by_key(wave_of);
     (out, p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Environments;
+    use super::OnFailure;
+
+    const HEAD: &str = r#"
+account_id = "222222222222"
+region = "us-east-1"
+[role]
+arn = "arn:aws:iam::222222222222:role/ferry-deploy"
+[release]
+match = "prerelease"
+[image]
+repository = "shop/web"
+[[services]]
+cluster = "shop"
+service = "web"
+container = "web"
+"#;
+
+    fn load(body: &str) -> Result<Environments, String> {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("production.toml"), format!("{HEAD}{body}")).unwrap();
+        Environments::load(d.path()).map_err(|e| format!("{e:#}"))
+    }
+
+    const TWO: &str = r#"
+[[targets]]
+name = "use1"
+region = "us-east-1"
+[[targets]]
+name = "euw1"
+region = "eu-west-1"
+account_id = "333333333333"
+role = { arn = "arn:aws:iam::333333333333:role/ferry-deploy" }
+"#;
+
+    #[test]
+    fn targets_inherit_what_they_do_not_say_and_deploy_in_waves() {
+        let envs = load(&format!(
+            "[deploy]\nwaves = [[\"euw1\"], [\"use1\"]]\non_failure = \"keep-earlier\"\n{TWO}"
+        ))
+        .unwrap();
+        let env = envs.get("production").unwrap();
+        assert!(env.has_targets());
+        assert_eq!(env.on_failure(), OnFailure::KeepEarlier);
+        let waves: Vec<Vec<String>> = env
+            .waves()
+            .iter()
+            .map(|w| w.iter().map(|t| t.display_name()).collect())
+            .collect();
+        assert_eq!(waves, [["production/euw1"], ["production/use1"]]);
+        // The environment is its first target (of the first wave).
+        assert_eq!(env.file.region, "eu-west-1");
+        assert_eq!(env.file.account_id, "333333333333");
+        let use1 = &env.waves()[1][0].file;
+        assert_eq!(
+            (use1.account_id.as_str(), use1.region.as_str()),
+            ("222222222222", "us-east-1")
+        );
+        assert_eq!(use1.services[0].service, "web", "inherited");
+        // Without deploy.waves: one target per wave, in file order, rollback-all.
+        let envs = load(TWO).unwrap();
+        let env = envs.get("production").unwrap();
+        assert_eq!(env.waves().len(), 2);
+        assert_eq!(env.waves()[0][0].display_name(), "production/use1");
+        assert_eq!(env.on_failure(), OnFailure::RollbackAll);
+    }
+
+    #[test]
+    fn mistakes_name_the_target_and_the_fix() {
+        // (name, body, what the error must say)
+        let cases = [
+            (
+                "a wave with no targets",
+                format!("[deploy]\nwaves = [[\"use1\"], [], [\"euw1\"]]\n{TWO}"),
+                "field `deploy.waves[1]`: a wave with no targets",
+            ),
+            (
+                "a wave naming an unknown target",
+                format!("[deploy]\nwaves = [[\"use1\", \"apse2\"], [\"euw1\"]]\n{TWO}"),
+                "field `deploy.waves[0]`: no target named \"apse2\" (the targets are: use1, euw1)",
+            ),
+            (
+                "a target in no wave",
+                format!("[deploy]\nwaves = [[\"use1\"]]\n{TWO}"),
+                "field `targets[1]`: target \"euw1\" is in no wave",
+            ),
+            (
+                "a target in two waves",
+                format!("[deploy]\nwaves = [[\"use1\"], [\"use1\", \"euw1\"]]\n{TWO}"),
+                "target \"use1\" is already in an earlier wave",
+            ),
+            (
+                "a target whose role is in another account",
+                "[[targets]]\nname = \"euw1\"\nregion = \"eu-west-1\"\naccount_id = \"333333333333\"\n".to_string(),
+                "target \"euw1\": field `targets[0].role.arn`: the role is in account 222222222222 but `account_id` is 333333333333",
+            ),
+            (
+                "two targets in one account and region",
+                "[[targets]]\nname = \"a\"\nregion = \"eu-west-1\"\n[[targets]]\nname = \"b\"\nregion = \"eu-west-1\"\n".to_string(),
+                "field `targets[1]`: another target is already account 222222222222 in eu-west-1",
+            ),
+            (
+                "a bad region",
+                "[[targets]]\nname = \"x\"\nregion = \"mars-1\"\n".to_string(),
+                "target \"x\": field `targets[0].region`: \"mars-1\" is not an AWS region name",
+            ),
+            (
+                "waves without targets",
+                "[deploy]\nwaves = [[\"a\"]]\n".to_string(),
+                "field `deploy.waves`: only for an environment with [[targets]]",
+            ),
+        ];
+        for (name, body, want) in cases {
+            let err = load(&body).expect_err(name);
+            assert!(err.contains("production.toml"), "{name}: {err}");
+            assert!(err.contains(want), "{name}: {err}");
+        }
+    }
+}

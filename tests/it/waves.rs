@@ -259,4 +259,37 @@ async fn two_regions_in_two_waves_and_a_wave_two_failure_goes_back_everywhere() 
     );
     assert_ne!(w.runs(&region()).await, v1, "wave 1 keeps the release");
     assert_eq!(w.runs(EU).await, v1);
+
+    // status shows every target and that they differ.
+    let dir = w.dir.path().to_str().unwrap();
+    let endpoints = format!(
+        "{},{},{}",
+        w.staging.endpoint_entry(),
+        w.east.endpoint_entry(),
+        w.west.endpoint_entry()
+    );
+    let o = ferry(
+        &["status", "--environments", dir, "--output", "json"],
+        &[
+            ("FERRY_REGISTRY_ENDPOINTS", endpoints),
+            ("AWS_ENDPOINT_URL_ECS", w.sim.endpoint.clone()),
+        ],
+    );
+    assert_exit(&o, 0);
+    let status: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let prod: Vec<&Value> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["environment"].as_str().unwrap().starts_with("production/"))
+        .collect();
+    let names: Vec<&str> = prod.iter().map(|e| e["environment"].as_str().unwrap()).collect();
+    assert_eq!(names, ["production/us-east-1", "production/eu-west-1"]);
+    assert_eq!(prod[0]["live_release"], "v1.1.0");
+    assert_eq!(prod[1]["live_release"], "v1.0.0");
+    let drift = prod[1]["drift"].to_string();
+    assert!(
+        drift.contains("the targets differ: production/us-east-1 runs v1.1.0, production/eu-west-1 runs v1.0.0"),
+        "{drift}"
+    );
 }
