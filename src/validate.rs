@@ -12,9 +12,11 @@ use crate::report::Check;
 pub async fn run(dir: &Path, online: bool) -> Result<Vec<Check>> {
     let envs = crate::config::load(dir)?;
     let mut checks = Vec::new();
-    for env in envs.envs.values() {
+    // An environment of several targets is checked target by target (each its own account,
+    // region, role and services).
+    for env in envs.envs.values().flat_map(|e| e.parts()) {
         checks.push(Check {
-            environment: env.name.clone(),
+            environment: env.display_name(),
             check: "config".into(),
             ok: true,
             detail: describe(env, envs.trusted_keys(env).len()),
@@ -61,7 +63,12 @@ fn describe(env: &Environment, trusted: usize) -> String {
         (None, 0) => String::new(),
         (None, n) => format!(", trusts {n} records key(s)"),
     };
-    let from = format!("{from}{signs}");
+    let wave = env
+        .target
+        .as_ref()
+        .map(|t| format!(", wave {}", t.wave + 1))
+        .unwrap_or_default();
+    let from = format!("{wave}{from}{signs}");
     format!(
         "{} → account {} {}, {} service(s), {} smoke check(s){from}",
         tags,
@@ -79,7 +86,7 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
             Err(e) => (false, format!("{e:#}")),
         };
         checks.push(Check {
-            environment: env.name.clone(),
+            environment: env.display_name(),
             check,
             ok,
             detail,

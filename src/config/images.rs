@@ -81,6 +81,15 @@ impl Environment {
             .collect()
     }
 
+    /// `registry/repository` of each image, the first first.
+    pub fn image_locations(&self) -> Vec<String> {
+        let host = self.registry_host();
+        self.images
+            .iter()
+            .map(|i| format!("{host}/{}", i.repository))
+            .collect()
+    }
+
     /// The image names, the first first.
     pub fn image_names(&self) -> Vec<&str> {
         self.images.iter().map(|i| i.name.as_str()).collect()

@@ -72,6 +72,16 @@ impl Environment {
         }
     }
 
+    /// Its targets, or the environment itself when it has none (one role, one account and
+    /// region each: what `iam-policy` and `validate` go through).
+    pub fn parts(&self) -> Vec<&Environment> {
+        if self.targets.is_empty() {
+            vec![self]
+        } else {
+            self.targets.iter().collect()
+        }
+    }
+
     /// Whether the environment deploys to several targets in waves.
     pub fn has_targets(&self) -> bool {
         !self.targets.is_empty()

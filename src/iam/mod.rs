@@ -193,6 +193,7 @@ fn arn(env: &Environment, service: &str, resource: &str) -> String {
 fn promoters<'a>(envs: &'a Environments, env: &Environment) -> Vec<&'a Environment> {
     envs.envs
         .values()
+        .flat_map(|e| e.parts())
         .filter(|e| e.file.promote.as_ref().is_some_and(|p| p.from == env.name))
         .collect()
 }
@@ -467,32 +468,26 @@ pub fn policies(
     }
     let mut notes = Vec::new();
     let mut out = Vec::new();
-    for env in envs.envs.values() {
+    for env in envs.envs.values().flat_map(|e| e.parts()) {
         if only.is_some_and(|o| o != env.name) {
             continue;
         }
-        let l = live.get(&env.name);
+        let l = live.get(&env.display_name());
         if l.is_none() && !env.file.services.is_empty() {
             notes.push(format!(
                 "{}: the task-definition families and the roles for iam:PassRole are placeholders, and CodeDeploy and ECS blue/green grants are left out: they come from the live services (run without --offline)",
-                env.name
+                env.display_name()
             ));
         }
         let repository_policy = repository_policy(envs, env);
         out.push(EnvironmentPolicies {
-            environment: env.name.clone(),
+            environment: env.display_name(),
             role: env.file.role.arn.clone(),
             role_policy: role_policy(env, envs.source_of(env), l),
             trust_policy: trust_policy(env, github_repository),
-            repository: repository_policy.is_some().then(|| {
-                let host = env.registry_host();
-                let all: Vec<String> = env
-                    .images
-                    .iter()
-                    .map(|i| format!("{host}/{}", i.repository))
-                    .collect();
-                all.join(" and ")
-            }),
+            repository: repository_policy
+                .is_some()
+                .then(|| env.image_locations().join(" and ")),
             repository_policy,
             caller_policy: caller_policy(env),
             key_policy: kms::key_policy(env),
@@ -521,14 +516,14 @@ pub async fn run(
         .unwrap_or("OWNER/REPO");
     let mut live = BTreeMap::new();
     if !offline {
-        for env in envs.envs.values() {
+        for env in envs.envs.values().flat_map(|e| e.parts()) {
             if only.is_some_and(|o| o != env.name) || env.file.services.is_empty() {
                 continue;
             }
             let l = live_services(env)
                 .await
-                .with_context(|| format!("reading the live services of {}", env.name))?;
-            live.insert(env.name.clone(), l);
+                .with_context(|| format!("reading the live services of {}", env.display_name()))?;
+            live.insert(env.display_name(), l);
         }
     }
     let mut out = policies(&envs, only, repo, &live)?;

@@ -300,3 +300,52 @@ fn a_signing_environment_signs_with_its_key_and_nobody_else_may() {
 fn text_of(p: &IamPolicies) -> String {
     text(p)
 }
+
+/// A release of two images to two targets in two accounts: one role per target, each with
+/// every repository of its own account and region, and staging lets both pull.
+#[test]
+fn every_target_has_its_role_and_every_image_its_repository() {
+    let (d, _) = envs();
+    std::fs::write(
+        d.path().join("production.toml"),
+        "account_id = \"222222222222\"\nregion = \"eu-west-1\"\n[role]\narn = \"arn:aws:iam::222222222222:role/ferry-production\"\n[release]\nmatch = \"final\"\n[promote]\nfrom = \"staging\"\n[[images]]\nname = \"api\"\nrepository = \"shop/api\"\n[[images]]\nname = \"worker\"\nrepository = \"shop/worker\"\n[[services]]\ncluster = \"shop\"\nservice = \"api\"\ncontainer = \"api\"\n[[services]]\ncluster = \"shop\"\nservice = \"worker\"\ncontainer = \"worker\"\nimage = \"worker\"\n[[targets]]\nname = \"eu\"\nregion = \"eu-west-1\"\n[[targets]]\nname = \"us\"\nregion = \"us-east-1\"\naccount_id = \"333333333333\"\nrole = { arn = \"arn:aws:iam::333333333333:role/ferry-production\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("staging.toml"),
+        "account_id = \"111111111111\"\nregion = \"eu-west-1\"\n[role]\narn = \"arn:aws:iam::111111111111:role/ferry-staging\"\n[release]\nmatch = \"prerelease\"\n[[images]]\nname = \"api\"\nrepository = \"shop/api\"\n[[images]]\nname = \"worker\"\nrepository = \"shop/worker\"\n[[services]]\ncluster = \"shop\"\nservice = \"api\"\ncontainer = \"api\"\n[[services]]\ncluster = \"shop\"\nservice = \"worker\"\ncontainer = \"worker\"\nimage = \"worker\"\n",
+    )
+    .unwrap();
+    let envs = crate::config::load(d.path()).unwrap();
+    let p = policies(&envs, None, "acme/shop", &BTreeMap::new()).unwrap();
+    let names: Vec<&str> = p
+        .environments
+        .iter()
+        .map(|e| e.environment.as_str())
+        .collect();
+    assert_eq!(names, ["production/eu", "production/us", "staging"]);
+    let us = &p.environments[1];
+    assert_eq!(us.role, "arn:aws:iam::333333333333:role/ferry-production");
+    let push = us.role_policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["Sid"] == "EcrPushPromotedImage")
+        .unwrap()["Resource"]
+        .clone();
+    assert_eq!(
+        push,
+        json!([
+            "arn:aws:ecr:us-east-1:333333333333:repository/shop/api",
+            "arn:aws:ecr:us-east-1:333333333333:repository/shop/worker"
+        ])
+    );
+    let pull = p.environments[2].repository_policy.as_ref().unwrap();
+    assert_eq!(
+        pull["Statement"][0]["Principal"]["AWS"],
+        json!([
+            "arn:aws:iam::222222222222:role/ferry-production",
+            "arn:aws:iam::333333333333:role/ferry-production"
+        ])
+    );
+}
