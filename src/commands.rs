@@ -208,6 +208,8 @@ async fn deploy(
     let result = deploy_release(envs_dir, args, &trigger, &tag, opts, &mut gh, &targets).await;
     notify_end(&targets, &tag, &result).await;
     let verdict = match &result {
+        // Several targets: each named, in the few words GitHub keeps.
+        Ok(report) if !report.targets.is_empty() => render::targets_line(report),
         Ok(report) => report.verdict.clone(),
         Err(e) => format!("{e:#}"),
     };

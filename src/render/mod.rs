@@ -20,7 +20,7 @@ pub use memory::{headline, status_text};
 pub use plan::{plan_markdown, plan_text};
 pub use report::{
     failing_already_verdict, failure_reasons, failure_verdict, report_text, service_detail,
-    state_words, success_verdict,
+    state_words, success_verdict, targets_line,
 };
 pub use summary::report_markdown;
 

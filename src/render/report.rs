@@ -127,6 +127,17 @@ pub fn failure_verdict(r: &DeployReport, why: &[String], all_back: bool) -> Stri
     v.trim_end_matches(';').to_string() + "."
 }
 
+/// A release to several targets in a few words (a GitHub deployment's description is
+/// short): each target and how it ended, in wave order.
+pub fn targets_line(r: &DeployReport) -> String {
+    let each: Vec<String> = r
+        .targets
+        .iter()
+        .map(|t| format!("{} {}", t.target, t.state.replace('-', " ")))
+        .collect();
+    format!("{}: {}", r.tag, each.join(", "))
+}
+
 /// The report as text for a person.
 pub fn report_text(r: &DeployReport) -> String {
     let mut s = String::new();

@@ -39,8 +39,8 @@ pub async fn deploy(
 ) -> Result<DeployReport> {
     let waves = env.waves();
     let on_failure = env.on_failure();
-    gh.start(gh_request).await;
     let mut done: Vec<Vec<Ran>> = Vec::new();
+    let mut started = false;
     let mut stop = None;
     loop {
         let ended: Vec<Vec<Ended>> = done
@@ -68,6 +68,12 @@ pub async fn deploy(
                         .map(|t| one(envs, t, trigger, tag, plan_opts, opts)),
                 )
                 .await;
+                // GitHub shows the environment's deployment once a target got past its
+                // refusals (a release refused everywhere leaves none, as for one target).
+                if !started && ran.iter().any(|r| r.ended != Ended::Refused) {
+                    gh.start(gh_request).await;
+                    started = true;
+                }
                 done.push(ran);
             }
         }

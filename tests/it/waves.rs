@@ -281,9 +281,17 @@ async fn two_regions_in_two_waves_and_a_wave_two_failure_goes_back_everywhere() 
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["environment"].as_str().unwrap().starts_with("production/"))
+        .filter(|e| {
+            e["environment"]
+                .as_str()
+                .unwrap()
+                .starts_with("production/")
+        })
         .collect();
-    let names: Vec<&str> = prod.iter().map(|e| e["environment"].as_str().unwrap()).collect();
+    let names: Vec<&str> = prod
+        .iter()
+        .map(|e| e["environment"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["production/us-east-1", "production/eu-west-1"]);
     assert_eq!(prod[0]["live_release"], "v1.1.0");
     assert_eq!(prod[1]["live_release"], "v1.0.0");
