@@ -39,6 +39,7 @@ pub async fn deploy(
 ) -> Result<DeployReport> {
     let waves = env.waves();
     let on_failure = env.on_failure();
+    precheck(envs, &waves, trigger, tag, plan_opts).await?;
     let mut done: Vec<Vec<Ran>> = Vec::new();
     let mut started = false;
     let mut stop = None;
@@ -99,6 +100,65 @@ pub async fn deploy(
         }
     }
     combine(env, tag, on_failure, done, targets, stop.is_some())
+}
+
+/// Every target's plan, before anything changes: a target that would be refused refuses the
+/// whole release (what `ferry plan` says), and the waves, one after another, must fit the run
+/// deadline together (each wave: its longest rollout, its rollbacks and its smoke checks).
+async fn precheck(
+    envs: &Environments,
+    waves: &[Vec<&Environment>],
+    trigger: &Trigger,
+    tag: &ReleaseTag,
+    plan_opts: &PlanOptions,
+) -> Result<()> {
+    let plans = futures_util::future::try_join_all(
+        waves
+            .iter()
+            .flatten()
+            .map(|t| crate::plan::plan_target(trigger, envs, t, tag, plan_opts)),
+    )
+    .await?;
+    let Some(deadline) = plan_opts.deadline else {
+        return Ok(());
+    };
+    let secs = std::time::Duration::from_secs;
+    let mut plans = plans.iter();
+    let mut need = std::time::Duration::ZERO;
+    for wave in waves {
+        let longest = wave
+            .iter()
+            .zip(plans.by_ref())
+            .map(|(t, p)| {
+                let changing = p.changes.iter().filter(|c| !c.changes.is_empty());
+                let rollout = changing
+                    .clone()
+                    .map(|c| secs(c.rollout_timeout_seconds))
+                    .max()
+                    .unwrap_or_default();
+                let rollbacks: std::time::Duration =
+                    changing.map(|c| secs(c.rollback_timeout_seconds)).sum();
+                rollout + rollbacks + t.smoke_reserve()
+            })
+            .max()
+            .unwrap_or_default();
+        need += longest;
+    }
+    let left = deadline.remaining();
+    if need > left {
+        let why = format!(
+            "its {} waves run one after another and may need {} (each wave's longest rollout, its rollbacks and smoke checks), {} is left",
+            waves.len(),
+            crate::deadline::show(need),
+            crate::deadline::show(left)
+        );
+        return Err(crate::deadline::refusal(
+            &deadline,
+            &why,
+            "nothing was changed",
+        ));
+    }
+    Ok(())
 }
 
 /// One target's run: claim, plan, deploy (nothing of waves below here).

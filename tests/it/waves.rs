@@ -301,3 +301,53 @@ async fn two_regions_in_two_waves_and_a_wave_two_failure_goes_back_everywhere() 
         "{drift}"
     );
 }
+
+/// A target of a later wave that would be refused refuses the whole release before anything
+/// changes, as `plan` says: wave 1 is not deployed and then rolled back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_in_wave_two_refuses_the_release_before_wave_one_changes() {
+    let w = World::new().await;
+    w.rc("v1.0.0-rc.1", "100", "healthy").await;
+    assert_eq!(w.deploy("v1.0.0-rc.1", 0)["outcome"], "deployed");
+    // Somebody else's deployment is still rolling in eu-west-1 (its tasks take a minute).
+    w.sim
+        .control(
+            "/_sim/timing",
+            serde_json::json!({"task_start_seconds": 60.0}),
+        )
+        .await;
+    w.sim
+        .client_in(EU)
+        .update_service()
+        .cluster(w.prod_cluster())
+        .service("web")
+        .force_new_deployment(true)
+        .send()
+        .await
+        .unwrap();
+    let east_before = w.runs(&region()).await;
+    for cmd in ["plan", "deploy"] {
+        let o = w.run(cmd, "v1.0.0");
+        assert_exit(&o, 3);
+        let err = stderr(&o);
+        assert!(err.contains("has a deployment in flight"), "{cmd}: {err}");
+    }
+    assert_eq!(
+        w.runs(&region()).await,
+        east_before,
+        "wave 1 was not touched"
+    );
+    let revisions = w
+        .sim
+        .client()
+        .list_task_definitions()
+        .family_prefix(format!("{}-web", w.prod_cluster()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        revisions.task_definition_arns().len(),
+        1,
+        "no revision registered in us-east-1"
+    );
+}
