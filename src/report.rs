@@ -85,6 +85,14 @@ pub struct TargetReport {
     /// Why sending it back failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revert_error: Option<String>,
+    /// When its run started and how long it took (seconds since the release started).
+    pub started_seconds: f64,
+    pub seconds: f64,
+    /// The same for the run that sent it back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_started_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_seconds: Option<f64>,
 }
 
 /// How a deploy ended; decides the exit code.

@@ -74,8 +74,29 @@ pub fn report_markdown(r: &DeployReport) -> String {
             );
         }
     }
-    s.push_str("\n\n| service | before | after | result |\n|---|---|---|---|\n");
-    for svc in &r.services {
+    // Each service, with its region (a release of several targets: every target's services,
+    // named `target: cluster/service`).
+    let rows: Vec<(&str, Option<&str>, &crate::report::ServiceReport)> = if r.targets.is_empty() {
+        r.services
+            .iter()
+            .map(|svc| (r.region.as_str(), None, svc))
+            .collect()
+    } else {
+        r.targets
+            .iter()
+            .flat_map(|t| {
+                t.report.iter().flat_map(move |rep| {
+                    rep.services
+                        .iter()
+                        .map(move |svc| (t.region.as_str(), Some(t.target.as_str()), svc))
+                })
+            })
+            .collect()
+    };
+    if !rows.is_empty() || r.targets.is_empty() {
+        s.push_str("\n\n| service | before | after | result |\n|---|---|---|---|\n");
+    }
+    for (region, target, svc) in rows {
         let before = match &svc.previous_release {
             Some(rel) => format!("{} ({})", short_td(&svc.previous_task_definition), md(rel)),
             None => short_td(&svc.previous_task_definition).to_string(),
@@ -92,10 +113,11 @@ pub fn report_markdown(r: &DeployReport) -> String {
         };
         let _ = writeln!(
             s,
-            "| [{}/{}]({}) | {before} | {after} | {}{took} |",
+            "| {}[{}/{}]({}) | {before} | {after} | {}{took} |",
+            target.map(|t| format!("{}: ", md(t))).unwrap_or_default(),
             md(&svc.cluster),
             md(&svc.service),
-            console_url(&r.region, &svc.cluster, &svc.service),
+            console_url(region, &svc.cluster, &svc.service),
             state_words(svc.state),
         );
     }

@@ -21,6 +21,9 @@ const ZERO: u64 = 946_684_800;
 
 /// The timeline as a fenced `mermaid` block, or nothing when nothing rolled out or was checked.
 pub fn timeline(r: &DeployReport) -> String {
+    if !r.targets.is_empty() {
+        return waves_timeline(r);
+    }
     let rolled: Vec<_> = r
         .services
         .iter()
@@ -130,6 +133,62 @@ pub fn timeline(r: &DeployReport) -> String {
     }
     format!(
         "```mermaid\ngantt\n    title Rollout timeline\n    dateFormat YYYY-MM-DD HH:mm:ss\n    axisFormat {}\n{tasks}```\n",
+        axis_format(end)
+    )
+}
+
+/// A release to several targets: a section per wave, a bar per target's run (critical when it
+/// did not pass), and the runs that sent targets back after a later failure.
+fn waves_timeline(r: &DeployReport) -> String {
+    let mut tasks = String::new();
+    let (mut end, mut wave) = (0u64, 0usize);
+    for t in r.targets.iter().filter(|t| t.state != "not-started") {
+        if t.wave != wave {
+            wave = t.wave;
+            let _ = writeln!(tasks, "    section wave {wave}");
+        }
+        let (start, secs) = (t.started_seconds.max(0.0).floor() as u64, whole(t.seconds));
+        end = end.max(start + secs);
+        let ok = matches!(
+            t.state.as_str(),
+            "deployed" | "already-deployed" | "reverted"
+        );
+        let status = if ok { "done" } else { "crit" };
+        task(
+            &mut tasks,
+            &label("release", &t.target),
+            status,
+            start,
+            secs,
+        );
+    }
+    let back: Vec<_> = r
+        .targets
+        .iter()
+        .filter_map(|t| Some((t, t.revert_started_seconds?)))
+        .collect();
+    if !back.is_empty() {
+        tasks.push_str("    section rollback\n");
+        for (t, began) in back {
+            let (start, secs) = (
+                began.max(0.0).floor() as u64,
+                whole(t.revert_seconds.unwrap_or(0.0)),
+            );
+            end = end.max(start + secs);
+            task(
+                &mut tasks,
+                &label("rollback", &t.target),
+                "active",
+                start,
+                secs,
+            );
+        }
+    }
+    if tasks.is_empty() {
+        return String::new();
+    }
+    format!(
+        "```mermaid\ngantt\n    title Release timeline, wave by wave\n    dateFormat YYYY-MM-DD HH:mm:ss\n    axisFormat {}\n{tasks}```\n",
         axis_format(end)
     )
 }

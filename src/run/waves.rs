@@ -23,6 +23,8 @@ struct Ran {
     previous: Option<String>,
     report: Option<DeployReport>,
     error: Option<anyhow::Error>,
+    /// (start, seconds) since the release started.
+    span: (f64, f64),
 }
 
 /// Deploys `tag` to every target of `env`, wave by wave; one report for the environment.
@@ -42,6 +44,7 @@ pub async fn deploy(
     precheck(envs, &waves, trigger, tag, plan_opts).await?;
     let mut done: Vec<Vec<Ran>> = Vec::new();
     let mut started = false;
+    let t0 = std::time::Instant::now();
     let mut stop = None;
     loop {
         let ended: Vec<Vec<Ended>> = done
@@ -66,7 +69,7 @@ pub async fn deploy(
                 let ran = futures_util::future::join_all(
                     waves[n]
                         .iter()
-                        .map(|t| one(envs, t, trigger, tag, plan_opts, opts)),
+                        .map(|t| timed(t0, one(envs, t, trigger, tag, plan_opts, opts))),
                 )
                 .await;
                 // GitHub shows the environment's deployment once a target got past its
@@ -84,7 +87,11 @@ pub async fn deploy(
     let reverts = futures_util::future::join_all(roll_back.iter().map(|&(w, i)| {
         let t = waves[w][i];
         let previous = done[w][i].previous.clone();
-        revert(envs, t, previous, plan_opts, opts)
+        let began = t0.elapsed().as_secs_f64();
+        async move {
+            let r = revert(envs, t, previous, plan_opts, opts).await;
+            (r, (began, t0.elapsed().as_secs_f64() - began))
+        }
     }))
     .await;
 
@@ -161,6 +168,14 @@ async fn precheck(
     Ok(())
 }
 
+/// `run` with when it started and how long it took, since `t0`.
+async fn timed(t0: std::time::Instant, run: impl std::future::Future<Output = Ran>) -> Ran {
+    let began = t0.elapsed().as_secs_f64();
+    let mut ran = run.await;
+    ran.span = (began, t0.elapsed().as_secs_f64() - began);
+    ran
+}
+
 /// One target's run: claim, plan, deploy (nothing of waves below here).
 async fn one(
     envs: &Environments,
@@ -183,6 +198,7 @@ async fn one(
                 previous: None,
                 report: None,
                 error: Some(e),
+                span: (0.0, 0.0),
             };
         }
     };
@@ -215,6 +231,7 @@ async fn one(
             previous,
             report: Some(report),
             error: None,
+            span: (0.0, 0.0),
         },
         Err(e) => {
             tracing::error!("{}: {e:#}", t.display_name());
@@ -223,6 +240,7 @@ async fn one(
                 previous,
                 report: None,
                 error: Some(e),
+                span: (0.0, 0.0),
             }
         }
     }
@@ -267,8 +285,10 @@ fn target_report(
     t: &Environment,
     wave: usize,
     ran: Option<&Ran>,
-    revert: Option<&Result<DeployReport>>,
+    revert: Option<&(Result<DeployReport>, (f64, f64))>,
 ) -> TargetReport {
+    let revert_span = revert.map(|(_, span)| *span);
+    let revert = revert.map(|(r, _)| r);
     let (state, error) = match ran {
         None => ("not-started".to_string(), None),
         Some(r) => match (&r.report, &r.error) {
@@ -306,6 +326,10 @@ fn target_report(
         error,
         reverted,
         revert_error,
+        started_seconds: ran.map_or(0.0, |r| r.span.0),
+        seconds: ran.map_or(0.0, |r| r.span.1),
+        revert_started_seconds: revert_span.map(|s| s.0),
+        revert_seconds: revert_span.map(|s| s.1),
     }
 }
 
