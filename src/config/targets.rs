@@ -32,6 +32,10 @@ pub struct TargetConfig {
     /// Its smoke checks; default: the environment's `[[smoke]]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smoke: Option<Vec<SmokeCheck>>,
+    /// Its repositories, when they are named differently there: the same image names as the
+    /// environment's `[[images]]`; default: the environment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<super::ImageEntry>>,
 }
 
 /// What a release does to earlier waves when a later one fails.
@@ -217,10 +221,25 @@ pub(super) fn derive(env: &Environment, known: &[String]) -> (Vec<Environment>, 
         if let Some(s) = &t.smoke {
             file.smoke = s.clone();
         }
+        if let Some(images) = &t.images {
+            let mut mine: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+            let mut theirs = env.image_names();
+            mine.sort_unstable();
+            theirs.sort_unstable();
+            if mine != theirs {
+                p.push(format!(
+                    "field `targets[{i}].images`: names {}, but a release is the images {}; a target names the same images (only their repositories differ)",
+                    mine.join(", "),
+                    theirs.join(", ")
+                ));
+            }
+            file.images = images.clone();
+            file.image = None;
+        }
         let derived = Environment {
             name: env.name.clone(),
             path: env.path.clone(),
-            images: env.images.clone(),
+            images: super::images::of(&file),
             file,
             target: Some(TargetInfo {
                 name: t.name.clone(),
@@ -237,6 +256,7 @@ pub(super) fn derive(env: &Environment, known: &[String]) -> (Vec<Environment>, 
                 .replace("field `smoke", &format!("field `targets[{i}].smoke"))
                 .replace("field `role", &format!("field `targets[{i}].role"))
                 .replace("field `region", &format!("field `targets[{i}].region"))
+                .replace("field `images", &format!("field `targets[{i}].images"))
                 .replace(
                     "field `account_id",
                     &format!("field `targets[{i}].account_id"),
@@ -356,6 +376,11 @@ role = { arn = "arn:aws:iam::333333333333:role/ferry-deploy" }
                 "a bad region",
                 "[[targets]]\nname = \"x\"\nregion = \"mars-1\"\n".to_string(),
                 "target \"x\": field `targets[0].region`: \"mars-1\" is not an AWS region name",
+            ),
+            (
+                "a target naming other images",
+                "[[targets]]\nname = \"x\"\nregion = \"eu-west-1\"\n[[targets.images]]\nname = \"api\"\nrepository = \"eu/api\"\n".to_string(),
+                "field `targets[0].images`: names api, but a release is the images web",
             ),
             (
                 "waves without targets",
