@@ -226,9 +226,31 @@ async fn two_regions_in_two_waves_and_a_wave_two_failure_goes_back_everywhere() 
         .fold(f64::MAX, f64::min);
     assert!(east_update < west_update, "wave 2 waited for wave 1");
 
-    // Again: already deployed everywhere.
-    let r = w.deploy("v1.0.0", 0);
-    assert_eq!(r["outcome"], "already-deployed", "{r}");
+    // Again, five times: already deployed everywhere, nothing registered.
+    for n in 0..5 {
+        let r = w.deploy("v1.0.0", 0);
+        assert_eq!(r["outcome"], "already-deployed", "re-run {n}: {r}");
+        assert_eq!(
+            states(&r),
+            [
+                st("us-east-1", 1, "already-deployed"),
+                st(EU, 2, "already-deployed")
+            ]
+        );
+    }
+    let revisions = w
+        .sim
+        .client_in(EU)
+        .list_task_definitions()
+        .family_prefix(format!("{}-web", w.prod_cluster()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        revisions.task_definition_arns().len(),
+        2,
+        "the seed's and v1.0.0's"
+    );
 
     // v1.1.0 fails its smoke check in eu-west-1 only: eu-west-1 rolls back, and us-east-1,
     // which passed, goes back to v1.0.0 (rollback-all). One verdict names both.
