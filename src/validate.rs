@@ -112,10 +112,10 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
                     Ok(format!("{}/{repo} exists", env.registry_host()))
                 } else {
                     Err(anyhow::anyhow!(
-                        "ECR repository {repo} (image {}) does not exist in account {} {}",
-                        img.name,
+                        "ECR repository {repo} does not exist in account {} {} (image {})",
                         env.file.account_id,
-                        env.file.region
+                        env.file.region,
+                        img.name
                     ))
                 }
             });
