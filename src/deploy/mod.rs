@@ -68,6 +68,9 @@ pub struct DeployOptions {
 pub struct Prepared {
     /// The service's entry in the environment file.
     pub cfg: ServiceConfig,
+    /// How messages name it: `cluster/service`, or for a target of several
+    /// `target:cluster/service` (two regions may hold services of one name).
+    pub label: String,
     /// The revision it runs now.
     pub previous_td: String,
     /// That revision, described.
@@ -96,9 +99,9 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// `cluster/service`, for messages.
+    /// How messages name the service (its `label`).
     pub fn name(&self) -> String {
-        format!("{}/{}", self.cfg.cluster, self.cfg.service)
+        self.label.clone()
     }
 }
 

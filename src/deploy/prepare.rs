@@ -137,6 +137,10 @@ pub async fn prepare(
     }
     Ok(Prepared {
         cfg: cfg.clone(),
+        label: match &env.target {
+            Some(t) => format!("{}:{}/{}", t.name, cfg.cluster, cfg.service),
+            None => format!("{}/{}", cfg.cluster, cfg.service),
+        },
         previous_td,
         td,
         tags,

@@ -557,7 +557,7 @@ impl EcsSim {
         container: &str,
         image: &str,
     ) -> String {
-        self.service_with(&region(), cluster, service, container, image, true)
+        self.service_with(&region(), cluster, service, (container, image), None, true)
             .await
     }
 
@@ -569,7 +569,7 @@ impl EcsSim {
         container: &str,
         image: &str,
     ) -> String {
-        self.service_with(&region(), cluster, service, container, image, false)
+        self.service_with(&region(), cluster, service, (container, image), None, false)
             .await
     }
 
@@ -582,8 +582,29 @@ impl EcsSim {
         container: &str,
         image: &str,
     ) -> String {
-        self.service_with(region, cluster, service, container, image, true)
+        self.service_with(region, cluster, service, (container, image), None, true)
             .await
+    }
+
+    /// [`EcsSim::service`] whose task definition also runs a non-essential `sidecar`
+    /// `(container, image)` that no release names.
+    pub async fn service_with_sidecar(
+        &self,
+        cluster: &str,
+        service: &str,
+        container: &str,
+        image: &str,
+        sidecar: (&str, &str),
+    ) -> String {
+        self.service_with(
+            &region(),
+            cluster,
+            service,
+            (container, image),
+            Some(sidecar),
+            true,
+        )
+        .await
     }
 
     async fn service_with(
@@ -591,8 +612,8 @@ impl EcsSim {
         region: &str,
         cluster: &str,
         service: &str,
-        container: &str,
-        image: &str,
+        (container, image): (&str, &str),
+        sidecar: Option<(&str, &str)>,
         new_cluster: bool,
     ) -> String {
         use aws_sdk_ecs::types::*;
@@ -604,6 +625,21 @@ impl EcsSim {
                 .await
                 .unwrap();
         }
+        let mut containers = vec![ContainerDefinition::builder()
+            .name(container)
+            .image(image)
+            .essential(true)
+            .environment(KeyValuePair::builder().name("MODE").value("test").build())
+            .build()];
+        if let Some((name, side)) = sidecar {
+            containers.push(
+                ContainerDefinition::builder()
+                    .name(name)
+                    .image(side)
+                    .essential(false)
+                    .build(),
+            );
+        }
         let td = ecs
             .register_task_definition()
             .family(format!("{cluster}-{service}"))
@@ -612,14 +648,7 @@ impl EcsSim {
             .cpu("256")
             .memory("512")
             .execution_role_arn("arn:aws:iam::123456789012:role/exec")
-            .container_definitions(
-                ContainerDefinition::builder()
-                    .name(container)
-                    .image(image)
-                    .essential(true)
-                    .environment(KeyValuePair::builder().name("MODE").value("test").build())
-                    .build(),
-            )
+            .set_container_definitions(Some(containers))
             .tags(Tag::builder().key("team").value("shop").build())
             .send()
             .await
@@ -717,7 +746,12 @@ impl EcsSim {
     }
 
     pub async fn revisions(&self, family: &str) -> usize {
-        self.client()
+        self.revisions_in(&region(), family).await
+    }
+
+    /// [`EcsSim::revisions`] in `region`.
+    pub async fn revisions_in(&self, region: &str, family: &str) -> usize {
+        self.client_in(region)
             .list_task_definitions()
             .family_prefix(family)
             .send()

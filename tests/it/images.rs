@@ -59,7 +59,9 @@ impl World {
             let web_img = format!("{}/{}@{web}", reg.ecr_host(), w.web);
             let work_img = format!("{}/{}@{work}", reg.ecr_host(), w.worker);
             w.sim.service(cluster, "web", "web", &web_img).await;
-            worker_service(&w.sim, cluster, &work_img).await;
+            w.sim
+                .service_with_sidecar(cluster, "worker", "worker", &work_img, ("log", SIDECAR))
+                .await;
         }
         w
     }
@@ -209,60 +211,6 @@ impl World {
             "{cluster}/worker (the sidecar keeps its image)"
         );
     }
-}
-
-/// A service whose task definition runs `worker` (essential) and a `log` sidecar.
-async fn worker_service(sim: &EcsSim, cluster: &str, image: &str) {
-    use aws_sdk_ecs::types::*;
-    let ecs = sim.client();
-    let td = ecs
-        .register_task_definition()
-        .family(format!("{cluster}-worker"))
-        .network_mode(NetworkMode::Awsvpc)
-        .requires_compatibilities(Compatibility::Fargate)
-        .cpu("256")
-        .memory("512")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("worker")
-                .image(image)
-                .essential(true)
-                .build(),
-        )
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("log")
-                .image(SIDECAR)
-                .essential(false)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let arn = td.task_definition().unwrap().task_definition_arn().unwrap();
-    ecs.create_service()
-        .cluster(cluster)
-        .service_name("worker")
-        .task_definition(arn)
-        .desired_count(1)
-        .launch_type(LaunchType::Fargate)
-        .deployment_configuration(
-            DeploymentConfiguration::builder()
-                .maximum_percent(200)
-                .minimum_healthy_percent(100)
-                .deployment_circuit_breaker(
-                    DeploymentCircuitBreaker::builder()
-                        .enable(true)
-                        .rollback(true)
-                        .build(),
-                )
-                .build(),
-        )
-        .network_configuration(test_network())
-        .send()
-        .await
-        .unwrap();
-    sim.wait_idle(cluster, "worker").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -238,16 +238,10 @@ async fn two_regions_in_two_waves_and_a_wave_two_failure_goes_back_everywhere() 
             ]
         );
     }
-    let revisions = w
-        .sim
-        .client_in(EU)
-        .list_task_definitions()
-        .family_prefix(format!("{}-web", w.prod_cluster()))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        revisions.task_definition_arns().len(),
+        w.sim
+            .revisions_in(EU, &format!("{}-web", w.prod_cluster()))
+            .await,
         2,
         "the seed's and v1.0.0's"
     );
@@ -359,16 +353,8 @@ async fn a_refusal_in_wave_two_refuses_the_release_before_wave_one_changes() {
         east_before,
         "wave 1 was not touched"
     );
-    let revisions = w
-        .sim
-        .client()
-        .list_task_definitions()
-        .family_prefix(format!("{}-web", w.prod_cluster()))
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        revisions.task_definition_arns().len(),
+        w.sim.revisions(&format!("{}-web", w.prod_cluster())).await,
         1,
         "no revision registered in us-east-1"
     );
