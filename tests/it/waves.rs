@@ -109,23 +109,45 @@ impl World {
         d
     }
 
-    fn run(&self, cmd: &str, tag: &str) -> Output {
-        let dir = self.dir.path().to_str().unwrap();
-        let args = [cmd, "--environments", dir, "--tag", tag, "--output", "json"];
+    fn env(&self) -> Vec<(&'static str, String)> {
         let endpoints = format!(
             "{},{},{}",
             self.staging.endpoint_entry(),
             self.east.endpoint_entry(),
             self.west.endpoint_entry()
         );
-        ferry(
-            &args,
-            &[
-                ("FERRY_REGISTRY_ENDPOINTS", endpoints),
-                ("AWS_ENDPOINT_URL_ECS", self.sim.endpoint.clone()),
-                ("AWS_MAX_ATTEMPTS", "3".into()),
-            ],
-        )
+        vec![
+            ("FERRY_REGISTRY_ENDPOINTS", endpoints),
+            ("AWS_ENDPOINT_URL_ECS", self.sim.endpoint.clone()),
+            ("AWS_MAX_ATTEMPTS", "3".into()),
+        ]
+    }
+
+    fn run(&self, cmd: &str, tag: &str) -> Output {
+        let dir = self.dir.path().to_str().unwrap();
+        let args = [cmd, "--environments", dir, "--tag", tag, "--output", "json"];
+        ferry(&args, &self.env())
+    }
+
+    /// The claims (`ferry-claim_*` tags) in a registry's repository.
+    async fn claims(&self, reg: &Registry) -> Vec<String> {
+        let tags: Value = reqwest::Client::new()
+            .get(format!("{}/v2/{}/tags/list", reg.url(), self.repo))
+            .basic_auth(&reg.user, Some(&reg.password))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tags["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str())
+            .filter(|t| t.starts_with("ferry-claim_"))
+            .map(str::to_string)
+            .collect()
     }
 
     fn deploy(&self, tag: &str, code: i32) -> Value {
@@ -357,5 +379,102 @@ async fn a_refusal_in_wave_two_refuses_the_release_before_wave_one_changes() {
         w.sim.revisions(&format!("{}-web", w.prod_cluster())).await,
         1,
         "no revision registered in us-east-1"
+    );
+}
+
+/// SIGINT while wave 2 rolls out: ferry releases every claim it holds (one per target),
+/// names what is still rolling out there by target, exits 5; a re-run finishes the release.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_in_wave_two_releases_every_claim_and_a_rerun_finishes() {
+    let w = World::new().await;
+    w.rc("v1.0.0-rc.1", "100", "healthy").await;
+    assert_eq!(w.deploy("v1.0.0-rc.1", 0)["outcome"], "deployed");
+    // Rollouts of about 20 s, so that wave 2 is caught mid-way.
+    w.sim
+        .control(
+            "/_sim/timing",
+            serde_json::json!({"task_start_seconds": 8.0}),
+        )
+        .await;
+    let dir = w.dir.path().to_str().unwrap().to_string();
+    let mut child = ferry_command(
+        &["deploy", "--environments", &dir, "--tag", "v1.0.0"],
+        &w.env(),
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap_or_default();
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("eu-west-1:") && line.contains("(deployment ecs-svc/") => {
+                break
+            }
+            Ok(_) => {}
+            Err(_) => panic!("wave 2 never started rolling out"),
+        }
+    }
+    assert_eq!(w.claims(&w.west).await.len(), 1, "wave 2 holds its claim");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    let err = reader.join().unwrap();
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("stopped by an interrupt")
+            && err.contains("eu-west-1:")
+            && err.contains("released its claim"),
+        "{err}"
+    );
+    assert_eq!(
+        w.claims(&w.west).await,
+        Vec::<String>::new(),
+        "eu-west-1's claim is gone"
+    );
+    assert_eq!(
+        w.claims(&w.east).await,
+        Vec::<String>::new(),
+        "us-east-1's claim is gone"
+    );
+    // A re-run, with --wait-for-idle for the rollout ECS is still finishing: done everywhere.
+    let o = ferry(
+        &[
+            "deploy",
+            "--environments",
+            &dir,
+            "--tag",
+            "v1.0.0",
+            "--wait-for-idle",
+            "--output",
+            "json",
+        ],
+        &w.env(),
+    );
+    assert_exit(&o, 0);
+    let r: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        states(&r),
+        [
+            st("us-east-1", 1, "already-deployed"),
+            st(EU, 2, "already-deployed")
+        ],
+        "{r}"
     );
 }
