@@ -305,6 +305,7 @@ fn service(state: ServiceState, evidence: &[&str]) -> ServiceReport {
 fn report(outcome: Outcome, state: ServiceState, evidence: &[&str]) -> DeployReport {
     let mut r = DeployReport {
         targets: Vec::new(),
+        promotion_seconds: None,
         images: Default::default(),
         tag: "v1.4.0".into(),
         version: "1.4.0".into(),

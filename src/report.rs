@@ -32,6 +32,9 @@ pub struct DeployReport {
     pub images: std::collections::BTreeMap<String, String>,
     /// The promotion copy, when the image was promoted from another environment.
     pub promotion: Option<CopyOutcome>,
+    /// How long promoting the whole release took (its images copied side by side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_seconds: Option<f64>,
     /// Each service.
     pub services: Vec<ServiceReport>,
     /// The smoke checks (empty when the rollout failed first).

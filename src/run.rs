@@ -183,6 +183,7 @@ async fn execute(
     // Everything is ready and nothing changed yet: from here on, GitHub shows a deployment.
     gh.start(gh_request).await;
 
+    let promote_started = std::time::Instant::now();
     let promotion = if plan.promote {
         tracing::info!(
             "promoting {} to {}/{}:{}",
@@ -218,6 +219,9 @@ async fn execute(
     } else {
         None
     };
+    let promotion_seconds = promotion
+        .is_some()
+        .then(|| promote_started.elapsed().as_secs_f64());
 
     // The copy took its time: cut each rollout to what is left.
     let promoted = format!("{}/{}:{}", env.registry_host(), env.repository(), plan.tag);
@@ -303,6 +307,7 @@ async fn execute(
                 })
                 .collect(),
             promotion,
+            promotion_seconds,
             services: Vec::new(),
             smoke,
             outcome: Outcome::Deployed,
