@@ -478,3 +478,52 @@ async fn sigint_in_wave_two_releases_every_claim_and_a_rerun_finishes() {
         "{r}"
     );
 }
+
+/// The run deadline over waves: each target alone fits, but two waves one after another do
+/// not, so the release is refused before anything changes (not cut short in wave 2).
+#[tokio::test(flavor = "multi_thread")]
+async fn waves_add_up_against_the_run_deadline() {
+    let w = World::new().await;
+    w.rc("v1.0.0-rc.1", "100", "healthy").await;
+    assert_eq!(w.deploy("v1.0.0-rc.1", 0)["outcome"], "deployed");
+    let o = w.run("plan", "v1.0.0");
+    assert_exit(&o, 0);
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    // What one target may need: its rollout, its rollback and its smoke check (8 s).
+    let need = |p: &Value| {
+        let c = &p["changes"][0];
+        c["rollout_timeout_seconds"].as_u64().unwrap()
+            + c["rollback_timeout_seconds"].as_u64().unwrap()
+            + 8
+    };
+    let (one, two) = (need(&plan), need(&plan["targets"][0]));
+    let deadline = one.max(two) + 30;
+    assert!(
+        deadline < one + two,
+        "{deadline} s must fit one wave, not both"
+    );
+    let dir = w.dir.path().to_str().unwrap();
+    let o = ferry(
+        &[
+            "deploy",
+            "--environments",
+            dir,
+            "--tag",
+            "v1.0.0",
+            "--deadline",
+            &format!("{deadline}s"),
+        ],
+        &w.env(),
+    );
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("its 2 waves run one after another") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert_eq!(
+        w.sim.revisions(&format!("{}-web", w.prod_cluster())).await,
+        1,
+        "nothing registered in us-east-1"
+    );
+}
