@@ -852,3 +852,77 @@ impl Drop for FakeRegistry {
         let _ = self.child.wait();
     }
 }
+
+/// A `ferry deploy` under way, its stderr collected.
+pub struct Deploying {
+    child: Child,
+    reader: std::thread::JoinHandle<String>,
+}
+
+impl Deploying {
+    /// Starts `cmd` (its stdout discarded) and returns once a line of its stderr is `ready`;
+    /// panics after `within` (the rollout never started).
+    pub fn until(mut cmd: Command, ready: impl Fn(&str) -> bool, within: Duration) -> Deploying {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let line = line.unwrap_or_default();
+                let _ = tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if ready(&line) => break,
+                Ok(_) => {}
+                Err(_) => panic!("the rollout never started"),
+            }
+        }
+        Deploying { child, reader }
+    }
+
+    /// Sends `sig`, waits for the end; returns the exit code and stderr.
+    pub fn signal(mut self, sig: &str) -> (Option<i32>, String) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let code = self.child.wait().unwrap().code();
+        (code, self.reader.join().unwrap())
+    }
+}
+
+impl Registry {
+    /// The tags of `repo` that are ferry's claims (`ferry-claim_*`).
+    pub async fn claim_tags(&self, repo: &str) -> Vec<String> {
+        let v: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/v2/{repo}/tags/list", self.url()))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["tags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str())
+            .filter(|t| t.starts_with("ferry-claim_"))
+            .map(str::to_string)
+            .collect()
+    }
+}

@@ -7,7 +7,7 @@
 //! Each rollout here is slow on purpose (the simulator starts its tasks in a few seconds), so
 //! that a signal lands mid-rollout.
 
-use std::process::{Child, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -93,33 +93,11 @@ impl World {
     /// Starts `ferry deploy --tag <tag>` and returns once ferry follows staging's rollout
     /// (`UpdateService` answered).
     fn deploy_until_rolling(&self, tag: &str, env: &[(&'static str, &str)]) -> Deploying {
-        let mut child = ferry_command(&self.args("deploy", tag, &[]), &self.env(env))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-                let line = line.unwrap_or_default();
-                let _ = tx.send(line.clone());
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.contains("(deployment ecs-svc/") => break,
-                Ok(_) => {}
-                Err(_) => panic!("the rollout never started"),
-            }
-        }
-        Deploying { child, reader }
+        Deploying::until(
+            ferry_command(&self.args("deploy", tag, &[]), &self.env(env)),
+            |line| line.contains("(deployment ecs-svc/"),
+            Duration::from_secs(60),
+        )
     }
 
     /// Waits for staging's rollout to end; returns when it did.
@@ -132,7 +110,7 @@ impl World {
 
     /// Staging's repository tags that are claims.
     async fn claims(&self) -> Vec<String> {
-        claim_tags(&self.staging, &self.spec.repo).await
+        self.staging.claim_tags(&self.spec.repo).await
     }
 
     /// The manifest a staging tag names: its bytes.
@@ -169,25 +147,6 @@ impl World {
             .await
             .unwrap();
         assert!(r.status().is_success(), "{r:?}");
-    }
-}
-
-/// A `ferry deploy` under way, its stderr collected.
-struct Deploying {
-    child: Child,
-    reader: std::thread::JoinHandle<String>,
-}
-
-impl Deploying {
-    /// Sends `sig`, waits for the end; returns the exit code and stderr.
-    fn signal(mut self, sig: &str) -> (Option<i32>, String) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let code = self.child.wait().unwrap().code();
-        (code, self.reader.join().unwrap())
     }
 }
 
@@ -441,29 +400,8 @@ async fn a_refused_plan_does_not_wait_out_the_settle_window() {
         "the refusal waited out the 60 s settle window: {err}"
     );
     assert_eq!(
-        claim_tags(&w.prod, &w.spec.repo).await,
+        w.prod.claim_tags(&w.spec.repo).await,
         Vec::<String>::new(),
         "the refused run left its claim"
     );
-}
-
-/// A repository's tags that are claims.
-async fn claim_tags(reg: &Registry, repo: &str) -> Vec<String> {
-    let v: Value = reqwest::Client::new()
-        .get(format!("{}/v2/{repo}/tags/list", reg.url()))
-        .basic_auth(&reg.user, Some(&reg.password))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.as_str())
-        .filter(|t| t.starts_with("ferry-claim_"))
-        .map(str::to_string)
-        .collect()
 }

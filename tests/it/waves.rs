@@ -129,27 +129,6 @@ impl World {
         ferry(&args, &self.env())
     }
 
-    /// The claims (`ferry-claim_*` tags) in a registry's repository.
-    async fn claims(&self, reg: &Registry) -> Vec<String> {
-        let tags: Value = reqwest::Client::new()
-            .get(format!("{}/v2/{}/tags/list", reg.url(), self.repo))
-            .basic_auth(&reg.user, Some(&reg.password))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tags["tags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str())
-            .filter(|t| t.starts_with("ferry-claim_"))
-            .map(str::to_string)
-            .collect()
-    }
-
     fn deploy(&self, tag: &str, code: i32) -> Value {
         let o = self.run("deploy", tag);
         assert_exit(&o, code);
@@ -397,45 +376,20 @@ async fn sigint_in_wave_two_releases_every_claim_and_a_rerun_finishes() {
         )
         .await;
     let dir = w.dir.path().to_str().unwrap().to_string();
-    let mut child = ferry_command(
-        &["deploy", "--environments", &dir, "--tag", "v1.0.0"],
-        &w.env(),
-    )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
-            let line = line.unwrap_or_default();
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.contains("eu-west-1:") && line.contains("(deployment ecs-svc/") => {
-                break
-            }
-            Ok(_) => {}
-            Err(_) => panic!("wave 2 never started rolling out"),
-        }
-    }
-    assert_eq!(w.claims(&w.west).await.len(), 1, "wave 2 holds its claim");
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = child.wait().unwrap().code();
-    let err = reader.join().unwrap();
+    let run = Deploying::until(
+        ferry_command(
+            &["deploy", "--environments", &dir, "--tag", "v1.0.0"],
+            &w.env(),
+        ),
+        |line| line.contains("eu-west-1:") && line.contains("(deployment ecs-svc/"),
+        std::time::Duration::from_secs(120),
+    );
+    assert_eq!(
+        w.west.claim_tags(&w.repo).await.len(),
+        1,
+        "wave 2 holds its claim"
+    );
+    let (code, err) = run.signal("INT");
     assert_eq!(code, Some(5), "{err}");
     assert!(
         err.contains("stopped by an interrupt")
@@ -444,12 +398,12 @@ async fn sigint_in_wave_two_releases_every_claim_and_a_rerun_finishes() {
         "{err}"
     );
     assert_eq!(
-        w.claims(&w.west).await,
+        w.west.claim_tags(&w.repo).await,
         Vec::<String>::new(),
         "eu-west-1's claim is gone"
     );
     assert_eq!(
-        w.claims(&w.east).await,
+        w.east.claim_tags(&w.repo).await,
         Vec::<String>::new(),
         "us-east-1's claim is gone"
     );
