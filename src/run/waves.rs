@@ -203,14 +203,10 @@ async fn one(
         }
     };
     let previous = claimed.plan.live_release.clone();
-    let source_env = envs
-        .get(&claimed.plan.source.environment)
-        .unwrap_or(t)
-        .clone();
-    let source_env = if source_env.name == t.name {
-        t.clone()
-    } else {
-        source_env
+    // From its own records the target is its own source; a promotion reads the source env.
+    let source_env = match envs.get(&claimed.plan.source.environment) {
+        Ok(src) if src.name != t.name => src,
+        _ => t,
     };
     // The environment's one GitHub deployment is the release's (`deploy`'s caller finishes it).
     let mut gh = Session::new(Err(
@@ -221,7 +217,7 @@ async fn one(
         &t.name,
         claimed.plan.source.digest.as_deref().unwrap_or_default(),
     );
-    match super::deploy(claimed, t, &source_env, opts, &mut gh, &request).await {
+    match super::deploy(claimed, t, source_env, opts, &mut gh, &request).await {
         Ok(report) => Ran {
             ended: match report.outcome {
                 Outcome::Deployed => Ended::Passed { changed: true },
