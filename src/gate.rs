@@ -400,7 +400,8 @@ pub fn run_kind(
 
 /// Among the live claims (`crate::lease`: renewed recently, not an earlier attempt of the
 /// reader's own workflow run), the first (by time, then nonce) goes on; `mine` refuses when it
-/// is not that one. With no claim of ours (plan), any live claim refuses.
+/// is not that one. With no claim of ours (plan, or a run before it claims), any live claim
+/// refuses.
 pub fn overlap(
     environment: &str,
     claims: &[ClaimInfo],
@@ -409,14 +410,73 @@ pub fn overlap(
 ) -> Result<(), Refusal> {
     let mut live: Vec<&ClaimInfo> = claims.iter().filter(|c| reader.is_live(c)).collect();
     live.sort_by(|a, b| (a.claimed_ms, &a.tag.nonce).cmp(&(b.claimed_ms, &b.tag.nonce)));
-    let Some(other) = live.first() else {
-        return Ok(());
-    };
-    if mine == Some(other.tag.tag.as_str()) {
-        return Ok(());
+    match live.first() {
+        Some(other) if mine != Some(other.tag.tag.as_str()) => {
+            Err(busy(environment, other, reader))
+        }
+        _ => Ok(()),
     }
+}
+
+/// What the first read of the claims after a run's own claim became visible says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstLook {
+    /// No other live claim: the run marks its claim held and goes on at once.
+    Alone,
+    /// Other runs claimed at about the same time: the settle window decides ([`settled`]).
+    Settle,
+}
+
+/// The claim protocol's first look (`crate::run::memory`). The run read no live claim before
+/// it claimed, so every other live claim here was made at about the same time as `mine`. A
+/// held one went on already: refused. None: alone. Otherwise, wait for the settle window.
+///
+/// Why going on alone is safe without a window: of two runs, the one whose claim became
+/// visible second sees the first one's claim in this read, so at most one run is alone. The
+/// other one settles, and the alone run marks its claim held before the window can end
+/// (`crate::run::memory` bounds that, else it settles too), so [`settled`] refuses it.
+pub fn first_look(
+    environment: &str,
+    claims: &[ClaimInfo],
+    mine: &str,
+    reader: &Reader,
+) -> Result<FirstLook, Refusal> {
+    let others: Vec<&ClaimInfo> = claims
+        .iter()
+        .filter(|c| c.tag.tag != mine && reader.is_live(c))
+        .collect();
+    if let Some(h) = others.iter().find(|c| c.held) {
+        return Err(busy(environment, h, reader));
+    }
+    Ok(if others.is_empty() {
+        FirstLook::Alone
+    } else {
+        FirstLook::Settle
+    })
+}
+
+/// After the settle window: another run's held claim refuses (it went on); otherwise the
+/// oldest live claim goes on ([`overlap`]), which holds when the runs' clocks differ by less
+/// than the window.
+pub fn settled(
+    environment: &str,
+    claims: &[ClaimInfo],
+    mine: &str,
+    reader: &Reader,
+) -> Result<(), Refusal> {
+    if let Some(h) = claims
+        .iter()
+        .find(|c| c.held && c.tag.tag != mine && reader.is_live(c))
+    {
+        return Err(busy(environment, h, reader));
+    }
+    overlap(environment, claims, Some(mine), reader)
+}
+
+/// The refusal for `other`'s live claim.
+fn busy(environment: &str, other: &ClaimInfo, reader: &Reader) -> Refusal {
     let now = reader.now_ms;
-    Err(Refusal::new(
+    Refusal::new(
         format!(
             "another run is deploying {} to {environment} (claim {}, {} ago{}); nothing was changed",
             other.tag.release,
@@ -434,7 +494,7 @@ pub fn overlap(
             minutes(reader.lapses_at(other).saturating_sub(now).div_ceil(1000)),
             other.tag.tag
         ),
-    ))
+    )
 }
 
 #[cfg(test)]

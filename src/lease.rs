@@ -221,6 +221,7 @@ mod tests {
             digest: String::new(),
             run_id: run.map(|r| r.0.to_string()),
             attempt: run.map(|r| r.1),
+            held: false,
         }
     }
 

@@ -29,6 +29,8 @@ const RUN_URL_KEY: &str = "dev.ferry.run-url";
 const RUN_ID_KEY: &str = "dev.ferry.github-run-id";
 /// A claim's annotation: the claiming run's `GITHUB_RUN_ATTEMPT`.
 const RUN_ATTEMPT_KEY: &str = "dev.ferry.github-run-attempt";
+/// A claim's annotation: `true` once its run found no other claim and went on (`crate::gate`).
+const HELD_KEY: &str = "dev.ferry.claim-held";
 /// OCI tags are at most 128 characters.
 const MAX_TAG: usize = 128;
 
@@ -106,6 +108,8 @@ pub struct ClaimInfo {
     pub run_id: Option<String>,
     /// The claiming run's `GITHUB_RUN_ATTEMPT`, when in Actions.
     pub attempt: Option<u32>,
+    /// Whether its run went on (it holds the environment); a claim is pushed unheld.
+    pub held: bool,
 }
 
 /// What writing a record did.
@@ -415,6 +419,7 @@ impl Store {
             digest: String::new(),
             run_id: run.map(|r| r.0.to_string()),
             attempt: run.map(|r| r.1),
+            held: false,
         };
         claim.digest = self
             .put_claim(&claim)
@@ -469,6 +474,9 @@ impl Store {
         }
         let body = serde_json::to_vec(&ann)?;
         ann.insert(oci::key::EXPIRES.to_string(), claim.expires_ms.to_string());
+        if claim.held {
+            ann.insert(HELD_KEY.into(), "true".into());
+        }
         let enc = oci::encode(CLAIM_TYPE, body.into(), None, ann, "claim.json")?;
         self.push_blob(EMPTY_DIGEST, bytes::Bytes::from_static(b"{}"))
             .await?;
@@ -497,6 +505,7 @@ impl Store {
                 digest: m.digest.to_string(),
                 run_id: a.annotations.get(RUN_ID_KEY).cloned(),
                 attempt: num(RUN_ATTEMPT_KEY).and_then(|n| u32::try_from(n).ok()),
+                held: a.annotations.get(HELD_KEY).is_some_and(|v| v == "true"),
             });
         }
         Ok(out)

@@ -23,6 +23,7 @@ struct Shared {
     stopped: AtomicBool,
     released: AtomicBool,
     task: StdMutex<Option<JoinHandle<()>>>,
+    times: Times,
 }
 
 /// Every claim this process holds now.
@@ -44,6 +45,7 @@ pub fn hold(store: &Store, claim: ClaimInfo, times: Times) -> Lease {
         stopped: AtomicBool::new(false),
         released: AtomicBool::new(false),
         task: StdMutex::new(None),
+        times,
     });
     let task = tokio::spawn(renew(shared.clone(), times));
     *shared.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -55,6 +57,17 @@ impl Lease {
     /// The claim as it is now (its digest changes at each renewal).
     pub async fn claim(&self) -> ClaimInfo {
         self.0.claim.lock().await.clone()
+    }
+
+    /// Marks the claim held (this run went on; `crate::gate::first_look`), renewing it on the
+    /// way. Every later renewal keeps it held.
+    pub async fn mark_held(&self) -> anyhow::Result<()> {
+        let mut c = self.0.claim.lock().await;
+        let mut held = c.clone();
+        held.held = true;
+        let expires = now_ms() + self.0.times.ttl.as_millis() as u64;
+        *c = self.0.store.renew(&held, expires).await?;
+        Ok(())
     }
 
     /// Stops renewing and removes the claim; a failure is said, and the claim lapses.

@@ -2,15 +2,18 @@
 //! overlapping, and the record written at the end.
 //!
 //! The claim (a tag `ferry-claim_<env>_<release>_<unix-ms>_<random>` in the environment's
-//! repository) is pushed before anything changes; after a settle window every live claim is
-//! read back and only the oldest one goes on (`crate::gate::overlap`). Registries have no
-//! conditional write, so the guard holds when the runs' clocks differ by less than the
-//! settle window and the registry lists a tag once its PUT answered (both true of ECR and of
-//! the local world); the README's "No overlapping rollouts" says more. The claim is a lease
-//! (`crate::lease`), renewed while the run lives (`super::heartbeat`); claims of an earlier
-//! attempt of the same workflow run are taken over at once. The claim is pushed first and
-//! the plan and every read of the services happen while it settles, so the window costs only
-//! what the reads do not already take.
+//! repository) is made before anything changes, in three reads and writes
+//! ([`claim_environment`]): a live claim already there refuses; otherwise the run pushes its
+//! claim and reads the claims again. Alone, it marks its claim held and goes on at once; when
+//! other runs claimed at about the same time, a settle window passes and the oldest goes on
+//! (`crate::gate::first_look` and `settled` hold the rules and why they are safe). Registries
+//! have no conditional write, so the guard holds when the registry lists a tag once its PUT
+//! answered (true of ECR and of the local world) and, for runs that claim within one settle
+//! window of each other, when their clocks differ by less than it; the README's "No
+//! overlapping rollouts" says more. The claim is a lease (`crate::lease`), renewed while the
+//! run lives (`super::heartbeat`); claims of an earlier attempt of the same workflow run are
+//! taken over at once. The plan and every read of the services happen meanwhile, so a run
+//! with nothing to wait for spends no time on the guard beyond its few requests.
 
 use std::time::Duration;
 
@@ -19,6 +22,7 @@ use anyhow::Result;
 use super::heartbeat::{self, Lease};
 use crate::config::Environment;
 use crate::deploy::DeployOptions;
+use crate::gate::FirstLook;
 use crate::lease::{env_number, Attempt, Reader, Standing, Times};
 use crate::plan::{DigestFrom, Plan};
 use crate::records::store::{ClaimInfo, Store};
@@ -27,12 +31,12 @@ use crate::records::{
 };
 use crate::report::{DeployReport, Outcome};
 
-/// How long a run waits between claiming and reading the other claims.
+/// How long runs that claimed at about the same time wait before the oldest goes on.
 const SETTLE_ENV: &str = "FERRY_CLAIM_SETTLE_MS";
 
 /// Claims `env` for this run and runs `prepare` (the plan and every read before a change)
-/// while the claim settles; refuses (exit 3, nothing changed) when an older claim lives, or
-/// with `--wait-for-idle` waits for it and claims and prepares again (what runs then may have
+/// meanwhile; refuses (exit 3, nothing changed) when another run's claim lives, or with
+/// `--wait-for-idle` waits for it and claims and prepares again (what runs then may have
 /// changed). The claim is renewed until it is released. Returns the store, the lease and what
 /// `prepare` read.
 pub async fn claim_environment<T, F, Fut>(
@@ -46,14 +50,21 @@ where
     Fut: std::future::Future<Output = Result<T>>,
 {
     let times = Times::from_env()?;
-    let settle = env_number(SETTLE_ENV, 3000, 60_000)?;
+    let settle = Duration::from_millis(env_number(SETTLE_ENV, 3000, 60_000)?);
     let me = Attempt::from_env();
     loop {
-        // A preparation that fails ends the settle window early: the claims are read at once,
+        // A preparation that fails ends a settle window early: the claims are read at once,
         // so another run's live claim still outranks the failure, and a refusal is not delayed.
         let failed = tokio::sync::Notify::new();
         let claiming = async {
             let store = Store::open(env).await?;
+            // A live claim made before this run claims was there first: refused at once.
+            let claims = others(&store).await?;
+            let reader = Reader::now()?;
+            take_over(&store, &claims, &reader).await;
+            if let Err(r) = crate::gate::overlap(&env.name, &claims, None, &reader) {
+                return Ok((store, Err(crate::gate::refused(r))));
+            }
             let claim = store
                 .claim(
                     release,
@@ -62,28 +73,21 @@ where
                     me.as_ref().map(|a| (a.run_id.as_str(), a.attempt)),
                 )
                 .await?;
+            let pushed = tokio::time::Instant::now();
             tracing::info!(
-                "claimed {} for {release} ({}, renewed every {}s while this run lives); checking for other runs in {settle} ms, reading the services meanwhile",
+                "claimed {} for {release} ({}, renewed every {}s while this run lives)",
                 env.name,
                 claim.tag.tag,
                 times.renew.as_secs()
             );
             let lease = heartbeat::hold(&store, claim, times);
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(settle)) => {}
-                _ = failed.notified() => {}
-            }
-            let mine = lease.claim().await.tag.tag;
-            let verdict = match others(&store).await {
-                Err(e) => Err(e),
-                Ok(claims) => {
-                    let reader = Reader::now()?;
-                    take_over(&store, &claims, &reader).await;
-                    crate::gate::overlap(&env.name, &claims, Some(&mine), &reader)
-                        .map_err(crate::gate::refused)
+            match decide(&store, &env.name, &lease, pushed, settle, &failed).await {
+                Ok(()) => anyhow::Ok((store, Ok(lease))),
+                Err(e) => {
+                    lease.release().await;
+                    Ok((store, Err(e)))
                 }
-            };
-            anyhow::Ok((store, lease, verdict))
+            }
         };
         let (prep, claiming) = (prepare(), claiming);
         tokio::pin!(prep, claiming);
@@ -101,7 +105,7 @@ where
         };
         // Another run's claim outranks whatever the preparation finds (a busy service is that
         // run's rollout), so a refused claim ends the preparation, which may be waiting for it.
-        let refused = matches!(&claimed, Ok((_, _, Err(_))));
+        let refused = matches!(&claimed, Ok((_, Err(_))));
         let prepared = match prepared {
             Some(p) => p,
             None if refused => Err(anyhow::anyhow!("not prepared: the claim was refused")),
@@ -109,12 +113,12 @@ where
         };
         // Without a claim nothing may change; the preparation's error, when there is one,
         // says more (it names missing credentials or an unreachable endpoint once).
-        let (store, lease, verdict) = match claimed {
+        let (store, held) = match claimed {
             Ok(c) => c,
             Err(e) => return Err(prepared.err().unwrap_or(e)),
         };
-        match verdict {
-            Ok(()) => match prepared {
+        match held {
+            Ok(lease) => match prepared {
                 Ok(t) => return Ok((store, lease, t)),
                 Err(e) => {
                     lease.release().await;
@@ -122,7 +126,6 @@ where
                 }
             },
             Err(e) => {
-                lease.release().await;
                 let refused = crate::error::exit_code(&e) == 3;
                 if !(refused && opts.wait_for_idle) {
                     return Err(e);
@@ -131,6 +134,63 @@ where
             }
         }
     }
+}
+
+/// Whether this run, whose claim (`lease`) became visible at `pushed`, goes on. Alone (no
+/// other live claim in the first read), it marks its claim held and goes on at once, provided
+/// the mark is written within half the settle window of that read (`crate::gate::first_look`
+/// says why); otherwise, or when other runs claimed at about the same time, it reads the
+/// claims again once the window has passed since `pushed`, and the oldest goes on.
+async fn decide(
+    store: &Store,
+    env: &str,
+    lease: &Lease,
+    pushed: tokio::time::Instant,
+    settle: Duration,
+    failed: &tokio::sync::Notify,
+) -> Result<()> {
+    let mine = lease.claim().await.tag.tag;
+    let looked = tokio::time::Instant::now();
+    let claims = others(store).await?;
+    let reader = Reader::now()?;
+    take_over(store, &claims, &reader).await;
+    let first =
+        crate::gate::first_look(env, &claims, &mine, &reader).map_err(crate::gate::refused)?;
+    if first == FirstLook::Alone {
+        match tokio::time::timeout_at(looked + settle / 2, lease.mark_held()).await {
+            Ok(Ok(())) => {
+                tracing::info!("no other run claimed {env}: going on");
+                return Ok(());
+            }
+            Ok(Err(e)) => tracing::warn!(
+                "could not mark the claim {mine} held ({e:#}); checking for other runs in {} ms instead",
+                settle.as_millis()
+            ),
+            Err(_) => tracing::info!(
+                "marking the claim {mine} held took over {} ms; checking for other runs in {} ms instead",
+                (settle / 2).as_millis(),
+                settle.as_millis()
+            ),
+        }
+    } else {
+        tracing::info!(
+            "another run claimed {env} at about the same time; the oldest claim goes on, checked in {} ms",
+            settle.as_millis()
+        );
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(pushed + settle) => {}
+        _ = failed.notified() => {}
+    }
+    let claims = others(store).await?;
+    let reader = Reader::now()?;
+    take_over(store, &claims, &reader).await;
+    crate::gate::settled(env, &claims, &mine, &reader).map_err(crate::gate::refused)?;
+    // Held, a later run's first look refuses at once instead of waiting out the window.
+    if let Err(e) = lease.mark_held().await {
+        tracing::debug!("marking the claim {mine} held: {e:#}");
+    }
+    Ok(())
 }
 
 async fn others(store: &Store) -> Result<Vec<ClaimInfo>> {

@@ -484,11 +484,17 @@ async fn a_delayed_release_run_never_overwrites_a_newer_release() {
     assert_eq!(w.prod_version().await, "1.0.0-rc.1");
 }
 
+/// Three runs started at once: whichever way their claims interleave (one alone and held,
+/// the others refused at once or after the window; or all settling and the oldest going
+/// on), exactly one rolls out and the others change nothing.
 #[tokio::test(flavor = "multi_thread")]
-async fn of_two_simultaneous_runs_exactly_one_rolls_out() {
+async fn of_three_simultaneous_runs_exactly_one_rolls_out() {
     let w = World::new(None).await;
-    let a = w.rc("v5.0.0-rc.1", "501", "healthy", "healthy").await;
-    let b = w.rc("v5.0.0-rc.2", "502", "healthy", "healthy").await;
+    let tags = ["v5.0.0-rc.1", "v5.0.0-rc.2", "v5.0.0-rc.3"];
+    let mut images = Vec::new();
+    for (i, t) in tags.iter().enumerate() {
+        images.push(w.rc(t, &format!("50{}", i + 1), "healthy", "healthy").await);
+    }
     let family = format!("{}-{}", w.staging_cluster, w.spec.service);
     let before = w.sim.revisions(&family).await;
     let spawn = |tag: &str| {
@@ -511,27 +517,28 @@ async fn of_two_simultaneous_runs_exactly_one_rolls_out() {
         .spawn()
         .unwrap()
     };
-    let (pa, pb) = (spawn("v5.0.0-rc.1"), spawn("v5.0.0-rc.2"));
-    let (oa, ob) = (
-        pa.wait_with_output().unwrap(),
-        pb.wait_with_output().unwrap(),
-    );
-    let codes = (oa.status.code(), ob.status.code());
-    let (winner, loser, image) = match codes {
-        (Some(0), Some(3)) => (&oa, &ob, &a),
-        (Some(3), Some(0)) => (&ob, &oa, &b),
-        _ => panic!(
-            "expected one 0 and one 3, got {codes:?}\n--- a\n{}\n--- b\n{}",
-            stderr(&oa),
-            stderr(&ob)
-        ),
-    };
+    let children: Vec<_> = tags.iter().map(|t| spawn(t)).collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+    let all = || outs.iter().map(stderr).collect::<Vec<_>>().join("\n---\n");
+    let winners: Vec<usize> = (0..3).filter(|i| codes[*i] == Some(0)).collect();
     assert!(
-        stderr(loser).contains("another run is deploying")
-            && stderr(loser).contains("nothing was changed"),
-        "{}",
-        stderr(loser)
+        winners.len() == 1 && codes.iter().filter(|c| **c == Some(3)).count() == 2,
+        "expected one 0 and two 3, got {codes:?}\n{}",
+        all()
     );
+    let (winner, image) = (&outs[winners[0]], &images[winners[0]]);
+    for (i, loser) in outs.iter().enumerate().filter(|(i, _)| *i != winners[0]) {
+        assert!(
+            stderr(loser).contains("another run is deploying")
+                && stderr(loser).contains("nothing was changed"),
+            "run {i}: {}",
+            stderr(loser)
+        );
+    }
     let report: Value = serde_json::from_str(&stdout(winner)).unwrap();
     assert_eq!(report["outcome"], "deployed");
     assert_eq!(
