@@ -26,3 +26,4 @@ mod signing;
 mod tls;
 mod verdicts;
 mod waves;
+mod waves_told;
