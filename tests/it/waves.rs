@@ -495,3 +495,84 @@ async fn waves_add_up_against_the_run_deadline() {
         "nothing registered in us-east-1"
     );
 }
+
+/// `validate --online` goes target by target, each with its own account, region and role: a
+/// repository missing in eu-west-1 fails that target's check, by name, while us-east-1's pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_online_checks_each_target_in_its_region() {
+    let w = World::new().await;
+    create_repository(&w.staging_account, &w.repo).await;
+    create_repository(&w.prod_account, &w.repo).await;
+    let dir = w.dir.path().to_str().unwrap();
+    let validate = || {
+        let o = ferry(
+            &[
+                "validate",
+                "--online",
+                "--environments",
+                dir,
+                "--output",
+                "json",
+            ],
+            &w.env(),
+        );
+        let checks: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+        (o, checks)
+    };
+    let of = |checks: &[Value], env: &str| -> Vec<(String, bool)> {
+        checks
+            .iter()
+            .filter(|c| c["environment"] == env)
+            .map(|c| (c["check"].as_str().unwrap().to_string(), c["ok"] == true))
+            .collect()
+    };
+    let repository = format!("repository {}", w.repo);
+    let service = format!("service {}/web", w.prod_cluster());
+
+    let (o, checks) = validate();
+    assert_exit(&o, 2);
+    let east = of(&checks, "production/us-east-1");
+    for check in ["config", "role", repository.as_str(), service.as_str()] {
+        assert!(
+            east.contains(&(check.to_string(), true)),
+            "us-east-1 passes {check}: {east:?}"
+        );
+    }
+    let west = of(&checks, "production/eu-west-1");
+    assert!(
+        west.contains(&("role".to_string(), true)) && west.contains(&(repository.clone(), false)),
+        "{west:?}"
+    );
+    let failed: Vec<&Value> = checks.iter().filter(|c| c["ok"] == false).collect();
+    assert_eq!(failed.len(), 1, "only eu-west-1's repository: {failed:?}");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("production/eu-west-1 {repository}"))
+            && err.contains(&format!(
+                "ECR repository {} does not exist in account {} {EU}",
+                w.repo, w.prod_account
+            )),
+        "{err}"
+    );
+
+    // Created there too: every check of both targets passes, eu-west-1's service included.
+    let conf = setup_config(&w.prod_account).await;
+    let eu = aws_sdk_ecr::config::Builder::from(&conf)
+        .region(aws_sdk_ecr::config::Region::new(EU))
+        .build();
+    aws_sdk_ecr::Client::from_conf(eu)
+        .create_repository()
+        .repository_name(&w.repo)
+        .send()
+        .await
+        .unwrap();
+    let (o, checks) = validate();
+    assert_exit(&o, 0);
+    let west = of(&checks, "production/eu-west-1");
+    for check in ["role", repository.as_str(), service.as_str()] {
+        assert!(
+            west.contains(&(check.to_string(), true)),
+            "eu-west-1 passes {check}: {west:?}"
+        );
+    }
+}
