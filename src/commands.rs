@@ -343,14 +343,16 @@ async fn deploy_waves(
         waves.len(),
         waves.join(", then ")
     );
-    let mut request = DeploymentRequest::new(tag, &env.name, "");
-    request.environment_url = None;
+    // Every target's plan first: a refusal anywhere changes nothing and tells nobody (as a
+    // refused environment of one), and the plans give the release's digest.
+    let digest = crate::run::waves::precheck(envs, env, trigger, tag, plan_opts).await?;
+    let request = DeploymentRequest::new(tag, &env.name, digest.as_deref().unwrap_or_default());
     let start = notify::Event::new(
         notify::EventKind::Start,
         &tag.tag,
         tag.version.to_string(),
         &env.name,
-        None,
+        digest.clone(),
         format!(
             "deploying {} to {} in waves: {}",
             tag.tag,
@@ -367,7 +369,7 @@ async fn deploy_waves(
             &tag.tag,
             tag.version.to_string(),
             &env.name,
-            None,
+            digest,
             format!("{e:#}"),
         );
         notify::send(targets, &event).await;

@@ -27,7 +27,8 @@ struct Ran {
     span: (f64, f64),
 }
 
-/// Deploys `tag` to every target of `env`, wave by wave; one report for the environment.
+/// Deploys `tag` to every target of `env`, wave by wave, once [`precheck`] passed; one report
+/// for the environment.
 #[allow(clippy::too_many_arguments)]
 pub async fn deploy(
     envs: &Environments,
@@ -41,7 +42,6 @@ pub async fn deploy(
 ) -> Result<DeployReport> {
     let waves = env.waves();
     let on_failure = env.on_failure();
-    precheck(envs, &waves, trigger, tag, plan_opts).await?;
     let mut done: Vec<Vec<Ran>> = Vec::new();
     let mut started = false;
     let t0 = std::time::Instant::now();
@@ -84,6 +84,10 @@ pub async fn deploy(
     }
     // The targets the scheduler sends back, each to what it ran before, side by side.
     let roll_back = stop.clone().unwrap_or_default();
+    if stop.is_some() {
+        // As for an environment of one, GitHub hears that the release failed before the end.
+        gh.progress(&stopping(&waves, &done, &roll_back)).await;
+    }
     let reverts = futures_util::future::join_all(roll_back.iter().map(|&(w, i)| {
         let t = waves[w][i];
         let previous = done[w][i].previous.clone();
@@ -112,13 +116,16 @@ pub async fn deploy(
 /// Every target's plan, before anything changes: a target that would be refused refuses the
 /// whole release (what `ferry plan` says), and the waves, one after another, must fit the run
 /// deadline together (each wave: its longest rollout, its rollbacks and its smoke checks).
-async fn precheck(
+/// Returns the release's digest (its first image's, the same in every target): what GitHub's
+/// deployment and the notifications name, as for an environment of one.
+pub async fn precheck(
     envs: &Environments,
-    waves: &[Vec<&Environment>],
+    env: &Environment,
     trigger: &Trigger,
     tag: &ReleaseTag,
     plan_opts: &PlanOptions,
-) -> Result<()> {
+) -> Result<Option<String>> {
+    let waves = env.waves();
     let plans = futures_util::future::try_join_all(
         waves
             .iter()
@@ -126,13 +133,14 @@ async fn precheck(
             .map(|t| crate::plan::plan_target(trigger, envs, t, tag, plan_opts)),
     )
     .await?;
+    let digest = plans.first().and_then(|p| p.source.digest.clone());
     let Some(deadline) = plan_opts.deadline else {
-        return Ok(());
+        return Ok(digest);
     };
     let secs = std::time::Duration::from_secs;
     let mut plans = plans.iter();
     let mut need = std::time::Duration::ZERO;
-    for wave in waves {
+    for wave in &waves {
         let longest = wave
             .iter()
             .zip(plans.by_ref())
@@ -165,7 +173,35 @@ async fn precheck(
             "nothing was changed",
         ));
     }
-    Ok(())
+    Ok(digest)
+}
+
+/// What GitHub's deployment says when the release stops: where it failed, what goes back.
+fn stopping(
+    waves: &[Vec<&Environment>],
+    done: &[Vec<Ran>],
+    roll_back: &[(usize, usize)],
+) -> String {
+    let failed: Vec<String> = done
+        .iter()
+        .zip(waves)
+        .flat_map(|(ran, wave)| ran.iter().zip(wave))
+        .filter(|(r, _)| !matches!(r.ended, Ended::Passed { .. }))
+        .map(|(_, t)| t.display_name())
+        .collect();
+    let back: Vec<String> = roll_back
+        .iter()
+        .map(|&(w, i)| waves[w][i].display_name())
+        .collect();
+    if back.is_empty() {
+        format!("failed in {}; the release stopped", failed.join(", "))
+    } else {
+        format!(
+            "failed in {}; rolling back {}",
+            failed.join(", "),
+            back.join(", ")
+        )
+    }
 }
 
 /// `run` with when it started and how long it took, since `t0`.

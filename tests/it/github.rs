@@ -11,13 +11,13 @@ use serde_json::{json, Value};
 use crate::common::announced;
 use crate::verdicts::{Lab, Shape};
 
-struct Double {
-    api_url: String,
+pub(crate) struct Double {
+    pub(crate) api_url: String,
     child: Child,
 }
 
 impl Double {
-    fn start() -> Double {
+    pub(crate) fn start() -> Double {
         let (child, api_url) = announced(
             Command::new("python3")
                 .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/github_api/github_api.py"))
@@ -28,7 +28,7 @@ impl Double {
         Double { api_url, child }
     }
 
-    async fn control(&self, path: &str, body: Value) {
+    pub(crate) async fn control(&self, path: &str, body: Value) {
         let r = reqwest::Client::new()
             .post(format!("{}/_double/{path}", self.api_url))
             .json(&body)
@@ -38,7 +38,7 @@ impl Double {
         assert!(r.status().is_success(), "{path}: {}", r.status());
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         reqwest::get(format!("{}/_double/{path}", self.api_url))
             .await
             .unwrap()
@@ -55,7 +55,7 @@ impl Drop for Double {
     }
 }
 
-const TOKEN: &str = "ghs_ferrytesttoken0123456789";
+pub(crate) const TOKEN: &str = "ghs_ferrytesttoken0123456789";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deploy_in_actions_leaves_a_github_deployment_with_its_statuses() {

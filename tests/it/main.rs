@@ -26,3 +26,5 @@ mod signing;
 mod tls;
 mod verdicts;
 mod waves;
+mod waves_stopped;
+mod waves_told;

@@ -12,15 +12,15 @@ use serde_json::Value;
 
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
-struct Seen {
-    request_line: String,
-    content_type: String,
-    body: Value,
+pub(crate) struct Seen {
+    pub(crate) request_line: String,
+    pub(crate) content_type: String,
+    pub(crate) body: Value,
 }
 
 /// A tiny HTTP/1.1 receiver: records each request and answers `status`, or never answers
 /// when `status` is 0.
-fn receiver(status: u16) -> (String, Arc<Mutex<Vec<Seen>>>) {
+pub(crate) fn receiver(status: u16) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));

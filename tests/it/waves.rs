@@ -9,22 +9,22 @@ use serde_json::Value;
 
 use crate::common::*;
 
-const EU: &str = "eu-west-1";
+pub(crate) const EU: &str = "eu-west-1";
 
-struct World {
-    dir: tempfile::TempDir,
-    staging: Registry,
-    east: Registry,
-    west: Registry,
-    sim: EcsSim,
-    repo: String,
-    cluster: String,
-    staging_account: String,
-    prod_account: String,
+pub(crate) struct World {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) staging: Registry,
+    pub(crate) east: Registry,
+    pub(crate) west: Registry,
+    pub(crate) sim: EcsSim,
+    pub(crate) repo: String,
+    pub(crate) cluster: String,
+    pub(crate) staging_account: String,
+    pub(crate) prod_account: String,
 }
 
 impl World {
-    async fn new() -> World {
+    pub(crate) async fn new() -> World {
         let (staging_account, prod_account) = (random_account(), random_account());
         let w = World {
             dir: tempfile::tempdir().unwrap(),
@@ -59,21 +59,21 @@ impl World {
         w
     }
 
-    fn staging_cluster(&self) -> String {
+    pub(crate) fn staging_cluster(&self) -> String {
         format!("{}-staging", self.cluster)
     }
 
-    fn prod_cluster(&self) -> String {
+    pub(crate) fn prod_cluster(&self) -> String {
         format!("{}-production", self.cluster)
     }
 
-    fn staging_ref(&self, digest: &str) -> String {
+    pub(crate) fn staging_ref(&self, digest: &str) -> String {
         format!("{}/{}@{digest}", self.staging.ecr_host(), self.repo)
     }
 
     /// Staging (one region) and production: two targets, us-east-1 in wave 1, eu-west-1 in
     /// wave 2, each with its own smoke check; `deploy` is production's `[deploy]` table.
-    fn write_config(&self, deploy: &str) {
+    pub(crate) fn write_config(&self, deploy: &str) {
         let region = region();
         let smoke = |url: String| {
             format!("url = \"{url}\"\nversion_field = \"version\"\ndeadline_seconds = 8\ntimeout_seconds = 2\n")
@@ -98,7 +98,7 @@ impl World {
     }
 
     /// A candidate: healthy in staging and us-east-1; in eu-west-1 as `west` says.
-    async fn rc(&self, tag: &str, seed: &str, west: &str) -> String {
+    pub(crate) async fn rc(&self, tag: &str, seed: &str, west: &str) -> String {
         let d = self.staging.push_image(&self.repo, tag, &["--seed", seed]);
         let v = tag.trim_start_matches('v');
         self.sim.image(&self.staging_ref(&d), v, "healthy").await;
@@ -109,7 +109,7 @@ impl World {
         d
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         let endpoints = format!(
             "{},{},{}",
             self.staging.endpoint_entry(),
@@ -123,20 +123,34 @@ impl World {
         ]
     }
 
-    fn run(&self, cmd: &str, tag: &str) -> Output {
-        let dir = self.dir.path().to_str().unwrap();
-        let args = [cmd, "--environments", dir, "--tag", tag, "--output", "json"];
-        ferry(&args, &self.env())
+    pub(crate) fn run(&self, cmd: &str, tag: &str) -> Output {
+        self.run_with(cmd, tag, &[], &[])
     }
 
-    fn deploy(&self, tag: &str, code: i32) -> Value {
+    /// `ferry <cmd> --tag <tag> --output json <args>`, with more environment variables.
+    pub(crate) fn run_with(
+        &self,
+        cmd: &str,
+        tag: &str,
+        args: &[&str],
+        env: &[(&'static str, String)],
+    ) -> Output {
+        let dir = self.dir.path().to_str().unwrap();
+        let mut all = vec![cmd, "--environments", dir, "--tag", tag, "--output", "json"];
+        all.extend_from_slice(args);
+        let mut vars = self.env();
+        vars.extend(env.iter().cloned());
+        ferry(&all, &vars)
+    }
+
+    pub(crate) fn deploy(&self, tag: &str, code: i32) -> Value {
         let o = self.run("deploy", tag);
         assert_exit(&o, code);
         serde_json::from_str(&stdout(&o)).unwrap()
     }
 
     /// The digest production's web runs in `region`.
-    async fn runs(&self, region: &str) -> String {
+    pub(crate) async fn runs(&self, region: &str) -> String {
         let svc = self
             .sim
             .describe_in(region, &self.prod_cluster(), "web")
@@ -157,7 +171,7 @@ impl World {
     }
 }
 
-fn states(r: &Value) -> Vec<(String, u64, String)> {
+pub(crate) fn states(r: &Value) -> Vec<(String, u64, String)> {
     r["targets"]
         .as_array()
         .unwrap_or_else(|| panic!("no targets in {r}"))
@@ -172,7 +186,7 @@ fn states(r: &Value) -> Vec<(String, u64, String)> {
         .collect()
 }
 
-fn st(target: &str, wave: u64, state: &str) -> (String, u64, String) {
+pub(crate) fn st(target: &str, wave: u64, state: &str) -> (String, u64, String) {
     (target.to_string(), wave, state.to_string())
 }
 
@@ -480,4 +494,85 @@ async fn waves_add_up_against_the_run_deadline() {
         1,
         "nothing registered in us-east-1"
     );
+}
+
+/// `validate --online` goes target by target, each with its own account, region and role: a
+/// repository missing in eu-west-1 fails that target's check, by name, while us-east-1's pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn validate_online_checks_each_target_in_its_region() {
+    let w = World::new().await;
+    create_repository(&w.staging_account, &w.repo).await;
+    create_repository(&w.prod_account, &w.repo).await;
+    let dir = w.dir.path().to_str().unwrap();
+    let validate = || {
+        let o = ferry(
+            &[
+                "validate",
+                "--online",
+                "--environments",
+                dir,
+                "--output",
+                "json",
+            ],
+            &w.env(),
+        );
+        let checks: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+        (o, checks)
+    };
+    let of = |checks: &[Value], env: &str| -> Vec<(String, bool)> {
+        checks
+            .iter()
+            .filter(|c| c["environment"] == env)
+            .map(|c| (c["check"].as_str().unwrap().to_string(), c["ok"] == true))
+            .collect()
+    };
+    let repository = format!("repository {}", w.repo);
+    let service = format!("service {}/web", w.prod_cluster());
+
+    let (o, checks) = validate();
+    assert_exit(&o, 2);
+    let east = of(&checks, "production/us-east-1");
+    for check in ["config", "role", repository.as_str(), service.as_str()] {
+        assert!(
+            east.contains(&(check.to_string(), true)),
+            "us-east-1 passes {check}: {east:?}"
+        );
+    }
+    let west = of(&checks, "production/eu-west-1");
+    assert!(
+        west.contains(&("role".to_string(), true)) && west.contains(&(repository.clone(), false)),
+        "{west:?}"
+    );
+    let failed: Vec<&Value> = checks.iter().filter(|c| c["ok"] == false).collect();
+    assert_eq!(failed.len(), 1, "only eu-west-1's repository: {failed:?}");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("production/eu-west-1 {repository}"))
+            && err.contains(&format!(
+                "ECR repository {} does not exist in account {} {EU}",
+                w.repo, w.prod_account
+            )),
+        "{err}"
+    );
+
+    // Created there too: every check of both targets passes, eu-west-1's service included.
+    let conf = setup_config(&w.prod_account).await;
+    let eu = aws_sdk_ecr::config::Builder::from(&conf)
+        .region(aws_sdk_ecr::config::Region::new(EU))
+        .build();
+    aws_sdk_ecr::Client::from_conf(eu)
+        .create_repository()
+        .repository_name(&w.repo)
+        .send()
+        .await
+        .unwrap();
+    let (o, checks) = validate();
+    assert_exit(&o, 0);
+    let west = of(&checks, "production/eu-west-1");
+    for check in ["role", repository.as_str(), service.as_str()] {
+        assert!(
+            west.contains(&(check.to_string(), true)),
+            "eu-west-1 passes {check}: {west:?}"
+        );
+    }
 }
