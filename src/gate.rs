@@ -279,7 +279,8 @@ pub fn promotion(input: &GateInput) -> Result<Promotion, Refusal> {
     })
 }
 
-fn minutes(secs: u64) -> String {
+/// `secs` as minutes and seconds (`2m00s`).
+pub(crate) fn minutes(secs: u64) -> String {
     if secs < 60 {
         format!("{secs}s")
     } else {

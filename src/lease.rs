@@ -175,6 +175,13 @@ impl Reader {
         self.standing(claim) == Standing::Live
     }
 
+    /// Whether `claim` lapsed so long ago (a whole lease past its margin) that removing it is
+    /// safe even for a reader whose clock runs well ahead: its run died without releasing it.
+    pub fn long_gone(&self, claim: &ClaimInfo, ttl: Duration) -> bool {
+        self.standing(claim) == Standing::Lapsed
+            && self.lapses_at(claim).saturating_add(ttl.as_millis() as u64) < self.now_ms
+    }
+
     /// When `claim` stops counting, by this reader's clock (Unix ms).
     pub fn lapses_at(&self, claim: &ClaimInfo) -> u64 {
         claim.expires_ms.saturating_add(self.skew_ms)
@@ -268,6 +275,23 @@ mod tests {
             NOW + skew,
             "lapses_at"
         );
+    }
+
+    /// A dead claim is removed only a whole lease after it lapsed.
+    #[test]
+    fn a_claim_is_long_gone_a_lease_after_it_lapsed() {
+        let r = reader(None);
+        let (skew, ttl) = (SKEW.as_millis() as u64, TTL.as_millis() as u64);
+        let cases = [
+            ("live", NOW + 1, false),
+            ("just lapsed", NOW - skew, false),
+            ("lapsed a lease ago, to the ms", NOW - skew - ttl, false),
+            ("lapsed longer than a lease ago", NOW - skew - ttl - 1, true),
+        ];
+        for (name, expires, want) in cases {
+            let c = claim("v1.0.0-rc.1", expires - ttl, expires, None);
+            assert_eq!(r.long_gone(&c, TTL), want, "{name}");
+        }
     }
 
     /// Only a higher attempt of the same workflow run takes over, and at once.

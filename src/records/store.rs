@@ -422,7 +422,7 @@ impl Store {
             held: false,
         };
         claim.digest = self
-            .put_claim(&claim)
+            .put_claim(&claim, true)
             .await
             .with_context(|| format!("claiming {} in {}", self.environment, self.location()))?;
         Ok(claim)
@@ -431,31 +431,44 @@ impl Store {
     /// Renews `claim` until `expires_ms`: the same tag, re-written with the new expiry. The
     /// manifest it replaces is removed (best effort). Returns the claim as it is now.
     pub async fn renew(&self, claim: &ClaimInfo, expires_ms: u64) -> Result<ClaimInfo> {
+        let renewed = self.rewrite(claim, expires_ms).await?;
+        self.drop_replaced(claim, &renewed).await;
+        Ok(renewed)
+    }
+
+    /// `claim` re-written under its tag with `expires_ms` (and its `held` mark), in one
+    /// request: its blobs were pushed with it. The manifest it replaces stays, for
+    /// [`Store::drop_replaced`].
+    pub async fn rewrite(&self, claim: &ClaimInfo, expires_ms: u64) -> Result<ClaimInfo> {
         let mut renewed = claim.clone();
         renewed.expires_ms = expires_ms;
-        renewed.digest = self.put_claim(&renewed).await.with_context(|| {
+        renewed.digest = self.put_claim(&renewed, false).await.with_context(|| {
             format!(
                 "renewing the claim {} in {}",
                 claim.tag.tag,
                 self.location()
             )
         })?;
-        if renewed.digest != claim.digest {
-            if let Err(e) =
-                referrers::delete_manifest(&self.client, &self.repository, &claim.digest).await
-            {
-                tracing::debug!(
-                    "removing the replaced claim manifest {}: {e:#}",
-                    claim.digest
-                );
-            }
-        }
         Ok(renewed)
     }
 
-    /// Writes `claim`'s manifest under its tag; returns its digest. The layer holds what never
-    /// changes (so a renewal writes one manifest); the annotations hold the expiry too.
-    async fn put_claim(&self, claim: &ClaimInfo) -> Result<String> {
+    /// Removes the manifest `now` replaced under the claim's tag (best effort).
+    pub async fn drop_replaced(&self, before: &ClaimInfo, now: &ClaimInfo) {
+        if now.digest == before.digest {
+            return;
+        }
+        if let Err(e) =
+            referrers::delete_manifest(&self.client, &self.repository, &before.digest).await
+        {
+            tracing::debug!(
+                "removing the replaced claim manifest {}: {e:#}",
+                before.digest
+            );
+        }
+    }
+
+    /// Writes the claim manifest under its tag; `blobs` pushes its blobs first (a new claim).
+    async fn put_claim(&self, claim: &ClaimInfo, blobs: bool) -> Result<String> {
         let mut ann = BTreeMap::from([
             (oci::key::ENVIRONMENT.to_string(), self.environment.clone()),
             (oci::key::TAG.to_string(), claim.tag.release.clone()),
@@ -478,9 +491,11 @@ impl Store {
             ann.insert(HELD_KEY.into(), "true".into());
         }
         let enc = oci::encode(CLAIM_TYPE, body.into(), None, ann, "claim.json")?;
-        self.push_blob(EMPTY_DIGEST, bytes::Bytes::from_static(b"{}"))
-            .await?;
-        self.push_blob(&enc.blob_digest, enc.blob.clone()).await?;
+        if blobs {
+            self.push_blob(EMPTY_DIGEST, bytes::Bytes::from_static(b"{}"))
+                .await?;
+            self.push_blob(&enc.blob_digest, enc.blob.clone()).await?;
+        }
         self.client
             .put_manifest(&self.repository, &claim.tag.tag, &enc.manifest)
             .await?;

@@ -60,13 +60,16 @@ impl Lease {
     }
 
     /// Marks the claim held (this run went on; `crate::gate::first_look`), renewing it on the
-    /// way. Every later renewal keeps it held.
+    /// way, in one request; the manifest it replaces is removed afterwards. Every later
+    /// renewal keeps it held.
     pub async fn mark_held(&self) -> anyhow::Result<()> {
         let mut c = self.0.claim.lock().await;
         let mut held = c.clone();
         held.held = true;
         let expires = now_ms() + self.0.times.ttl.as_millis() as u64;
-        *c = self.0.store.renew(&held, expires).await?;
+        let before = std::mem::replace(&mut *c, self.0.store.rewrite(&held, expires).await?);
+        let (store, now) = (self.0.store.clone(), c.clone());
+        tokio::spawn(async move { store.drop_replaced(&before, &now).await });
         Ok(())
     }
 

@@ -61,7 +61,7 @@ where
             // A live claim made before this run claims was there first: refused at once.
             let claims = others(&store).await?;
             let reader = Reader::now()?;
-            take_over(&store, &claims, &reader).await;
+            take_over(&store, &claims, &reader, times.ttl).await;
             if let Err(r) = crate::gate::overlap(&env.name, &claims, None, &reader) {
                 return Ok((store, Err(crate::gate::refused(r))));
             }
@@ -81,7 +81,15 @@ where
                 times.renew.as_secs()
             );
             let lease = heartbeat::hold(&store, claim, times);
-            match decide(&store, &env.name, &lease, pushed, settle, &failed).await {
+            match decide(
+                &store,
+                &env.name,
+                &lease,
+                (pushed, settle, times.ttl),
+                &failed,
+            )
+            .await
+            {
                 Ok(()) => anyhow::Ok((store, Ok(lease))),
                 Err(e) => {
                     lease.release().await;
@@ -136,7 +144,8 @@ where
     }
 }
 
-/// Whether this run, whose claim (`lease`) became visible at `pushed`, goes on. Alone (no
+/// Whether this run, whose claim (`lease`) became visible at `pushed`, goes on (`ttl` is the
+/// lease's, for removing dead claims). Alone (no
 /// other live claim in the first read), it marks its claim held and goes on at once, provided
 /// the mark is written within half the settle window of that read (`crate::gate::first_look`
 /// says why); otherwise, or when other runs claimed at about the same time, it reads the
@@ -145,15 +154,14 @@ async fn decide(
     store: &Store,
     env: &str,
     lease: &Lease,
-    pushed: tokio::time::Instant,
-    settle: Duration,
+    (pushed, settle, ttl): (tokio::time::Instant, Duration, Duration),
     failed: &tokio::sync::Notify,
 ) -> Result<()> {
     let mine = lease.claim().await.tag.tag;
     let looked = tokio::time::Instant::now();
     let claims = others(store).await?;
     let reader = Reader::now()?;
-    take_over(store, &claims, &reader).await;
+    take_over(store, &claims, &reader, ttl).await;
     let first =
         crate::gate::first_look(env, &claims, &mine, &reader).map_err(crate::gate::refused)?;
     if first == FirstLook::Alone {
@@ -184,7 +192,7 @@ async fn decide(
     }
     let claims = others(store).await?;
     let reader = Reader::now()?;
-    take_over(store, &claims, &reader).await;
+    take_over(store, &claims, &reader, ttl).await;
     crate::gate::settled(env, &claims, &mine, &reader).map_err(crate::gate::refused)?;
     // Held, a later run's first look refuses at once instead of waiting out the window.
     if let Err(e) = lease.mark_held().await {
@@ -198,22 +206,34 @@ async fn others(store: &Store) -> Result<Vec<ClaimInfo>> {
     store.claims(&cat).await
 }
 
-/// Removes the claims of earlier attempts of this workflow run (best effort): GitHub starts a
-/// re-run attempt only after the earlier one ended, so they are dead whatever their lease says.
-async fn take_over(store: &Store, claims: &[ClaimInfo], reader: &Reader) {
-    for c in claims
-        .iter()
-        .filter(|c| reader.standing(c) == Standing::EarlierAttempt)
-    {
+/// Removes the claims that no longer count (best effort): those of earlier attempts of this
+/// workflow run (GitHub starts a re-run attempt only after the earlier one ended, so they are
+/// dead whatever their lease says), and those lapsed a whole lease ago (their run died without
+/// a word), so that dead claims do not pile up in the repository.
+async fn take_over(store: &Store, claims: &[ClaimInfo], reader: &Reader, ttl: Duration) {
+    for c in claims {
+        let earlier = reader.standing(c) == Standing::EarlierAttempt;
+        if !earlier && !reader.long_gone(c, ttl) {
+            continue;
+        }
         let attempt = c.attempt.unwrap_or_default();
-        match store.release(c).await {
-            Ok(()) => tracing::info!(
+        let lapsed = crate::gate::minutes(reader.now_ms.saturating_sub(c.expires_ms) / 1000);
+        match (store.release(c).await, earlier) {
+            (Ok(()), true) => tracing::info!(
                 "took over {} from attempt {attempt} of this workflow run (GitHub starts a re-run only after the earlier attempt ended): removed its claim {}",
                 c.tag.release,
                 c.tag.tag
             ),
-            Err(e) => tracing::info!(
+            (Ok(()), false) => tracing::info!(
+                "removed the lapsed claim {} (its run stopped renewing it {lapsed} ago)",
+                c.tag.tag
+            ),
+            (Err(e), true) => tracing::info!(
                 "attempt {attempt} of this workflow run ended before this one began, so its claim {} no longer counts (removing it failed: {e:#})",
+                c.tag.tag
+            ),
+            (Err(e), false) => tracing::debug!(
+                "removing the lapsed claim {}: {e:#}",
                 c.tag.tag
             ),
         }

@@ -225,11 +225,11 @@ async fn sigkill_mid_rollout_leaves_a_lease_that_lapses_soon() {
     );
     let _ = run.signal("KILL");
     let idle = w.staging_idle().await;
-    loop {
+    let deployed = loop {
         let o = w.run("deploy", "v1.2.0-rc.1", &[], &SHORT_LEASE);
         if o.status.code() == Some(0) {
             assert_deployed(&o);
-            break;
+            break stderr(&o);
         }
         assert_exit(&o, 3);
         assert!(
@@ -243,7 +243,15 @@ async fn sigkill_mid_rollout_leaves_a_lease_that_lapses_soon() {
             stderr(&o)
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    };
+    // A whole lease after it lapsed, the killed run's claim is removed by the next run, so
+    // dead claims do not pile up in the repository.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let o = w.run("deploy", "v1.2.0-rc.1", &[], &SHORT_LEASE);
+    assert_exit(&o, 0);
+    let said = format!("{deployed}{}", stderr(&o));
+    assert!(said.contains("removed the lapsed claim"), "{said}");
+    assert_eq!(w.claims().await, Vec::<String>::new());
 }
 
 /// A re-run attempt of the same workflow run takes over its earlier attempt's live claim at
