@@ -1,6 +1,8 @@
 //! The one schedule for waiting on something that changes by itself (a rollout, a rollback,
-//! a smoke endpoint, a busy service): quick first looks, then a steady pace, with jitter so
-//! that several services followed at once do not poll in lockstep.
+//! a smoke endpoint, a busy service): quick first looks, then a steady pace. Followers of
+//! ECS rollouts poll on one grid shared by the whole process ([`Poll::aligned`]), so that
+//! the services of a release look at the same moments and their reads go out as one call
+//! (`crate::aws::batch`); other waits are jittered.
 //!
 //! Retrying a failed *request* is a different thing (`crate::retry`); this paces *looks*.
 
@@ -10,12 +12,17 @@ use std::time::Duration;
 /// The slowest pace a throttled follower backs off to.
 const THROTTLED_CAP: Duration = Duration::from_secs(8);
 
-/// Poll pacing: starts at `first`, grows by half each time up to `cap`, ±20 % jitter.
+/// Poll pacing: starts at `first`, grows by half each time up to `cap`, ±20 % jitter, or on
+/// the process's grid.
 #[derive(Debug, Clone)]
 pub struct Poll {
     next: Duration,
     cap: Duration,
+    aligned: bool,
 }
+
+/// The process's poll grid starts here: aligned polls of one delay wake at the same instants.
+static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
 
 impl Poll {
     /// The default pace for following ECS: 250 ms, then up to every 750 ms (900 ms at most
@@ -30,6 +37,18 @@ impl Poll {
         Poll {
             next: first,
             cap: cap.max(first),
+            aligned: false,
+        }
+    }
+
+    /// The default pace on the process's grid, without jitter: each look comes at the next
+    /// multiple of its delay (counted from the first aligned poll of the process) that is at
+    /// least a quarter of the delay away. Polls of one delay meet (their reads are batched),
+    /// and an end is still noticed within 1.25 × 750 ms plus one read.
+    pub fn aligned() -> Self {
+        Poll {
+            aligned: true,
+            ..Self::new()
         }
     }
 
@@ -42,7 +61,14 @@ impl Poll {
 
     /// Sleeps for the next delay.
     pub async fn wait(&mut self) {
-        tokio::time::sleep(self.next_delay()).await;
+        if !self.aligned {
+            return tokio::time::sleep(self.next_delay()).await;
+        }
+        let base = self.next;
+        self.next = (self.next * 3 / 2).min(self.cap);
+        let now = tokio::time::Instant::now();
+        let epoch = *EPOCH.get_or_init(|| now);
+        tokio::time::sleep_until(epoch + on_grid(now - epoch, base)).await;
     }
 
     /// Slows down after a throttle: the cap doubles (up to 8 s) and the next looks come at
@@ -57,6 +83,14 @@ impl Default for Poll {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The first multiple of `base` at least `base / 4` after `since` (both from the grid's epoch).
+fn on_grid(since: Duration, base: Duration) -> Duration {
+    let base_ns = base.as_nanos().max(1);
+    let earliest = (since + base / 4).as_nanos();
+    let n = earliest.div_ceil(base_ns);
+    Duration::from_nanos(u64::try_from(n * base_ns).unwrap_or(u64::MAX))
 }
 
 /// `d` ± 20 %.
@@ -114,6 +148,35 @@ mod tests {
             d >= Duration::from_millis(6400) && d <= Duration::from_millis(9600),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn aligned_looks_meet_on_the_grid() {
+        let ms = Duration::from_millis;
+        // (name, since the epoch, delay, wakes at)
+        let cases = [
+            ("on a grid point: the next one", ms(1500), ms(750), ms(2250)),
+            ("just after one: the next one", ms(1510), ms(750), ms(2250)),
+            (
+                "too close to the next: the one after",
+                ms(2100),
+                ms(750),
+                ms(3000),
+            ),
+            (
+                "a quarter away exactly: that one",
+                ms(2062),
+                ms(750),
+                ms(2250),
+            ),
+            ("the first looks: a finer grid", ms(10), ms(250), ms(250)),
+        ];
+        for (name, since, base, want) in cases {
+            let got = on_grid(since, base);
+            assert_eq!(got, want, "{name}");
+            let wait = got - since;
+            assert!(wait >= base / 4 && wait <= base * 5 / 4, "{name}: {wait:?}");
+        }
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Executing a plan: claim → promote → roll out → smoke → (on failure) roll back → report.
 //!
-//! 1. Claim and refuse early ([`claim`]): the environment's claim is pushed first, and while
-//!    it settles the plan is made and every service read (`deploy::prepare`); a promoted
+//! 1. Claim and refuse early ([`claim`]): the environment is claimed, and meanwhile the plan
+//!    is made and every service read (`deploy::prepare`); a promoted
 //!    release tag must not already mean other bytes, every service must be ready, and
 //!    nothing is changed until all are and the claim holds.
 //! 2. Promote: copy the verified digest into this environment's repository (`promote`).
 //! 3. Roll out every service concurrently and follow each deployment to its real end
-//!    (`deploy::rollout`).
+//!    (`deploy::rollout`), their reads batched (`aws::ecs::Reads`).
 //! 4. Smoke: the environment's HTTP checks must pass against the new release (`smoke`).
 //! 5. On any failure: explain it (`deploy::evidence`), roll back every service this run
 //!    changed (`deploy::rollback`), and say exactly where each one stands.
@@ -49,9 +49,9 @@ struct Ready {
     prepared: Vec<deploy::Prepared>,
 }
 
-/// Claims `env` for `release` (one run at a time) and, while the claim settles, makes the plan
-/// (`make_plan`) and reads every service: the settle window is spent on reads that must happen
-/// anyway, not added to them. Refuses (nothing changed) when the plan, a service or another
+/// Claims `env` for `release` (one run at a time) and meanwhile makes the plan (`make_plan`)
+/// and reads every service: the claim's requests (and its settle window, when runs collide)
+/// overlap reads that must happen anyway. Refuses (nothing changed) when the plan, a service or another
 /// run's claim says no; with `--wait-for-idle` it waits for the other run and plans again.
 pub async fn claim<F, Fut>(
     env: &Environment,
@@ -257,10 +257,12 @@ async fn execute(
     };
     let result: Result<DeployReport> = async {
         let tags = taskdef::ferry_tags(&plan.tag, &plan.version, &digest, opts.commit.as_deref());
+        // One set of reads for every service followed side by side: they go out batched.
+        let reads = crate::aws::ecs::Reads::new(&client);
         let mut runs = futures_util::future::join_all(
             prepared
                 .into_iter()
-                .map(|p| deploy::rollout(&client, &bg, p, &tags)),
+                .map(|p| deploy::rollout(&reads, &bg, p, &tags)),
         )
         .await;
         let nothing_changed = runs.iter().all(|r| r.new_td.is_none());

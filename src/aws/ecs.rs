@@ -1,15 +1,19 @@
 //! The ECS calls ferry makes, one thin wrapper each: every error names the operation and the
 //! resource (see [`super::AwsResultExt`]), and nothing here decides anything.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{anyhow, Result};
+use aws_sdk_ecs::operation::describe_service_deployments::DescribeServiceDeploymentsOutput;
+use aws_sdk_ecs::operation::describe_services::DescribeServicesOutput;
 use aws_sdk_ecs::types::{
     CreatedAt, DesiredStatus, Service, ServiceDeployment, ServiceDeploymentBrief,
     StopServiceDeploymentStopType, Tag, Task, TaskDefinition, TaskDefinitionField,
 };
 use aws_smithy_types::DateTime;
 
+use super::batch::Batcher;
 use super::AwsResultExt;
 use crate::error::Failure;
 
@@ -143,6 +147,93 @@ pub async fn list_service_deployments(
         .await
         .aws("ecs:ListServiceDeployments", format!("{cluster}/{service}"))?;
     Ok(out.service_deployments().to_vec())
+}
+
+/// The reads that follow rollouts, shared by the services of one environment followed side
+/// by side so that they go out batched (`super::batch`): a service's read joins the other
+/// services of its cluster in one `DescribeServices`, a service deployment's the others in one
+/// `DescribeServiceDeployments`. What a batch does not answer is asked alone.
+#[derive(Clone)]
+pub struct Reads {
+    client: aws_sdk_ecs::Client,
+    services: Arc<Batcher<DescribeServicesOutput>>,
+    deployments: Arc<Batcher<DescribeServiceDeploymentsOutput>>,
+}
+
+impl Reads {
+    /// Reads through `client` (one environment's account and region).
+    pub fn new(client: &aws_sdk_ecs::Client) -> Self {
+        Reads {
+            client: client.clone(),
+            // The API's limits: 10 services, 20 service deployments per call.
+            services: Arc::new(Batcher::new(10)),
+            deployments: Arc::new(Batcher::new(20)),
+        }
+    }
+
+    /// The client.
+    pub fn client(&self) -> &aws_sdk_ecs::Client {
+        &self.client
+    }
+
+    /// [`describe_service`], batched with the other services of `cluster`.
+    pub async fn service(&self, cluster: &str, service: &str) -> Result<Service> {
+        let (client, c) = (self.client.clone(), cluster.to_string());
+        let batch = self
+            .services
+            .read(cluster, service, |names| async move {
+                let call = client
+                    .describe_services()
+                    .cluster(c)
+                    .set_services(Some(names));
+                call.send().await.ok()
+            })
+            .await;
+        let name = service.rsplit('/').next().unwrap_or(service);
+        let found = batch.and_then(|out| {
+            out.services()
+                .iter()
+                .find(|s| s.service_name() == Some(name) && s.status() == Some("ACTIVE"))
+                .cloned()
+        });
+        match found {
+            Some(s) => Ok(s),
+            None => describe_service(&self.client, cluster, service).await,
+        }
+    }
+
+    /// [`describe_service_deployment`], batched with the other service deployments read now.
+    pub async fn service_deployment(&self, arn: &str) -> Result<Option<ServiceDeployment>> {
+        let client = self.client.clone();
+        let batch = self
+            .deployments
+            .read("", arn, |arns| async move {
+                let call = client
+                    .describe_service_deployments()
+                    .set_service_deployment_arns(Some(arns));
+                call.send().await.ok()
+            })
+            .await;
+        if let Some(out) = batch {
+            let mine = |a: Option<&str>| a == Some(arn);
+            if let Some(sd) = out
+                .service_deployments()
+                .iter()
+                .find(|d| mine(d.service_deployment_arn()))
+            {
+                return Ok(Some(sd.clone()));
+            }
+            // Not known (yet), as a call of its own would say.
+            if out
+                .failures()
+                .iter()
+                .any(|f| mine(f.arn()) && f.reason() == Some("MISSING"))
+            {
+                return Ok(None);
+            }
+        }
+        describe_service_deployment(&self.client, arn).await
+    }
 }
 
 /// One service deployment by ARN; `None` when ECS does not (yet) know it.

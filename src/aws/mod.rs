@@ -5,6 +5,7 @@
 //! `AWS_ENDPOINT_URL_<SERVICE>` variables redirect it (the local test world uses them).
 
 pub mod autoscaling;
+pub mod batch;
 pub mod codedeploy;
 pub mod ecr;
 pub mod ecs;

@@ -36,6 +36,7 @@ enum SdApi {
 /// The state of one follow loop.
 struct Follower<'a> {
     client: &'a aws_sdk_ecs::Client,
+    reads: &'a ecs::Reads,
     name: String,
     ours: &'a Ours,
     sd_api: SdApi,
@@ -49,15 +50,17 @@ struct Follower<'a> {
     last_progress: String,
 }
 
-/// Follows `ours` until it ends or `timeout` passes.
+/// Follows `ours` until it ends or `timeout` passes. Its reads go through `reads`, batched with
+/// those of the other services followed at the same time, on the shared poll grid.
 pub async fn follow(
-    client: &aws_sdk_ecs::Client,
+    reads: &ecs::Reads,
     run: &mut Running,
     ours: &Ours,
     timeout: Duration,
 ) -> Ended {
     let mut f = Follower {
-        client,
+        client: reads.client(),
+        reads,
         name: run.prep.name(),
         ours,
         sd_api: SdApi::InUse,
@@ -69,12 +72,15 @@ pub async fn follow(
         last_progress: String::new(),
     };
     let deadline = Instant::now() + timeout;
-    let mut poll = Poll::new();
+    let mut poll = Poll::aligned();
     let mut errors = 0;
     let mut last_view: Option<ServiceView> = None;
     let (mut last_sd, mut skipped) = (None, 0);
     loop {
-        match ecs::describe_service(client, &run.prep.cfg.cluster, &run.prep.cfg.service).await {
+        match reads
+            .service(&run.prep.cfg.cluster, &run.prep.cfg.service)
+            .await
+        {
             Ok(svc) => {
                 errors = 0;
                 f.log_events(&svc);
@@ -215,7 +221,7 @@ impl Follower<'_> {
             }
         }
         let arn = run.service_deployment_arn.clone()?;
-        match ecs::describe_service_deployment(self.client, &arn).await {
+        match self.reads.service_deployment(&arn).await {
             Ok(sd) => sd.map(|s| ServiceDeploymentView::from_sdk(&s)),
             Err(e) => {
                 self.api_error(&e);

@@ -197,16 +197,17 @@ impl Running {
 /// recorded in the result, not returned: the other services of the run may have changed and
 /// must be rolled back too. A CodeDeploy-controlled service goes through `codedeploy`.
 pub async fn rollout(
-    client: &aws_sdk_ecs::Client,
+    reads: &crate::aws::ecs::Reads,
     bg: &codedeploy::Context,
     prep: Prepared,
     ferry_tags: &[(&str, String)],
 ) -> Running {
+    let client = reads.client();
     if prep.blue_green.is_some() {
         return codedeploy::rollout(client, bg, prep, ferry_tags).await;
     }
     if prep.native.is_some() {
-        return native::rollout(client, bg, prep, ferry_tags).await;
+        return native::rollout(reads, bg, prep, ferry_tags).await;
     }
     let mut run = Running::new(prep);
     if let Err(e) = start(client, &mut run, ferry_tags).await {
@@ -221,7 +222,7 @@ pub async fn rollout(
     if let Some(ours) = run.ours.clone() {
         let t0 = Instant::now();
         let timeout = run.prep.timeout;
-        let ended = follow::follow(client, &mut run, &ours, timeout).await;
+        let ended = follow::follow(reads, &mut run, &ours, timeout).await;
         conclude(&mut run, &ours.task_definition, "rollout", ended, t0);
     }
     run

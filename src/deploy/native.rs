@@ -29,11 +29,12 @@ const MAX_READ_ERRORS: u32 = 10;
 
 /// Starts and follows one ECS-native blue/green (linear, canary) release.
 pub async fn rollout(
-    client: &aws_sdk_ecs::Client,
+    reads: &crate::aws::ecs::Reads,
     ctx: &Context,
     prep: Prepared,
     ferry_tags: &[(&str, String)],
 ) -> Running {
+    let client = reads.client();
     let mut run = Running::new(prep);
     if let Err(e) = super::start(client, &mut run, ferry_tags).await {
         tracing::error!("{}: {e:#}", run.prep.name());
@@ -49,9 +50,9 @@ pub async fn rollout(
     };
     let t0 = Instant::now();
     let deadline = t0 + run.prep.timeout;
-    let stopped = stages(client, ctx, &mut run, deadline).await;
+    let stopped = stages(reads, ctx, &mut run, deadline).await;
     let left = deadline.saturating_duration_since(Instant::now());
-    let ended = follow::follow(client, &mut run, &ours, left.max(Duration::from_secs(60))).await;
+    let ended = follow::follow(reads, &mut run, &ours, left.max(Duration::from_secs(60))).await;
     let ended = match (stopped, ended) {
         (None, e) => e,
         (
@@ -92,14 +93,15 @@ pub async fn rollout(
 /// Watches the stages and runs the checks; `Some(why)` when ferry stopped the deployment
 /// with rollback.
 async fn stages(
-    client: &aws_sdk_ecs::Client,
+    reads: &crate::aws::ecs::Reads,
     ctx: &Context,
     run: &mut Running,
     deadline: Instant,
 ) -> Option<String> {
     let name = run.prep.name();
     let new_td = run.new_td.clone()?;
-    let mut poll = Poll::new();
+    let client = reads.client();
+    let mut poll = Poll::aligned();
     let mut errors = 0;
     let mut last_stage = String::new();
     let (mut test_done, mut prod_done) = (false, false);
@@ -110,7 +112,7 @@ async fn stages(
         .cloned()
         .collect();
     while Instant::now() < deadline {
-        match read(client, run, &new_td).await {
+        match read(reads, run, &new_td).await {
             Ok(Some((arn, status, stage, paused))) => {
                 errors = 0;
                 if let Some(s) = &stage {
@@ -126,7 +128,7 @@ async fn stages(
                         run.stages.push((s.clone(), at));
                         // Stages follow each other: read again soon, not at the slow pace a
                         // long stage reached.
-                        poll = Poll::new();
+                        poll = Poll::aligned();
                     }
                 }
                 let step = bluegreen::native_step(
@@ -188,7 +190,7 @@ async fn stages(
                         failed.join("; ")
                     );
                     // The checks took a while: ECS may have paused at a hook meanwhile.
-                    let paused = match read(client, run, &new_td).await {
+                    let paused = match read(reads, run, &new_td).await {
                         Ok(Some((_, _, _, now))) => now.or(paused),
                         _ => paused,
                     };
@@ -235,10 +237,11 @@ async fn stages(
 /// This run's service deployment: (ARN, status, lifecycle stage, the PAUSE hook it waits at);
 /// `None` until ECS lists it.
 async fn read(
-    client: &aws_sdk_ecs::Client,
+    reads: &crate::aws::ecs::Reads,
     run: &mut Running,
     new_td: &str,
 ) -> anyhow::Result<Option<Read>> {
+    let client = reads.client();
     if run.service_deployment_arn.is_none() {
         let cfg = &run.prep.cfg;
         for brief in
@@ -263,22 +266,20 @@ async fn read(
     let Some(arn) = run.service_deployment_arn.clone() else {
         return Ok(None);
     };
-    Ok(ecs::describe_service_deployment(client, &arn)
-        .await?
-        .map(|sd| {
-            (
-                arn,
-                sd.status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                sd.lifecycle_stage().map(|s| s.as_str().to_string()),
-                sd.lifecycle_hook_details()
-                    .iter()
-                    .find(|h| h.status() == Some(&DeploymentLifecycleHookStatus::AwaitingAction))
-                    .and_then(|h| h.hook_id())
-                    .map(str::to_string),
-            )
-        }))
+    Ok(reads.service_deployment(&arn).await?.map(|sd| {
+        (
+            arn,
+            sd.status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            sd.lifecycle_stage().map(|s| s.as_str().to_string()),
+            sd.lifecycle_hook_details()
+                .iter()
+                .find(|h| h.status() == Some(&DeploymentLifecycleHookStatus::AwaitingAction))
+                .and_then(|h| h.hook_id())
+                .map(str::to_string),
+        )
+    }))
 }
 
 /// (ARN, status, lifecycle stage, the PAUSE hook it waits at).

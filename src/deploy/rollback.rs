@@ -86,7 +86,8 @@ pub async fn roll_back(client: &aws_sdk_ecs::Client, run: &mut Running) -> Servi
         match ecs::stop_with_rollback(client, &arn).await {
             Ok(()) => {
                 let timeout = run.prep.rollback_timeout;
-                return match follow::follow(client, run, &ours, timeout).await {
+                let reads = ecs::Reads::new(client);
+                return match follow::follow(&reads, run, &ours, timeout).await {
                     Ended::Failed {
                         back_on_previous: Some(true),
                         ..
@@ -145,7 +146,7 @@ async fn redeploy(
     let saved_started = run.started;
     run.started = update.started;
     let timeout = run.prep.rollback_timeout;
-    let ended = follow::follow(client, run, &rollback_ours, timeout).await;
+    let ended = follow::follow(&ecs::Reads::new(client), run, &rollback_ours, timeout).await;
     run.service_deployment_arn = saved_arn;
     run.started = saved_started;
     match ended {

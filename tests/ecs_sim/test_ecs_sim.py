@@ -982,3 +982,26 @@ def test_native_pause_hook_holds_until_continue_or_rollback(sim):
     wait(lambda: sd_status(c, arn3)["status"] == "ROLLBACK_SUCCESSFUL", timeout=30)
     wait(lambda: steady(c))
     assert describe(c)["taskDefinition"] == td2
+
+
+def test_batch_reads_have_the_documented_limits_and_are_logged_with_their_size(sim):
+    # DescribeServices takes up to 10 services, DescribeServiceDeployments up to 20 ARNs; the
+    # call log says how many each call named.
+    c, _ = setup_service(sim)
+    before = len(json.loads(urllib.request.urlopen(sim + "/_sim/log").read()))
+    out = raw(sim, "DescribeServices", {"cluster": "shop", "services": ["web", "nope"]})
+    assert [s["serviceName"] for s in out["services"]] == ["web"]
+    assert [f["reason"] for f in out["failures"]] == ["MISSING"]
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "DescribeServices", {"cluster": "shop", "services": [f"s{i}" for i in range(11)]})
+    assert e.value.error["__type"] == "InvalidParameterException"
+    with pytest.raises(urllib.error.HTTPError) as e:
+        raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [f"arn:{i}" for i in range(21)]})
+    assert e.value.error["__type"] == "InvalidParameterException"
+    raw(sim, "DescribeServiceDeployments", {"serviceDeploymentArns": [f"arn:{i}" for i in range(20)]})
+    log = json.loads(urllib.request.urlopen(sim + "/_sim/log").read())[before:]
+    assert [(e["operation"], e.get("items")) for e in log] == [
+        ("DescribeServices", 2), ("DescribeServices", 11), ("DescribeServiceDeployments", 21),
+        ("DescribeServiceDeployments", 20)]
+    c.describe_clusters(clusters=["shop"])
+    assert "items" not in json.loads(urllib.request.urlopen(sim + "/_sim/log").read())[-1]

@@ -226,8 +226,21 @@ async fn two_images_deploy_and_promote_as_a_set_and_roll_back_as_one() {
     assert_eq!(plan["also"][0]["name"], "worker");
     assert_eq!(plan["also"][0]["source"]["digest"], work1.as_str());
 
+    let before = w.sim.get("/_sim/log").await.as_array().unwrap().len();
     let r = w.deploy_ok("v1.0.0-rc.1");
     assert_eq!(r["outcome"], "deployed", "{r}");
+    // web and worker (one cluster) were followed side by side: their reads went out batched,
+    // both services in one DescribeServices (the simulator logs how many each call named).
+    let log = w.sim.get("/_sim/log").await;
+    let sizes: Vec<u64> = log.as_array().unwrap()[before..]
+        .iter()
+        .filter(|c| c["operation"] == "DescribeServices")
+        .map(|c| c["items"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        sizes.iter().filter(|n| **n == 2).count() >= 3,
+        "the followers' reads were not batched: DescribeServices named {sizes:?} services"
+    );
     assert_eq!(
         r["images"]["worker"],
         w.staging_ref(&w.worker, &work1).as_str()

@@ -16,7 +16,11 @@ class Api:
         # ECS operations by name, the others as `codedeploy:Name`, `application-autoscaling:Name` (GET /_sim/calls).
         op = name if service == "ecs" else f"{service}:{name}"
         self.calls[op] += 1
-        self.call_log.append((time.monotonic(), op, self.region))  # GET /_sim/log: the calls of every region in order
+        # GET /_sim/log: the calls of every region in order; a read that names several resources
+        # at once (DescribeServices, DescribeServiceDeployments) logs how many.
+        items = req.get("services") if name == "DescribeServices" else (
+            req.get("serviceDeploymentArns") if name == "DescribeServiceDeployments" else None)
+        self.call_log.append((time.monotonic(), op, self.region, len(items) if isinstance(items, list) else None))
         bucket = self.throttles.get(name)
         if bucket is not None and not bucket.take():
             raise ApiError("ThrottlingException", "Rate exceeded")
@@ -194,6 +198,8 @@ class Api:
         return {"service": self.service_shape(svc)}
 
     def op_DescribeServices(self, req):
+        if len(req.get("services") or []) > 10:
+            raise ApiError("InvalidParameterException", "services can have at most 10 items")
         c = self.cluster(req.get("cluster"))
         out, failures = [], []
         for ref in req.get("services") or []:
@@ -285,6 +291,8 @@ class Api:
         return {"serviceDeployments": out[: req.get("maxResults", 20)]}
 
     def op_DescribeServiceDeployments(self, req):
+        if len(req.get("serviceDeploymentArns") or []) > 20:
+            raise ApiError("InvalidParameterException", "serviceDeploymentArns can have at most 20 items")
         out, failures = [], []
         for arn in req.get("serviceDeploymentArns") or []:
             sd = self.service_deployments.get(arn)

@@ -237,7 +237,8 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_sim/log":
                 if region:
                     self.regions.get(region)   # a malformed region is refused
-                log = [{"at": round(t, 4), "operation": op, "region": r} for t, op, r in list(self.regions.shared["call_log"])]
+                log = [{"at": round(t, 4), "operation": op, "region": r, **({"items": n} if n is not None else {})}
+                       for t, op, r, n in list(self.regions.shared["call_log"])]
                 return self.send_json(200, [e for e in log if region in (None, e["region"])])
             if path == "/_sim/state":
                 sim = self.regions.get(region)

@@ -63,7 +63,7 @@ class World:
         self.started = shared["started"]  # image -> tasks launched (for a behaviour's `failures`)
         self.faults = {}                # operation -> [error code, remaining]
         self.calls = Counter()
-        self.call_log = shared["call_log"]  # (monotonic seconds, operation, region), in arrival order
+        self.call_log = shared["call_log"]  # (monotonic seconds, operation, region, items named or None), in arrival order
         self.timing = shared["timing"]
         self.rr = Counter()
         self.lag = {"default": float(read_lag), "services": {}}  # seconds; (cluster, service) -> seconds
