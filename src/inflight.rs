@@ -44,13 +44,14 @@ pub struct Service {
 pub struct InFlight {
     /// The services this run changed, in the order it changed them.
     pub services: Vec<Service>,
-    /// The promotion copy under way: its destination.
-    pub copying: Option<String>,
+    /// The promotion copies under way (every image of the release, every target of a wave):
+    /// their destinations.
+    pub copying: Vec<String>,
 }
 
 static STATE: Mutex<InFlight> = Mutex::new(InFlight {
     services: Vec::new(),
-    copying: None,
+    copying: Vec::new(),
 });
 
 fn with(f: impl FnOnce(&mut InFlight)) {
@@ -108,9 +109,18 @@ pub fn rolled_back(name: &str) {
     service(name, |s| s.phase = Phase::RolledBack);
 }
 
-/// The promotion copy to `destination` begins (`None`: it ended).
-pub fn copying(destination: Option<&str>) {
-    with(|s| s.copying = destination.map(str::to_string));
+/// A promotion copy to `destination` begins.
+pub fn copying(destination: &str) {
+    with(|s| s.copying.push(destination.to_string()));
+}
+
+/// The promotion copy to `destination` ended (whatever its outcome).
+pub fn copied(destination: &str) {
+    with(|s| {
+        if let Some(i) = s.copying.iter().position(|d| d == destination) {
+            s.copying.remove(i);
+        }
+    });
 }
 
 /// What is under way now.

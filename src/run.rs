@@ -193,8 +193,6 @@ async fn execute(
             plan.tag
         );
         // By digest: the record vouches for these bytes, whatever the rc tag says now.
-        let to = format!("{}/{}:{}", env.registry_host(), env.repository(), plan.tag);
-        crate::inflight::copying(Some(&to));
         // Every image of the release, side by side; the first one's copy is reported.
         let first = env.images.first().map_or("", |i| i.name.as_str());
         let mut set = vec![(first, digest.as_str())];
@@ -204,17 +202,19 @@ async fn execute(
                 .filter_map(|s| s.source.digest.as_deref().map(|d| (s.name.as_str(), d))),
         );
         let out = futures_util::future::try_join_all(set.iter().map(|(name, d)| async move {
-            crate::promote::promote(source_env, env, name, d, d, &plan.tag)
-                .await
-                .with_context(|| {
-                    format!(
-                        "promoting image {name} ({d}) from {} to {}",
-                        source_env.name, env.name
-                    )
-                })
+            let repo = env.image(name).map_or(env.repository(), |i| &i.repository);
+            let to = format!("{}/{repo}:{}", env.registry_host(), plan.tag);
+            crate::inflight::copying(&to);
+            let copied = crate::promote::promote(source_env, env, name, d, d, &plan.tag).await;
+            crate::inflight::copied(&to);
+            copied.with_context(|| {
+                format!(
+                    "promoting image {name} ({d}) from {} to {}",
+                    source_env.name, env.name
+                )
+            })
         }))
         .await;
-        crate::inflight::copying(None);
         Some(out?.swap_remove(0))
     } else {
         None

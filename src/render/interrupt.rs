@@ -148,10 +148,15 @@ pub fn interruption(signal: &str, in_flight: &InFlight, released: &Released) -> 
                 s.name
             )
         }));
-        if let Some(to) = &in_flight.copying {
-            what.push(format!(
+        match in_flight.copying.as_slice() {
+            [] => {}
+            [to] => what.push(format!(
                 "the promotion copy to {to} was under way; its tag is written last, so it does not name an incomplete image"
-            ));
+            )),
+            all => what.push(format!(
+                "the promotion copies to {} were under way; each tag is written last, so none names an incomplete image",
+                all.join(", ")
+            )),
         }
         (
             FailureKind::Error,
@@ -199,7 +204,7 @@ mod tests {
     fn of(services: Vec<Service>, copying: Option<&str>) -> InFlight {
         InFlight {
             services,
-            copying: copying.map(str::to_string),
+            copying: copying.into_iter().map(str::to_string).collect(),
         }
     }
 
@@ -224,6 +229,16 @@ mod tests {
                 of(vec![], Some("reg/app:v1.0.0")),
                 1,
                 vec!["promotion copy to reg/app:v1.0.0"],
+                true,
+            ),
+            (
+                "copies of two images",
+                InFlight {
+                    services: vec![],
+                    copying: vec!["reg/web:v1.0.0".into(), "reg/worker:v1.0.0".into()],
+                },
+                1,
+                vec!["promotion copies to reg/web:v1.0.0, reg/worker:v1.0.0 were under way"],
                 true,
             ),
             (
