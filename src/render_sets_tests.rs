@@ -2,6 +2,7 @@
 //! a release to several targets in waves (a row per target, the timeline wave by wave).
 
 use super::*;
+use crate::report::TargetState;
 
 /// Production promoting a release of two images (`web` first, then `worker`).
 fn two_image_plan() -> Plan {
@@ -46,13 +47,13 @@ fn report_of_two_images_names_each() {
 /// A release to two targets that failed in wave 2 and went back everywhere.
 fn waves_report() -> DeployReport {
     let mut r = report(Outcome::RolledBack, ServiceState::RolledBack, &[]);
-    let target =
-        |name: &str, wave: usize, state: &str, start: f64, secs: f64| crate::report::TargetReport {
+    let target = |name: &str, wave: usize, state: TargetState, start: f64, secs: f64| {
+        crate::report::TargetReport {
             target: name.into(),
             wave,
             account_id: "222222222222".into(),
             region: name.into(),
-            state: state.into(),
+            state,
             previous_release: Some("v1.3.2".into()),
             report: None,
             error: None,
@@ -62,11 +63,15 @@ fn waves_report() -> DeployReport {
             seconds: secs,
             revert_started_seconds: None,
             revert_seconds: None,
-        };
-    let mut east = target("us-east-1", 1, "reverted", 0.0, 41.2);
+        }
+    };
+    let mut east = target("us-east-1", 1, TargetState::Reverted, 0.0, 41.2);
     east.revert_started_seconds = Some(83.0);
     east.revert_seconds = Some(39.5);
-    r.targets = vec![east, target("eu-west-1", 2, "rolled-back", 41.3, 41.0)];
+    r.targets = vec![
+        east,
+        target("eu-west-1", 2, TargetState::RolledBack, 41.3, 41.0),
+    ];
     r.services.clear();
     r.smoke.clear();
     r.verdict = "v1.4.0 failed in production; the release stopped (rollback-all) and every target it changed is back: production/us-east-1 (wave 1): rolled back to v1.3.2; production/eu-west-1 (wave 2): rolled back".into();

@@ -60,6 +60,59 @@ pub struct DeployReport {
     pub targets: Vec<TargetReport>,
 }
 
+/// Where one target of a release in waves stands at the end (kebab-case in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetState {
+    /// It runs the release.
+    Deployed,
+    /// It ran the release already; nothing changed.
+    AlreadyDeployed,
+    /// Its own run failed and went back.
+    RolledBack,
+    /// Not back on a known release: a person must look.
+    NeedsAttention,
+    /// Its run refused before changing anything.
+    Refused,
+    /// Its run failed without a report (an error before its rollout).
+    Failed,
+    /// It passed, and went back to its previous release when a later target failed.
+    Reverted,
+    /// An earlier wave failed before its turn.
+    NotStarted,
+}
+
+impl TargetState {
+    /// The state its run's outcome means.
+    pub fn of(o: Outcome) -> TargetState {
+        match o {
+            Outcome::Deployed => TargetState::Deployed,
+            Outcome::AlreadyDeployed => TargetState::AlreadyDeployed,
+            Outcome::RolledBack => TargetState::RolledBack,
+            Outcome::NeedsAttention => TargetState::NeedsAttention,
+        }
+    }
+
+    /// In words (`already deployed`).
+    pub fn words(self) -> &'static str {
+        match self {
+            TargetState::Deployed => "deployed",
+            TargetState::AlreadyDeployed => "already deployed",
+            TargetState::RolledBack => "rolled back",
+            TargetState::NeedsAttention => "needs attention",
+            TargetState::Refused => "refused",
+            TargetState::Failed => "failed",
+            TargetState::Reverted => "reverted",
+            TargetState::NotStarted => "not started",
+        }
+    }
+
+    /// Whether it runs the release now (it passed, or ran it already).
+    pub fn runs_release(self) -> bool {
+        matches!(self, TargetState::Deployed | TargetState::AlreadyDeployed)
+    }
+}
+
 /// One target's part in a release of several targets.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
@@ -69,10 +122,8 @@ pub struct TargetReport {
     pub wave: usize,
     pub account_id: String,
     pub region: String,
-    /// `deployed`, `already-deployed`, `rolled-back` (its own run failed and went back),
-    /// `needs-attention`, `refused` (nothing changed), `reverted` (it passed, and went back
-    /// when a later target failed), `not-started` (an earlier wave failed).
-    pub state: String,
+    /// Where it stands after the release.
+    pub state: TargetState,
     /// The release it ran before this run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_release: Option<String>,

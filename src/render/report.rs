@@ -133,7 +133,7 @@ pub fn targets_line(r: &DeployReport) -> String {
     let each: Vec<String> = r
         .targets
         .iter()
-        .map(|t| format!("{} {}", t.target, t.state.replace('-', " ")))
+        .map(|t| format!("{} {}", t.target, t.state.words()))
         .collect();
     format!("{}: {}", r.tag, each.join(", "))
 }
@@ -200,7 +200,7 @@ pub fn report_text(r: &DeployReport) -> String {
             t.wave,
             t.account_id,
             t.region,
-            t.state.replace('-', " ")
+            t.state.words()
         );
         if let Some(rep) = &t.report {
             for svc in &rep.services {

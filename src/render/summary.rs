@@ -70,7 +70,7 @@ pub fn report_markdown(r: &DeployReport) -> String {
                 md(&t.target),
                 md(&t.account_id),
                 md(&t.region),
-                md(&t.state.replace('-', " "))
+                md(t.state.words())
             );
         }
     }

@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 
 use crate::deploy::ServiceState;
-use crate::report::{DeployReport, PhaseKind};
+use crate::report::{DeployReport, PhaseKind, TargetState};
 use crate::smoke::SmokeResult;
 
 /// 2000-01-01T00:00:00Z: the chart's zero, written without a zone (read as local midnight).
@@ -142,17 +142,18 @@ pub fn timeline(r: &DeployReport) -> String {
 fn waves_timeline(r: &DeployReport) -> String {
     let mut tasks = String::new();
     let (mut end, mut wave) = (0u64, 0usize);
-    for t in r.targets.iter().filter(|t| t.state != "not-started") {
+    for t in r
+        .targets
+        .iter()
+        .filter(|t| t.state != TargetState::NotStarted)
+    {
         if t.wave != wave {
             wave = t.wave;
             let _ = writeln!(tasks, "    section wave {wave}");
         }
         let (start, secs) = (t.started_seconds.max(0.0).floor() as u64, whole(t.seconds));
         end = end.max(start + secs);
-        let ok = matches!(
-            t.state.as_str(),
-            "deployed" | "already-deployed" | "reverted"
-        );
+        let ok = t.state.runs_release() || t.state == TargetState::Reverted;
         let status = if ok { "done" } else { "crit" };
         task(
             &mut tasks,

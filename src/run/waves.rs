@@ -12,7 +12,7 @@ use crate::deploy::DeployOptions;
 use crate::github::deployments::{DeploymentRequest, Session};
 use crate::github::event::{Trigger, TriggerSource};
 use crate::plan::PlanOptions;
-use crate::report::{DeployReport, Outcome, TargetReport};
+use crate::report::{DeployReport, Outcome, TargetReport, TargetState};
 use crate::tag::ReleaseTag;
 use crate::wave::{self, Ended, Next};
 
@@ -322,30 +322,30 @@ fn target_report(
     let revert_span = revert.map(|(_, span)| *span);
     let revert = revert.map(|(r, _)| r);
     let (state, error) = match ran {
-        None => ("not-started".to_string(), None),
+        None => (TargetState::NotStarted, None),
         Some(r) => match (&r.report, &r.error) {
-            (Some(rep), _) => (outcome_word(rep.outcome).to_string(), None),
+            (Some(rep), _) => (TargetState::of(rep.outcome), None),
             (None, Some(e)) => {
-                let word = match r.ended {
-                    Ended::Refused => "refused",
-                    _ => "failed",
+                let state = match r.ended {
+                    Ended::Refused => TargetState::Refused,
+                    _ => TargetState::Failed,
                 };
-                (word.to_string(), Some(format!("{e:#}")))
+                (state, Some(format!("{e:#}")))
             }
-            (None, None) => ("failed".to_string(), None),
+            (None, None) => (TargetState::Failed, None),
         },
     };
     let (state, reverted, revert_error) = match revert {
         None => (state, None, None),
         Some(Ok(r)) if matches!(r.outcome, Outcome::Deployed | Outcome::AlreadyDeployed) => {
-            ("reverted".to_string(), Some(Box::new(r.clone())), None)
+            (TargetState::Reverted, Some(Box::new(r.clone())), None)
         }
         Some(Ok(r)) => (
-            "needs-attention".to_string(),
+            TargetState::NeedsAttention,
             Some(Box::new(r.clone())),
             Some(r.verdict.clone()),
         ),
-        Some(Err(e)) => ("needs-attention".to_string(), None, Some(format!("{e:#}"))),
+        Some(Err(e)) => (TargetState::NeedsAttention, None, Some(format!("{e:#}"))),
     };
     TargetReport {
         target: t.target.as_ref().map_or(t.name.clone(), |x| x.name.clone()),
@@ -362,15 +362,6 @@ fn target_report(
         seconds: ran.map_or(0.0, |r| r.span.1),
         revert_started_seconds: revert_span.map(|s| s.0),
         revert_seconds: revert_span.map(|s| s.1),
-    }
-}
-
-fn outcome_word(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Deployed => "deployed",
-        Outcome::AlreadyDeployed => "already-deployed",
-        Outcome::RolledBack => "rolled-back",
-        Outcome::NeedsAttention => "needs-attention",
     }
 }
 
@@ -406,10 +397,11 @@ fn combine(
             Outcome::AlreadyDeployed
         }
     } else if targets.iter().all(|t| {
+        use TargetState as S;
         matches!(
-            t.state.as_str(),
-            "rolled-back" | "refused" | "reverted" | "not-started" | "already-deployed"
-        ) || (t.state == "deployed" && on_failure == crate::config::OnFailure::KeepEarlier)
+            t.state,
+            S::RolledBack | S::Refused | S::Reverted | S::NotStarted | S::AlreadyDeployed
+        ) || (t.state == S::Deployed && on_failure == crate::config::OnFailure::KeepEarlier)
     }) {
         Outcome::RolledBack
     } else {
@@ -418,27 +410,26 @@ fn combine(
     let lines: Vec<String> = targets
         .iter()
         .map(|t| {
-            let what = match t.state.as_str() {
-                "reverted" => format!(
+            let what = match t.state {
+                TargetState::Reverted => format!(
                     "rolled back to {}",
                     t.previous_release
                         .as_deref()
                         .unwrap_or("its previous release")
                 ),
-                "not-started" => "not started".to_string(),
-                "refused" => format!(
+                TargetState::Refused => format!(
                     "refused: {}",
                     t.error
                         .as_deref()
                         .and_then(|e| e.lines().next())
                         .unwrap_or_default()
                 ),
-                "needs-attention" if t.revert_error.is_some() => format!(
+                TargetState::NeedsAttention if t.revert_error.is_some() => format!(
                     "rollback to {} failed, needs a person: {}",
                     t.previous_release.as_deref().unwrap_or("?"),
                     t.revert_error.as_deref().unwrap_or_default()
                 ),
-                s => s.replace('-', " "),
+                s => s.words().to_string(),
             };
             format!("{}/{} (wave {}): {what}", env.name, t.target, t.wave)
         })
