@@ -346,7 +346,16 @@ async fn deploy_waves(
     // Every target's plan first: a refusal anywhere changes nothing and tells nobody (as a
     // refused environment of one), and the plans give the release's digest.
     let digest = crate::run::waves::precheck(envs, env, trigger, tag, plan_opts).await?;
-    let request = DeploymentRequest::new(tag, &env.name, digest.as_deref().unwrap_or_default());
+    let mut request = DeploymentRequest::new(tag, &env.name, digest.as_deref().unwrap_or_default());
+    request.waves = env
+        .waves()
+        .iter()
+        .map(|w| {
+            w.iter()
+                .map(|t| t.target.as_ref().map_or(t.name.clone(), |x| x.name.clone()))
+                .collect()
+        })
+        .collect();
     let start = notify::Event::new(
         notify::EventKind::Start,
         &tag.tag,

@@ -67,6 +67,9 @@ pub struct DeploymentRequest {
     pub digest: String,
     /// Where the environment can be reached (e.g. the smoke URL), if known.
     pub environment_url: Option<String>,
+    /// An environment of several targets: their names, wave by wave (named in the
+    /// description).
+    pub waves: Vec<Vec<String>>,
 }
 
 impl DeploymentRequest {
@@ -79,7 +82,24 @@ impl DeploymentRequest {
             production: !tag.is_prerelease(),
             digest: digest.to_string(),
             environment_url: None,
+            waves: Vec::new(),
         }
+    }
+
+    /// The deployment's description: the release, its digest, the environment, and its
+    /// targets wave by wave (`in us-east-1, then eu-west-1 + ap-southeast-2`).
+    pub fn description(&self) -> String {
+        let mut d = format!(
+            "ferry: {} ({}) to {}",
+            self.tag,
+            short_digest(&self.digest),
+            self.environment
+        );
+        if !self.waves.is_empty() {
+            let waves: Vec<String> = self.waves.iter().map(|w| w.join(" + ")).collect();
+            d.push_str(&format!(" in {}", waves.join(", then ")));
+        }
+        limit(&d)
     }
 }
 
@@ -302,12 +322,7 @@ impl Session {
                 digest: &req.digest,
             },
             environment: &req.environment,
-            description: limit(&format!(
-                "ferry: {} ({}) to {}",
-                req.tag,
-                short_digest(&req.digest),
-                req.environment
-            )),
+            description: req.description(),
             transient_environment: false,
             production_environment: req.production,
         };

@@ -386,6 +386,26 @@ async fn the_token_never_appears_in_output() {
     assert!(!printed.contains(TOKEN), "{printed}");
 }
 
+/// A release in waves names its targets, wave by wave, in the description (bounded too).
+#[test]
+fn a_description_names_the_targets_wave_by_wave() {
+    let mut req = DeploymentRequest::new(&tag("v1.4.0"), "production", DIGEST);
+    assert_eq!(
+        req.description(),
+        "ferry: v1.4.0 (sha256:4f1c0a6d1e2b) to production"
+    );
+    req.waves = vec![
+        vec!["us-east-1".into()],
+        vec!["eu-west-1".into(), "ap-southeast-2".into()],
+    ];
+    assert_eq!(
+        req.description(),
+        "ferry: v1.4.0 (sha256:4f1c0a6d1e2b) to production in us-east-1, then eu-west-1 + ap-southeast-2"
+    );
+    req.waves = vec![(0..30).map(|i| format!("target-{i}")).collect()];
+    assert_eq!(req.description().chars().count(), 140);
+}
+
 #[test]
 fn descriptions_and_untrusted_text_are_bounded() {
     let long = "é".repeat(200);

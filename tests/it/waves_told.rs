@@ -61,7 +61,11 @@ async fn a_release_in_waves_is_one_github_deployment_with_its_digest() {
     assert_eq!(d["payload"]["tag"], "v1.0.0", "{d}");
     assert_eq!(
         d["description"],
-        format!("ferry: v1.0.0 ({}) to production", &v1[..19])
+        format!(
+            "ferry: v1.0.0 ({}) to production in us-east-1, then {EU}",
+            &v1[..19]
+        ),
+        "the description names every target, wave by wave"
     );
     let s = statuses(d);
     assert_eq!(
