@@ -168,7 +168,7 @@ async fn online_checks(env: &Environment, source: Option<&Environment>, checks: 
         let found = res.is_ok();
         push(format!("service {}/{}", s.cluster, s.service), res);
         if found {
-            let res = crate::deploy::preflight::live(&sdk, env, s, mutability.as_deref())
+            let res = crate::deploy::preflight::live(&sdk, env, s, mutability.as_ref())
                 .await
                 .and_then(preflight_detail);
             push(format!("preflight {}/{}", s.cluster, s.service), res);

@@ -50,12 +50,21 @@ pub async fn repository_exists(sdk: &SdkConfig, repository: &str) -> Result<bool
     Ok(describe(sdk, repository).await?.is_some())
 }
 
-/// The repository's tag mutability (`MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION`, …),
-/// `None` when the repository does not exist.
-pub async fn tag_mutability(sdk: &SdkConfig, repository: &str) -> Result<Option<String>> {
-    Ok(describe(sdk, repository)
-        .await?
-        .and_then(|r| r.image_tag_mutability().map(|m| m.as_str().to_string())))
+/// The repository's tag mutability (`MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION`, …)
+/// and its exclusion filters (wildcards), `None` when the repository does not exist.
+pub async fn tag_mutability(
+    sdk: &SdkConfig,
+    repository: &str,
+) -> Result<Option<(String, Vec<String>)>> {
+    Ok(describe(sdk, repository).await?.and_then(|r| {
+        let setting = r.image_tag_mutability()?.as_str().to_string();
+        let exclusions = r
+            .image_tag_mutability_exclusion_filters()
+            .iter()
+            .map(|f| f.filter().to_string())
+            .collect();
+        Some((setting, exclusions))
+    }))
 }
 
 /// `DescribeRepositories` of one repository, `None` when it does not exist.

@@ -66,8 +66,69 @@ pub struct Facts {
     pub image: Option<String>,
     /// The deployed container sends its logs somewhere (`logConfiguration`).
     pub logs: bool,
-    /// The environment's repository's tag mutability, for a final (production) environment.
-    pub tag_mutability: Option<String>,
+    /// The environment's repository's tag mutability, when it could be read.
+    pub tag_mutability: Option<Mutability>,
+}
+
+/// An environment's repository's tag mutability.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mutability {
+    /// `MUTABLE`, `IMMUTABLE`, `IMMUTABLE_WITH_EXCLUSION`, …
+    pub setting: String,
+    /// The wildcard filters of the tags left mutable.
+    pub exclusions: Vec<String>,
+    /// A final (production) environment: its release tags must not move.
+    pub final_env: bool,
+}
+
+impl Mutability {
+    /// Which of the tags ferry re-writes the repository would refuse to move.
+    pub fn frozen(&self) -> Vec<&'static str> {
+        let immutable = match self.setting.as_str() {
+            "IMMUTABLE" => true,
+            "IMMUTABLE_WITH_EXCLUSION" => false,
+            _ => return Vec::new(),
+        };
+        REWRITTEN
+            .iter()
+            .filter(|(_, example)| {
+                immutable || !self.exclusions.iter().any(|f| wildcard(f, example))
+            })
+            .map(|(name, _)| *name)
+            .collect()
+    }
+}
+
+/// The tags ferry re-writes under the same name, with one example each: the claim (renewed
+/// while the run lives) and the referrers fallback index (re-written with each record).
+const REWRITTEN: [(&str, &str); 2] = [
+    (
+        "ferry-claim_*",
+        "ferry-claim_staging_v1.0.0_1700000000000_0a1b2c3d",
+    ),
+    (
+        "sha256-*",
+        "sha256-4f1c0a6d1e2b4f1c0a6d1e2b4f1c0a6d1e2b4f1c0a6d1e2b4f1c0a6d1e2b4f1c",
+    ),
+];
+
+/// Whether `text` matches the ECR wildcard `pattern` (`*`: any run of characters).
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, rest) = (parts[0], &parts[1..]);
+    let Some(mut left) = text.strip_prefix(first) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return left.is_empty();
+    };
+    for p in middle {
+        match left.find(p) {
+            Some(i) => left = &left[i + p.len()..],
+            None => return false,
+        }
+    }
+    left.len() >= last.len() && left.ends_with(last)
 }
 
 impl Facts {
@@ -104,19 +165,26 @@ impl Facts {
     }
 }
 
-/// The tag mutability of a final (production) environment's repository, where release tags
-/// must not move; `None` for other environments, or when it cannot be read (said once).
+/// The tag mutability of the environment's repository (release tags must not move in a
+/// final environment; ferry's own claims must be able to), `None` when it cannot be read
+/// (said once for a final environment).
 pub async fn repository_mutability(
     sdk: &aws_config::SdkConfig,
     env: &Environment,
-) -> Option<String> {
-    if env.file.release.kind != MatchKind::Final {
-        return None;
-    }
+) -> Option<Mutability> {
+    let final_env = env.file.release.kind == MatchKind::Final;
     match crate::aws::ecr::tag_mutability(sdk, env.repository()).await {
-        Ok(m) => m,
+        Ok(m) => m.map(|(setting, exclusions)| Mutability {
+            setting,
+            exclusions,
+            final_env,
+        }),
         Err(e) => {
-            tracing::warn!("preflight: {e:#}; tag mutability not checked");
+            if final_env {
+                tracing::warn!("preflight: {e:#}; tag mutability not checked");
+            } else {
+                tracing::debug!("preflight: {e:#}; tag mutability not checked");
+            }
             None
         }
     }
@@ -128,10 +196,10 @@ pub fn for_service(
     cfg: &ServiceConfig,
     svc: &Service,
     td: &TaskDefinition,
-    mutability: Option<&str>,
+    mutability: Option<&Mutability>,
 ) -> Vec<Finding> {
     let mut f = Facts::of(svc, td, &cfg.container);
-    f.tag_mutability = mutability.map(str::to_string);
+    f.tag_mutability = mutability.cloned();
     check(&f, &format!("{}/{}", env.registry_host(), env.repository()))
 }
 
@@ -140,7 +208,7 @@ pub async fn live(
     sdk: &aws_config::SdkConfig,
     env: &Environment,
     cfg: &ServiceConfig,
-    mutability: Option<&str>,
+    mutability: Option<&Mutability>,
 ) -> anyhow::Result<Vec<Finding>> {
     let client = crate::aws::sts::ecs_client(sdk);
     let svc = crate::aws::ecs::describe_service(&client, &cfg.cluster, &cfg.service).await?;
@@ -250,7 +318,22 @@ pub fn check(f: &Facts, repository: &str) -> Vec<Finding> {
             "add a logConfiguration (e.g. awslogs) to the container".into(),
         );
     }
-    if f.tag_mutability.as_deref() == Some("MUTABLE") {
+    let frozen = f.tag_mutability.as_ref().map(Mutability::frozen);
+    if let Some(frozen) = frozen.filter(|t| !t.is_empty()) {
+        add(
+            Severity::Error,
+            "imageTagMutability",
+            format!(
+                "{repository} does not let ferry re-write its own tags ({}): its claim could not be renewed while it deploys (a rollout longer than the 90 s lease would lose its guard against overlapping runs), and records could not be indexed",
+                frozen.join(", ")
+            ),
+            format!("set imageTagMutability to IMMUTABLE_WITH_EXCLUSION, excluding {MOVING_TAGS}"),
+        );
+    }
+    if f.tag_mutability
+        .as_ref()
+        .is_some_and(|m| m.final_env && m.setting == "MUTABLE")
+    {
         add(
             Severity::Warning,
             "imageTagMutability",
@@ -277,8 +360,30 @@ mod tests {
             start_period_seconds: Some(30),
             image: Some("1.dkr.ecr.eu-west-1.amazonaws.com/app@sha256:aa".into()),
             logs: true,
-            tag_mutability: Some("IMMUTABLE_WITH_EXCLUSION".into()),
+            tag_mutability: Some(Mutability {
+                setting: "IMMUTABLE_WITH_EXCLUSION".into(),
+                exclusions: vec!["ferry-*".into(), "sha256-*".into()],
+                final_env: true,
+            }),
             ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn ecr_wildcards() {
+        let cases = [
+            ("ferry-claim_*", "ferry-claim_staging_v1_1_00", true),
+            ("ferry-*", "ferry-claim_x", true),
+            ("*", "sha256-aa", true),
+            ("sha256-*", "ferry-claim_x", false),
+            ("*claim*", "ferry-claim_x", true),
+            ("ferry-claim_", "ferry-claim_x", false),
+            ("a*b*c", "abbc", true),
+            ("a*b*c", "acb", false),
+            ("ab*ba", "aba", false),
+        ];
+        for (pattern, text, want) in cases {
+            assert_eq!(wildcard(pattern, text), want, "{pattern} ~ {text}");
         }
     }
 
@@ -393,8 +498,26 @@ mod tests {
             ),
             (
                 "mutable tags",
-                |f| f.tag_mutability = Some("MUTABLE".into()),
+                |f| f.tag_mutability.as_mut().unwrap().setting = "MUTABLE".into(),
                 vec![(Warning, "imageTagMutability")],
+            ),
+            (
+                "mutable tags, not a final environment",
+                |f| {
+                    let m = f.tag_mutability.as_mut().unwrap();
+                    (m.setting, m.final_env) = ("MUTABLE".into(), false);
+                },
+                vec![],
+            ),
+            (
+                "every tag immutable",
+                |f| f.tag_mutability.as_mut().unwrap().setting = "IMMUTABLE".into(),
+                vec![(Error, "imageTagMutability")],
+            ),
+            (
+                "the claims not excluded",
+                |f| f.tag_mutability.as_mut().unwrap().exclusions = vec!["sha256-*".into()],
+                vec![(Error, "imageTagMutability")],
             ),
         ];
         for (name, change, want) in cases {

@@ -60,7 +60,7 @@ pub async fn preview(
             timeout = t;
         }
         let strategy = strategy.0;
-        let preflight = super::preflight::for_service(env, cfg, &svc, &td, mutability.as_deref());
+        let preflight = super::preflight::for_service(env, cfg, &svc, &td, mutability.as_ref());
         out.push(ServicePreview {
             cluster: cfg.cluster.clone(),
             service: cfg.service.clone(),

@@ -171,3 +171,91 @@ async fn a_service_no_rollout_can_move_is_named_and_refused_before_anything_chan
     let o = run(&["deploy", "--tag", "v1.0.0-rc.1"]);
     assert_exit(&o, 0);
 }
+
+/// A repository whose every tag is immutable cannot hold ferry's claim (renewed by re-writing
+/// its tag) nor its records' index: `plan` and `deploy` refuse before anything changes, naming
+/// the setting and the exclusion that fixes it (moto's ECR holds the setting). With
+/// `IMMUTABLE_WITH_EXCLUSION` excluding ferry's tags, the release deploys.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_of_immutable_tags_is_refused_until_ferrys_tags_are_excluded() {
+    use aws_sdk_ecr::types::{
+        ImageTagMutability, ImageTagMutabilityExclusionFilter as Filter,
+        ImageTagMutabilityExclusionFilterType as FilterType,
+    };
+    let mut spec = EnvSpec::new();
+    let sim = EcsSim::start();
+    let cluster = format!("{}-staging", spec.cluster);
+    spec.staging_smoke = Some(sim.health_url(&cluster, &spec.service));
+    let dir = spec.write();
+    create_repository(&spec.staging_account, &spec.repo).await;
+    let registry = Registry::for_account(&spec.staging_account);
+    let base = registry.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", "91"]);
+    let image = |d: &str| format!("{}/{}@{d}", registry.ecr_host(), spec.repo);
+    sim.image(&image(&base), "0.9.0-rc.1", "healthy").await;
+    let base_td = sim
+        .service(&cluster, &spec.service, &spec.container, &image(&base))
+        .await;
+    let rc = registry.push_image(&spec.repo, "v1.0.0-rc.1", &["--seed", "101"]);
+    sim.image(&image(&rc), "1.0.0-rc.1", "healthy").await;
+    let ecr = aws_sdk_ecr::Client::new(&setup_config(&spec.staging_account).await);
+    ecr.put_image_tag_mutability()
+        .repository_name(&spec.repo)
+        .image_tag_mutability(ImageTagMutability::Immutable)
+        .send()
+        .await
+        .unwrap();
+    let env = vec![
+        ("AWS_ENDPOINT_URL_ECS", sim.endpoint.clone()),
+        ("FERRY_REGISTRY_ENDPOINTS", registry.endpoint_entry()),
+    ];
+    let envs = dir.path().to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut a = args.to_vec();
+        a.extend(["--environments", envs]);
+        ferry(&a, &env)
+    };
+    for cmd in ["plan", "deploy"] {
+        let o = run(&[cmd, "--tag", "v1.0.0-rc.1"]);
+        assert_exit(&o, 3);
+        let err = stderr(&o);
+        assert!(
+            err.contains("no rollout can succeed; nothing was changed")
+                && err.contains(&format!(
+                    "error imageTagMutability: {}/{} does not let ferry re-write its own tags (ferry-claim_*, sha256-*)",
+                    registry.ecr_host(),
+                    spec.repo
+                ))
+                && err.contains("IMMUTABLE_WITH_EXCLUSION, excluding ferry-claim_*"),
+            "{cmd}: {err}"
+        );
+    }
+    assert_eq!(
+        sim.describe(&cluster, &spec.service)
+            .await
+            .task_definition(),
+        Some(base_td.as_str()),
+        "nothing was registered or deployed"
+    );
+    assert_eq!(registry.claim_tags(&spec.repo).await, Vec::<String>::new());
+
+    // Ferry's tags excluded (the README's advice): the release deploys.
+    let filter = |f: &str| {
+        Filter::builder()
+            .filter_type(FilterType::Wildcard)
+            .filter(f)
+            .build()
+            .unwrap()
+    };
+    ecr.put_image_tag_mutability()
+        .repository_name(&spec.repo)
+        .image_tag_mutability(ImageTagMutability::ImmutableWithExclusion)
+        .image_tag_mutability_exclusion_filters(filter("ferry-claim_*"))
+        .image_tag_mutability_exclusion_filters(filter("ferry-unclaim_*"))
+        .image_tag_mutability_exclusion_filters(filter("sha256-*"))
+        .send()
+        .await
+        .unwrap();
+    let o = run(&["deploy", "--tag", "v1.0.0-rc.1"]);
+    assert_exit(&o, 0);
+    assert!(!stderr(&o).contains("imageTagMutability"), "{}", stderr(&o));
+}
