@@ -120,9 +120,9 @@ pub enum Command {
         SRC_/DST_REGISTRY_USER and _PASSWORD, REGISTRY_USER/REGISTRY_PASSWORD, or the docker config file."
     )]
     Copy {
-        /// Source: host[:port]/repository:tag or …@sha256:…
+        /// Source: HOST/REPOSITORY:TAG or HOST/REPOSITORY@sha256:… (HOST may carry a :PORT)
         source: String,
-        /// Destination: host[:port]/repository:tag
+        /// Destination: HOST/REPOSITORY:TAG (HOST may carry a :PORT)
         destination: String,
         /// Plain http for both sides, for registries on loopback only.
         #[arg(long)]

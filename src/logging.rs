@@ -39,7 +39,7 @@ pub fn env_filter() -> EnvFilter {
 /// The filter directives for a `FERRY_LOG` value: as given, plus `aws_=error` unless it sets
 /// every target to `debug` or `trace` or names an `aws…` target itself. The SDK's own warnings (a
 /// credentials provider that failed, with the failed response's debug dump) say what ferry
-/// says in one line ([`crate::aws::reach`]); whoever debugs the SDK asks for `debug`.
+/// says in one line (`crate::aws::reach`); whoever debugs the SDK asks for `debug`.
 pub fn filter_spec(ferry_log: Option<&str>) -> String {
     let given = ferry_log.map(str::trim).filter(|s| !s.is_empty());
     let spec = given.unwrap_or("info");
