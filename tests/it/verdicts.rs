@@ -311,7 +311,9 @@ async fn a_throttled_service_deployments_api_is_retried_not_dropped() {
         lab.sim
             .control(
                 "/_sim/throttle",
-                json!({"operation": op, "per_second": 0.5, "burst": 1}),
+                // One call, then one per 10 s: a rollout of seconds meets the throttle
+                // whatever its poll timing.
+                json!({"operation": op, "per_second": 0.1, "burst": 1}),
             )
             .await;
     }
