@@ -25,7 +25,8 @@ pub struct Poll {
 static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
 
 impl Poll {
-    /// The default pace for following ECS: 250 ms, then up to every 750 ms (900 ms at most
+    /// The default pace for waiting (a busy service, a smoke endpoint, CodeDeploy): 250 ms, then
+    /// up to every 750 ms (900 ms at most
     /// with the jitter), so an end is noticed within a second. A throttled follower slows
     /// itself down ([`Poll::back_off`]).
     pub fn new() -> Self {
@@ -41,14 +42,15 @@ impl Poll {
         }
     }
 
-    /// The default pace on the process's grid, without jitter: each look comes at the next
-    /// multiple of its delay (counted from the first aligned poll of the process) that is at
-    /// least a quarter of the delay away. Polls of one delay meet (their reads are batched),
-    /// and an end is still noticed within 1.25 × 750 ms plus one read.
+    /// Following ECS rollouts: 250 ms, then up to every 600 ms, on the process's grid and
+    /// without jitter: each look comes at the next multiple of its delay (counted from the
+    /// first aligned poll of the process) that is at least a quarter of the delay away. Polls
+    /// of one delay meet (their reads are batched, so the services of a release cost one read
+    /// per look), and an end is noticed within 1.25 × 600 ms plus one read.
     pub fn aligned() -> Self {
         Poll {
             aligned: true,
-            ..Self::new()
+            ..Self::with(Duration::from_millis(250), Duration::from_millis(600))
         }
     }
 
