@@ -1,5 +1,5 @@
 //! A blob body that is hashed and counted while it streams from the source to the
-//! destination, with its last chunk held back until the whole blob is proven.
+//! destination, with its last byte held back until the whole blob is proven.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +18,11 @@ pub(super) enum State {
     Done,
 }
 
-/// A blob body that hashes and counts what passes, and holds the last chunk back until the
+/// A blob body that hashes and counts what passes, and holds the last byte back until the
 /// whole blob is proven: a short, long or corrupt source ends the upload with an error before
-/// the destination has every byte, so it cannot commit.
+/// the destination has every byte, so it cannot commit. Every other byte passes on at once,
+/// and the held one is a copy: a held chunk would keep the source connection's read buffer
+/// (up to 400 KiB) alive, so that it allocates another one for the next chunk.
 pub(super) struct Verify {
     pub(super) inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     pub(super) hasher: Option<Hasher>,
@@ -61,7 +63,7 @@ impl Stream for Verify {
             }
             match self.inner.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
+                Poll::Ready(Some(Ok(mut chunk))) => {
                     self.seen += chunk.len() as u64;
                     if self.seen > self.size {
                         let size = self.size;
@@ -74,8 +76,14 @@ impl Stream for Verify {
                     }
                     self.counter
                         .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if let Some(prev) = self.held.replace(chunk) {
-                        return Poll::Ready(Some(Ok(prev)));
+                    if self.seen == self.size {
+                        if let Some(&last) = chunk.last() {
+                            self.held = Some(Bytes::copy_from_slice(&[last]));
+                            chunk.truncate(chunk.len() - 1);
+                        }
+                    }
+                    if !chunk.is_empty() {
+                        return Poll::Ready(Some(Ok(chunk)));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
