@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::common::*;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_service_no_rollout_can_move_is_named_and_refused_before_anything_changes() {
+/// A staging service running v0.9.0-rc.1 (seeded with `seed`), and v1.0.0-rc.1 pushed:
+/// (spec, simulator, cluster, environments dir, registry, the service's task definition).
+async fn staging(seed: u32) -> (EnvSpec, EcsSim, String, tempfile::TempDir, Registry, String) {
     let mut spec = EnvSpec::new();
     let sim = EcsSim::start();
     let cluster = format!("{}-staging", spec.cluster);
@@ -19,14 +20,21 @@ async fn a_service_no_rollout_can_move_is_named_and_refused_before_anything_chan
     let dir = spec.write();
     create_repository(&spec.staging_account, &spec.repo).await;
     let registry = Registry::for_account(&spec.staging_account);
-    let base = registry.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", "90"]);
+    let base = registry.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", &seed.to_string()]);
     let image = |d: &str| format!("{}/{}@{d}", registry.ecr_host(), spec.repo);
     sim.image(&image(&base), "0.9.0-rc.1", "healthy").await;
     let base_td = sim
         .service(&cluster, &spec.service, &spec.container, &image(&base))
         .await;
-    let rc = registry.push_image(&spec.repo, "v1.0.0-rc.1", &["--seed", "100"]);
+    let rc_seed = (seed + 10).to_string();
+    let rc = registry.push_image(&spec.repo, "v1.0.0-rc.1", &["--seed", &rc_seed]);
     sim.image(&image(&rc), "1.0.0-rc.1", "healthy").await;
+    (spec, sim, cluster, dir, registry, base_td)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_no_rollout_can_move_is_named_and_refused_before_anything_changes() {
+    let (spec, sim, cluster, dir, registry, base_td) = staging(90).await;
     let ecs = sim.client();
     let stuck = DeploymentConfiguration::builder()
         .minimum_healthy_percent(100)
@@ -182,21 +190,7 @@ async fn a_repository_of_immutable_tags_is_refused_until_ferrys_tags_are_exclude
         ImageTagMutability, ImageTagMutabilityExclusionFilter as Filter,
         ImageTagMutabilityExclusionFilterType as FilterType,
     };
-    let mut spec = EnvSpec::new();
-    let sim = EcsSim::start();
-    let cluster = format!("{}-staging", spec.cluster);
-    spec.staging_smoke = Some(sim.health_url(&cluster, &spec.service));
-    let dir = spec.write();
-    create_repository(&spec.staging_account, &spec.repo).await;
-    let registry = Registry::for_account(&spec.staging_account);
-    let base = registry.push_image(&spec.repo, "v0.9.0-rc.1", &["--seed", "91"]);
-    let image = |d: &str| format!("{}/{}@{d}", registry.ecr_host(), spec.repo);
-    sim.image(&image(&base), "0.9.0-rc.1", "healthy").await;
-    let base_td = sim
-        .service(&cluster, &spec.service, &spec.container, &image(&base))
-        .await;
-    let rc = registry.push_image(&spec.repo, "v1.0.0-rc.1", &["--seed", "101"]);
-    sim.image(&image(&rc), "1.0.0-rc.1", "healthy").await;
+    let (spec, sim, cluster, dir, registry, base_td) = staging(91).await;
     let ecr = aws_sdk_ecr::Client::new(&setup_config(&spec.staging_account).await);
     ecr.put_image_tag_mutability()
         .repository_name(&spec.repo)

@@ -24,6 +24,20 @@ pub(crate) struct World {
 }
 
 impl World {
+    /// Neither region's repository holds a claim.
+    pub(crate) async fn assert_no_claims(&self) {
+        assert_eq!(
+            self.east.claim_tags(&self.repo).await,
+            Vec::<String>::new(),
+            "us-east-1's claim is gone"
+        );
+        assert_eq!(
+            self.west.claim_tags(&self.repo).await,
+            Vec::<String>::new(),
+            "eu-west-1's claim is gone"
+        );
+    }
+
     pub(crate) async fn new() -> World {
         let (staging_account, prod_account) = (random_account(), random_account());
         let w = World {
@@ -411,16 +425,7 @@ async fn sigint_in_wave_two_releases_every_claim_and_a_rerun_finishes() {
             && err.contains("released its claim"),
         "{err}"
     );
-    assert_eq!(
-        w.west.claim_tags(&w.repo).await,
-        Vec::<String>::new(),
-        "eu-west-1's claim is gone"
-    );
-    assert_eq!(
-        w.east.claim_tags(&w.repo).await,
-        Vec::<String>::new(),
-        "us-east-1's claim is gone"
-    );
+    w.assert_no_claims().await;
     // A re-run, with --wait-for-idle for the rollout ECS is still finishing: done everywhere.
     let o = ferry(
         &[

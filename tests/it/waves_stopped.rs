@@ -80,16 +80,7 @@ async fn sigterm_while_one_wave_rolls_out_in_two_regions_releases_both_claims() 
             && err.contains("a re-run is safe"),
         "{err}"
     );
-    assert_eq!(
-        w.east.claim_tags(&w.repo).await,
-        Vec::<String>::new(),
-        "us-east-1's claim is gone"
-    );
-    assert_eq!(
-        w.west.claim_tags(&w.repo).await,
-        Vec::<String>::new(),
-        "eu-west-1's claim is gone"
-    );
+    w.assert_no_claims().await;
     // A re-run with --wait-for-idle waits for both rollouts ECS is finishing: done everywhere.
     let o = ferry(
         &deploy_args(&w, &["--wait-for-idle", "--output", "json"]),
