@@ -59,9 +59,7 @@ where
         let claiming = async {
             let store = Store::open(env).await?;
             // A live claim made before this run claims was there first: refused at once.
-            let claims = others(&store).await?;
-            let reader = Reader::now()?;
-            take_over(&store, &claims, &reader, times.ttl).await;
+            let (claims, reader) = look(&store, times.ttl).await?;
             if let Err(r) = crate::gate::overlap(&env.name, &claims, None, &reader) {
                 return Ok((store, Err(crate::gate::refused(r))));
             }
@@ -159,9 +157,7 @@ async fn decide(
 ) -> Result<()> {
     let mine = lease.claim().await.tag.tag;
     let looked = tokio::time::Instant::now();
-    let claims = others(store).await?;
-    let reader = Reader::now()?;
-    take_over(store, &claims, &reader, ttl).await;
+    let (claims, reader) = look(store, ttl).await?;
     let first =
         crate::gate::first_look(env, &claims, &mine, &reader).map_err(crate::gate::refused)?;
     if first == FirstLook::Alone {
@@ -190,9 +186,7 @@ async fn decide(
         _ = tokio::time::sleep_until(pushed + settle) => {}
         _ = failed.notified() => {}
     }
-    let claims = others(store).await?;
-    let reader = Reader::now()?;
-    take_over(store, &claims, &reader, ttl).await;
+    let (claims, reader) = look(store, ttl).await?;
     crate::gate::settled(env, &claims, &mine, &reader).map_err(crate::gate::refused)?;
     // Held, a later run's first look refuses at once instead of waiting out the window.
     if let Err(e) = lease.mark_held().await {
@@ -201,9 +195,14 @@ async fn decide(
     Ok(())
 }
 
-async fn others(store: &Store) -> Result<Vec<ClaimInfo>> {
+/// The environment's claims as this run reads them now, the dead ones removed on the way
+/// ([`take_over`]; `ttl` is the lease's).
+async fn look(store: &Store, ttl: Duration) -> Result<(Vec<ClaimInfo>, Reader)> {
     let cat = store.catalog().await?;
-    store.claims(&cat).await
+    let claims = store.claims(&cat).await?;
+    let reader = Reader::now()?;
+    take_over(store, &claims, &reader, ttl).await;
+    Ok((claims, reader))
 }
 
 /// Removes the claims that no longer count (best effort): those of earlier attempts of this
